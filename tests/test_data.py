@@ -1,0 +1,405 @@
+"""Tests of leafbn.data: the re-alignment, the embedded copy, the loaders, the split, bad files."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import shutil
+import time
+import urllib.error
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leafbn import data as ld
+from leafbn.data import DataError, LeafData
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO / "leafbn" / "datasets"
+EMBEDDED_SHA256 = "e10721ccbfebcfc05f28fbcabc310e2e0d8d8c9b144917df4d68df33e68de2bf"
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def embedded() -> LeafData:
+    return ld.load_embedded()
+
+
+@pytest.fixture(scope="module")
+def kaggle_frames(leaf_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_csv(leaf_dir / "kaggle" / "train.csv"), pd.read_csv(leaf_dir / "kaggle" / "test.csv")
+
+
+def _nearest_rows(X: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the nearest row of X (Euclidean) and their largest absolute difference.
+
+    Also asserts the match is unambiguous: every other row is more than 1e-3 away.
+    """
+    X = X.astype(np.float64)
+    d2 = (queries**2).sum(1)[:, None] + (X**2).sum(1)[None, :] - 2.0 * queries @ X.T
+    best = np.argsort(d2, axis=1)[:, :2]
+    second = np.sqrt(np.maximum(np.take_along_axis(d2, best[:, 1:], axis=1), 0.0))
+    assert (second > 1e-3).all(), "a Kaggle row is close to two UCI leaves"
+    rows = best[:, 0]
+    return rows, np.abs(X[rows] - queries).max(axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The committed files are what the scripts produce
+# ---------------------------------------------------------------------------------------------
+def test_embedded_copy_equals_build_output(leaf_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "leaf_uci.csv.gz"
+    _script("build_embedded_data").main(["--uci-dir", str(leaf_dir / "uci"), "--out", str(out)])
+    shipped = gzip.decompress((DATASETS / "leaf_uci.csv.gz").read_bytes())
+    assert gzip.decompress(out.read_bytes()) == shipped
+    assert (DATASETS / "leaf_uci.csv.gz").stat().st_size < 1_000_000
+
+
+def test_alignment_table_equals_derivation(leaf_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "uci_alignment.csv"
+    _script("derive_uci_alignment").main(["--leaf-dir", str(leaf_dir), "--out", str(out)])
+    assert out.read_bytes() == (DATASETS / "uci_alignment.csv").read_bytes()
+
+
+def test_alignment_table_structure() -> None:
+    table = ld.read_alignment()
+    assert len(table["species"]) == 1584 and len(set(table["species"])) == 99
+    assert "Acer Campestre" not in set(table["species"])
+    assert np.array_equal(table["tex_row"], table["mar_row"] - 1)
+    assert np.array_equal(table["mar_row"] % 16, table["sha_row"] % 16)
+    assert 34 not in set(table["sha_row"] // 16)  # the unmatched shape block (Acer Campestre's)
+
+
+# ---------------------------------------------------------------------------------------------
+# The alignment is proven against Kaggle (ground truth: one Kaggle row = one leaf)
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def kaggle_match(embedded: LeafData, kaggle_frames) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest embedded row (and its distance) of each Kaggle train row, then each test row."""
+    train, test = kaggle_frames
+    both = pd.concat([train, test])[list(ld.FEATURE_NAMES)].to_numpy(np.float64)
+    return _nearest_rows(embedded.X, both)
+
+
+def test_every_kaggle_train_row_is_the_same_leaf(embedded, kaggle_frames, kaggle_match) -> None:
+    train, _ = kaggle_frames
+    rows, gaps = (a[: len(train)] for a in kaggle_match)
+    assert gaps.max() <= 1e-4, f"{(gaps > 1e-4).sum()} Kaggle train rows not in the embedded set"
+    species = np.array(embedded.classes)[embedded.y[rows]]
+    assert list(species) == list(train.species)
+
+
+def test_every_kaggle_test_row_appears_and_all_rows_are_covered(kaggle_frames, kaggle_match) -> None:
+    train, test = kaggle_frames
+    rows, gaps = kaggle_match
+    assert len(rows) == len(train) + len(test) == 1584
+    assert gaps[len(train):].max() <= 1e-4  # every test row is an embedded leaf
+    assert sorted(rows) == list(range(1584))  # a bijection: 990 + 594 Kaggle leaves = 1584
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders
+# ---------------------------------------------------------------------------------------------
+def test_embedded(embedded: LeafData) -> None:
+    assert embedded.X.shape == (1584, 192) and embedded.X.dtype == np.float32
+    assert embedded.y.dtype == np.int64
+    assert np.bincount(embedded.y).tolist() == [16] * 99
+    assert embedded.classes[0] == "Acer_Capillipes" and "Acer_Opalus" in embedded.classes
+    assert embedded.source == "embedded"
+    assert embedded.record() == {
+        "source": "embedded", "rows": 1584, "classes": 99, "features": 192, "sha256": EMBEDDED_SHA256
+    }
+    assert "CC BY 4.0" in ld.CITATION and "241" in ld.CITATION
+
+
+def test_kaggle_train(leaf_dir: Path, embedded: LeafData) -> None:
+    path = leaf_dir / "kaggle" / "train.csv"
+    data = ld.load_kaggle(path)
+    assert data.X.shape == (990, 192) and data.X.dtype == np.float32
+    assert np.bincount(data.y).tolist() == [10] * 99
+    assert data.classes == embedded.classes
+    assert data.source == f"kaggle:{path.resolve()}"
+    assert ld.load(leaf_dir / "kaggle").record() == data.record()
+
+
+def test_uci_folder_equals_embedded(leaf_dir: Path, embedded: LeafData) -> None:
+    data = ld.load(str(leaf_dir / "uci"))
+    assert data.source == f"uci:{(leaf_dir / 'uci').resolve()}"
+    assert np.array_equal(data.X, embedded.X) and np.array_equal(data.y, embedded.y)
+    assert data.classes == embedded.classes
+    assert data.record()["sha256"] == EMBEDDED_SHA256
+
+
+def test_load_honours_env(leaf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEAFBN_DATA", raising=False)
+    assert ld.load().source == "embedded"
+    monkeypatch.setenv("LEAFBN_DATA", str(leaf_dir / "kaggle" / "train.csv"))
+    assert ld.load().source.startswith("kaggle:")
+    assert ld.load("embedded").source == "embedded"  # an explicit spec wins
+
+
+def test_record_hash_changes_with_data(embedded: LeafData) -> None:
+    assert ld.load_embedded().record()["sha256"] == embedded.record()["sha256"]
+    X = embedded.X.copy()
+    X[0, 0] += 1e-3
+    changed = LeafData(X=X, y=embedded.y.copy(), classes=embedded.classes, source="x")
+    assert changed.record()["sha256"] != embedded.record()["sha256"]
+    y = embedded.y.copy()
+    y[[0, -1]] = y[[-1, 0]]
+    relabelled = LeafData(X=embedded.X.copy(), y=y, classes=embedded.classes, source="x")
+    assert relabelled.record()["sha256"] != embedded.record()["sha256"]
+
+
+def test_leafdata_is_read_only(embedded: LeafData) -> None:
+    with pytest.raises(ValueError):
+        embedded.X[0, 0] = 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# split
+# ---------------------------------------------------------------------------------------------
+def test_split_stratified_disjoint_deterministic(embedded: LeafData) -> None:
+    s = ld.split(embedded, val_fraction=0.2, split_seed=0, standardize=False)
+    assert s.x_train.dtype == s.x_val.dtype == np.float32
+    assert s.y_train.dtype == s.y_val.dtype == np.int32
+    assert len(s.y_train) + len(s.y_val) == 1584 and len(s.y_val) == 317
+    counts = np.bincount(embedded.y)
+    val_counts = np.bincount(s.y_val, minlength=99)
+    assert np.all(np.abs(val_counts - 0.2 * counts) <= 1)
+    train_rows = {r.tobytes() for r in s.x_train}
+    assert not train_rows & {r.tobytes() for r in s.x_val}
+    assert len(train_rows) == len(s.x_train)
+    again = ld.split(embedded, val_fraction=0.2, split_seed=0, standardize=False)
+    assert np.array_equal(again.x_val, s.x_val) and np.array_equal(again.y_train, s.y_train)
+    other = ld.split(embedded, val_fraction=0.2, split_seed=1, standardize=False)
+    assert not np.array_equal(other.y_val, s.y_val)
+
+
+def test_split_standardizes_on_train_only(embedded: LeafData) -> None:
+    raw = ld.split(embedded, split_seed=3, standardize=False)
+    s = ld.split(embedded, split_seed=3)
+    assert s.standardized and not raw.standardized
+    assert np.abs(s.x_train.mean(axis=0)).max() < 1e-4
+    assert np.abs(s.x_val.mean(axis=0)).max() > 0.05  # not forced to 0
+    mean = raw.x_train.astype(np.float64).mean(axis=0)
+    std = raw.x_train.astype(np.float64).std(axis=0)
+    expected = (raw.x_val - mean) / np.where(std == 0, 1.0, std)
+    assert np.allclose(s.x_val, expected, atol=1e-4)
+
+
+def test_split_rejects_small_class_and_bad_fraction(embedded: LeafData) -> None:
+    keep = np.ones(len(embedded.y), bool)
+    keep[np.flatnonzero(embedded.y == 5)[1:]] = False
+    small = LeafData(X=embedded.X[keep].copy(), y=embedded.y[keep].copy(),
+                     classes=embedded.classes, source="tiny.csv")
+    with pytest.raises(DataError) as err:
+        ld.split(small)
+    message = str(err.value)
+    assert "tiny.csv" in message and embedded.classes[5] in message
+    assert "1 sample" in message and "at least 2" in message and "\n" not in message
+    with pytest.raises(DataError, match="each part needs one row per class"):
+        ld.split(embedded, val_fraction=0.01)
+    with pytest.raises(ValueError, match="val_fraction"):
+        ld.split(embedded, val_fraction=1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad files: one-line DataError naming the file and the problem
+# ---------------------------------------------------------------------------------------------
+def _synthetic_kaggle(path: Path, classes: int = 3, per_class: int = 4) -> Path:
+    """A small Kaggle-format CSV with random (synthetic) values."""
+    rng = np.random.default_rng(0)
+    lines = [",".join(ld.KAGGLE_HEADER)]
+    for i in range(classes * per_class):
+        values = ",".join(f"{v:.6f}" for v in rng.random(192))
+        lines.append(f"{i + 1},Species_{i % classes},{values}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _edit_line(path: Path, number: int, edit) -> None:
+    lines = path.read_text().splitlines()
+    fields = lines[number - 1].split(",")
+    lines[number - 1] = ",".join(edit(fields))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _raises(path: Path, *fragments: str, loader=ld.load) -> str:
+    with pytest.raises(DataError) as err:
+        loader(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert str(path) in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_synthetic_kaggle_file_loads(tmp_path: Path) -> None:
+    data = ld.load(_synthetic_kaggle(tmp_path / "ok.csv"))
+    assert data.X.shape == (12, 192) and data.classes == ("Species_0", "Species_1", "Species_2")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    _raises(tmp_path / "nope.csv", "no such file", loader=ld.load_kaggle)
+    _raises(tmp_path / "nope.csv", "no such file or folder")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    _raises(tmp_path / "empty.csv", "file is empty")
+    (tmp_path / "header_only.csv").write_text(",".join(ld.KAGGLE_HEADER) + "\n")
+    _raises(tmp_path / "header_only.csv", "no data rows")
+
+
+def test_missing_and_extra_columns(tmp_path: Path) -> None:
+    path = _synthetic_kaggle(tmp_path / "missing.csv")
+    for number in range(1, 14):
+        _edit_line(path, number, lambda f: f[:-1])
+    _raises(path, "193 columns, expected 194", "missing 'texture64'")
+    path = _synthetic_kaggle(tmp_path / "extra.csv")
+    for number in range(1, 14):
+        _edit_line(path, number, lambda f: [*f, "foo" if number == 1 else "0.5"])
+    _raises(path, "extra 'foo'")
+
+
+def test_wrong_field_count_names_the_line(tmp_path: Path) -> None:
+    path = _synthetic_kaggle(tmp_path / "short.csv")
+    _edit_line(path, 5, lambda f: f[:-1])
+    _raises(path, "line 5 has 193 fields, expected 194")
+    path = _synthetic_kaggle(tmp_path / "long.csv")
+    _edit_line(path, 7, lambda f: [*f, "1"])
+    _raises(path, "line 7 has 195 fields, expected 194")
+
+
+def test_non_numeric_cell_names_line_and_column(tmp_path: Path) -> None:
+    path = _synthetic_kaggle(tmp_path / "text.csv")
+    _edit_line(path, 3, lambda f: [*f[:4], "abc", *f[5:]])
+    _raises(path, "line 3, column 5 (margin3) is not a number: 'abc'")
+    path = _synthetic_kaggle(tmp_path / "blank.csv")
+    _edit_line(path, 4, lambda f: [*f[:-1], ""])
+    _raises(path, "line 4, column 194 (texture64) is not a number")
+
+
+@pytest.mark.parametrize("token", ["nan", "inf", "-Infinity", "NaN"])
+def test_non_finite_cell(tmp_path: Path, token: str) -> None:
+    path = _synthetic_kaggle(tmp_path / "nonfinite.csv")
+    _edit_line(path, 6, lambda f: [*f[:70], token, *f[71:]])
+    _raises(path, "line 6, column 71 (shape5) is not finite")
+
+
+def test_unknown_format_and_folders(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello,world\n1,2\n")
+    _raises(tmp_path / "notes.txt", "unknown format")
+    _raises(tmp_path, "unknown format", "neither train.csv")
+    test_like = tmp_path / "test_like.csv"
+    test_like.write_text("id," + ",".join(ld.FEATURE_NAMES) + "\n1," + ",".join(["0"] * 192) + "\n")
+    _raises(test_like, "no 'species' column")
+    binary = tmp_path / "blob.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
+    _raises(binary, "cannot read")
+    with pytest.raises(DataError, match="no such file or folder"):
+        ld.load("definitely-not-a-spec")
+
+
+def _copy_uci(leaf_dir: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for name in ld.UCI_FILES.values():
+        shutil.copy(leaf_dir / "uci" / name, dest / name)
+    return dest
+
+
+def test_bad_uci_folder(leaf_dir: Path, tmp_path: Path) -> None:
+    folder = _copy_uci(leaf_dir, tmp_path / "uci")
+    tex = folder / "data_Tex_64.txt"
+    _edit_line(tex, 100, lambda f: f[:-2])
+    _raises(tex, "line 100 has 63 fields, expected 65", loader=lambda p: ld.load(p.parent))
+    lines = (leaf_dir / "uci" / "data_Tex_64.txt").read_text().splitlines()
+    tex.write_text("\n".join(lines[:-1]) + "\n")  # one row short
+    _raises(tex, "1598 rows, expected 1599", loader=lambda p: ld.load(p.parent))
+    shutil.copy(leaf_dir / "uci" / "data_Tex_64.txt", tex)
+    mar = folder / "data_Mar_64.txt"
+    _edit_line(mar, 20, lambda f: [f[0], "x", *f[2:]])
+    _raises(mar, "line 20, column 2 (margin1) is not a number", loader=lambda p: ld.load(p.parent))
+    mar.unlink()
+    _raises(mar, "no such file", loader=lambda p: ld.load(p.parent))
+
+
+def test_uci_folder_with_wrong_species_order(leaf_dir: Path, tmp_path: Path) -> None:
+    folder = _copy_uci(leaf_dir, tmp_path / "uci")
+    mar = folder / "data_Mar_64.txt"
+    lines = mar.read_text().splitlines()
+    mar.write_text("\n".join(lines[16:32] + lines[:16] + lines[32:]) + "\n")  # swap two blocks
+    with pytest.raises(DataError, match="row 16 of the margin file is 'Acer Campestre'"):
+        ld.load_uci(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenML
+# ---------------------------------------------------------------------------------------------
+def test_openml_offline_is_a_one_line_data_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(**kwargs):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(ld, "fetch_openml", offline)
+    start = time.monotonic()
+    with pytest.raises(DataError) as err:
+        ld.load("openml")
+    assert time.monotonic() - start < 5
+    message = str(err.value)
+    assert message.startswith("openml: data id 1491 (margin): cannot download")
+    assert "(offline?); use --data embedded or a local copy" in message and "\n" not in message
+
+
+def _fake_openml(leaf_dir: Path, tamper=None):
+    frames = {}
+    for group, data_id in ld.OPENML_IDS.items():
+        _, values = ld.parse_uci_file(leaf_dir / "uci" / ld.UCI_FILES[group], group)
+        frames[data_id] = pd.DataFrame(values, columns=[f"V{i}" for i in range(1, 65)])
+        if tamper is not None:
+            frames[data_id] = tamper(group, frames[data_id])
+
+    def fetch(*, data_id, **kwargs):
+        return SimpleNamespace(data=frames[data_id])
+
+    return fetch
+
+
+def test_openml_realigned_with_the_table(leaf_dir, embedded, monkeypatch) -> None:
+    monkeypatch.setattr(ld, "fetch_openml", _fake_openml(leaf_dir))
+    data = ld.load_openml()
+    assert data.source == "openml" and data.classes == embedded.classes
+    assert np.array_equal(data.X, embedded.X) and np.array_equal(data.y, embedded.y)
+
+
+def test_openml_unexpected_frames(leaf_dir, monkeypatch) -> None:
+    swapped = _fake_openml(leaf_dir, lambda g, f: f.iloc[::-1] if g == "shape" else f)
+    monkeypatch.setattr(ld, "fetch_openml", swapped)
+    with pytest.raises(DataError, match=r"^openml: data id 1492 \(shape\).*does not apply$"):
+        ld.load_openml()
+    short = _fake_openml(leaf_dir, lambda g, f: f.iloc[:-1] if g == "texture" else f)
+    monkeypatch.setattr(ld, "fetch_openml", short)
+    with pytest.raises(DataError, match=r"data id 1493 \(texture\): shape \(1598, 64\)"):
+        ld.load_openml()
+
+
+def test_openml_real_call_fails_fast_or_matches(tmp_path: Path, embedded: LeafData) -> None:
+    start = time.monotonic()
+    try:
+        data = ld.load_openml(cache_dir=str(tmp_path))
+    except DataError as err:  # offline (this project's CI): must fail quickly, on one line
+        assert time.monotonic() - start < 20
+        assert str(err).startswith("openml: ")
+        assert "\n" not in str(err)
+    else:  # online: the download must match the embedded copy
+        assert np.allclose(data.X, embedded.X, atol=1e-4)
