@@ -1,0 +1,153 @@
+"""One frozen :class:`StudyConfig`: every setting of a study, from the command line to the report.
+
+The defaults are the seed experiment's: the blog's network and optimizer, seven learning rates
+0.001·10^i (i = 0…6), BatchNormalization off and on, and 5 seeds per configuration (the blog ran one).
+A study writes its config to ``config.json`` beside its results; nothing else keeps a copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["StudyConfig", "ConfigError", "SEED_LRS", "TRIAL_FIELDS"]
+
+#: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
+SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
+
+#: The per-trial fields a grid varies (the axes), in the order they appear in ``trials.csv``.
+TRIAL_FIELDS: tuple[str, ...] = ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement")
+
+BN_PLACEMENTS = ("before", "after")
+
+
+class ConfigError(ValueError):
+    """A setting is out of bounds; the message names the flag, the value, the bound and the fix."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Every setting of a study. Build it with keyword arguments; it validates itself.
+
+    The axis fields (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``, ``bn_placement``) are
+    tuples: a grid study runs their full product, each with ``seeds`` seeds.
+    """
+
+    # --- where results go -------------------------------------------------------------------
+    name: str = "leafbn-grid"  # the study's folder under `out`
+    out: str = "results"  # a local folder, or a URI Ray Tune's storage_path accepts
+    # --- data -------------------------------------------------------------------------------
+    data: str = "embedded"  # embedded | openml | a Kaggle train.csv | a folder of the UCI files
+    val_fraction: float = 0.2  # stratified held-out validation part
+    split_seed: int = 0  # seed of the train/validation split (fixed across trials)
+    standardize: bool = True  # z-score features, fitted on the training part only
+    # --- the grid's axes (the blog's values as defaults) ------------------------------------
+    lr: tuple[float, ...] = SEED_LRS  # base learning rates
+    bn: tuple[bool, ...] = (False, True)  # BatchNormalization off / on: the scientific axis
+    depth: tuple[int, ...] = (3,)  # hidden layers after the first Dense(n_features)
+    width: tuple[int, ...] = (100,)  # units in those layers
+    bn_momentum: tuple[float, ...] = (0.99,)  # Keras BatchNormalization momentum
+    bn_placement: tuple[str, ...] = ("before",)  # BN before or after the ReLU
+    # --- seeds: a nuisance axis, several per configuration ----------------------------------
+    seeds: int = 5  # trials per configuration
+    seed_base: int = 0  # their seeds are seed_base, seed_base + 1, ...
+    # --- training (the blog's) --------------------------------------------------------------
+    epochs: int = 100
+    batch_size: int = 10
+    momentum: float = 0.9  # SGD momentum, Nesterov
+    decay: float = 1e-6  # legacy Keras decay: lr_t = lr / (1 + decay * iterations)
+    # --- where it runs ----------------------------------------------------------------------
+    address: str | None = None  # None: start Ray locally; "auto", "host:port" or "ray://..."
+    num_cpus: int | None = None  # CPUs of a local Ray instance (None: all of this machine's)
+    max_failures: int = 3  # Ray Tune retries of a trial whose worker died
+
+    def __post_init__(self) -> None:
+        # Normalise sequences to tuples so a config built from lists stays hashable and frozen.
+        for name in TRIAL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        self._validate()
+
+    # ------------------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        def fail(flag: str, value: Any, bound: str) -> None:
+            raise ConfigError(f"--{flag} {value}: {bound}")
+
+        for flag in TRIAL_FIELDS:
+            if len(getattr(self, flag)) == 0:
+                fail(flag.replace("_", "-"), "''", "must name at least one value")
+        for v in self.lr:
+            if not (math.isfinite(v) and v > 0):
+                fail("lr", v, "must be > 0 and finite")
+        for v in self.depth:
+            if v < 0:
+                fail("depth", v, "must be >= 0 (hidden layers after the first)")
+        for v in self.width:
+            if v < 1:
+                fail("width", v, "must be >= 1")
+        for v in self.bn_momentum:
+            if not 0.0 <= v < 1.0:
+                fail("bn-momentum", v, "must be in [0, 1)")
+        for v in self.bn_placement:
+            if v not in BN_PLACEMENTS:
+                fail("bn-placement", v, f"must be one of {', '.join(BN_PLACEMENTS)}")
+        if self.seeds < 1:
+            fail("seeds", self.seeds, "must be >= 1")
+        if self.epochs < 1:
+            fail("epochs", self.epochs, "must be >= 1")
+        if self.batch_size < 1:
+            fail("batch-size", self.batch_size, "must be >= 1")
+        if not 0.0 < self.val_fraction < 1.0:
+            fail("val-fraction", self.val_fraction, "must be in (0, 1)")
+        if not 0.0 <= self.momentum < 1.0:
+            fail("momentum", self.momentum, "must be in [0, 1)")
+        if self.decay < 0:
+            fail("decay", self.decay, "must be >= 0")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            fail("num-cpus", self.num_cpus, "must be >= 1")
+        if self.max_failures < 0:
+            fail("max-failures", self.max_failures, "must be >= 0")
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            fail("name", repr(self.name), "must be a plain folder name")
+
+    # ------------------------------------------------------------------------------------------
+    def trial_configs(self) -> list[dict[str, Any]]:
+        """The grid: one dict per trial (every axis value × every seed), in a stable order.
+
+        Trials without BN take only the first ``bn_momentum`` and ``bn_placement`` value.
+        """
+        axes = [getattr(self, name) for name in TRIAL_FIELDS]
+        seeds = range(self.seed_base, self.seed_base + self.seeds)
+        configs: list[dict[str, Any]] = []
+        for values in itertools.product(*axes):
+            trial = dict(zip(TRIAL_FIELDS, values))
+            # A network without BN has no BN momentum or placement: run it once, not once per value.
+            if not trial["bn"] and (trial["bn_momentum"], trial["bn_placement"]) != (
+                self.bn_momentum[0],
+                self.bn_placement[0],
+            ):
+                continue
+            configs += [dict(trial, seed=seed) for seed in seeds]
+        return configs
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "StudyConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown study setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "StudyConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+

@@ -1,0 +1,82 @@
+"""Ray Tune's results → the study's two tables, ``trials.csv`` and ``curves.csv``.
+
+See ``docs/results.md`` for every column. A trial reports once per epoch; a trial Ray Tune retried
+after a failure starts again from epoch 1, so only its last attempt's rows are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from leafbn.config import TRIAL_FIELDS
+
+__all__ = [
+    "CURVE_COLUMNS", "TRIAL_COLUMNS", "curves_from_history", "last_attempt", "trial_row", "trials_frame",
+]  # fmt: skip
+
+CURVE_COLUMNS = ["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"]
+TRIAL_COLUMNS = [
+    "trial_id", *TRIAL_FIELDS, "batch_size", "epochs", "seed",
+    "final_val_loss", "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss",
+    "diverged", "diverged_epoch", "epochs_run", "time_s", "node_id", "retries", "error",
+]  # fmt: skip
+
+
+def last_attempt(history: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a trial's report history since its last start (its last ``epoch == 1``)."""
+    if history.empty or "epoch" not in history:
+        return history.iloc[0:0]
+    starts = np.flatnonzero(history["epoch"].to_numpy() == 1)
+    return history.iloc[starts[-1] if len(starts) else 0 :]
+
+
+def curves_from_history(trial_id: str, history: pd.DataFrame) -> pd.DataFrame:
+    """``curves.csv`` rows of one trial from its report history (Ray Tune's ``metrics_dataframe``)."""
+    rows = last_attempt(history)
+    out = pd.DataFrame({c: rows[c].to_numpy() if c in rows else [] for c in CURVE_COLUMNS[1:]})
+    out.insert(0, "trial_id", trial_id)
+    return out
+
+
+def trial_row(
+    trial_id: str,
+    config: dict[str, Any],
+    history: pd.DataFrame,
+    retries: int = 0,
+    error: str = "",
+) -> dict[str, Any]:
+    """One ``trials.csv`` row from a trial's config and its report history."""
+    rows = last_attempt(history)
+    row: dict[str, Any] = {"trial_id": trial_id}
+    row.update({k: config.get(k) for k in (*TRIAL_FIELDS, "batch_size", "epochs", "seed")})
+    finite = rows[np.isfinite(rows["val_loss"].to_numpy(dtype=float))] if len(rows) else rows
+    last = rows.iloc[-1] if len(rows) else None
+    diverged = bool(last is not None and last.get("diverged", False))
+    best = finite.loc[finite["val_loss"].idxmin()] if len(finite) else None
+    row.update(
+        final_val_loss=math.nan if last is None or diverged else float(last["val_loss"]),
+        best_val_loss=math.nan if best is None else float(best["val_loss"]),
+        best_epoch=None if best is None else int(best["epoch"]),
+        final_val_accuracy=math.nan if last is None or diverged else float(last["val_accuracy"]),
+        final_train_loss=math.nan if last is None else float(last["train_loss"]),
+        diverged=diverged,
+        diverged_epoch=int(last["epoch"]) if diverged else None,
+        epochs_run=0 if last is None else int(last["epoch"]),
+        time_s=math.nan if last is None else float(last["time_s"]),
+        node_id="" if last is None else str(last.get("node_id", "")),
+        retries=int(retries),
+        error=error,
+    )
+    return row
+
+
+def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """The ``trials.csv`` table from :func:`trial_row` rows, with stable dtypes and order."""
+    frame = pd.DataFrame(list(rows), columns=TRIAL_COLUMNS)
+    for column in ("best_epoch", "diverged_epoch"):
+        frame[column] = frame[column].astype("Int64")
+    return frame.sort_values(["bn", "lr", "depth", "width", "bn_momentum", "seed"], kind="stable")

@@ -1,0 +1,205 @@
+"""The fast trainer: one epoch (every minibatch step and the validation pass) is one XLA program.
+
+Keras ``model.fit`` spends most of a trial of this tiny network on framework overhead (about 14 s for
+100 epochs on one core). Here the Keras model and the Keras SGD optimizer run inside
+``tf.function(jit_compile=True)`` around a ``tf.while_loop`` over the minibatches, with
+``tf.slice`` taking each batch's indices (Python slicing of a tensor there costs 30× more).
+
+Compiling costs more than an epoch, so a compiled program is kept per process and reused by every
+later trial with the same architecture and data shapes: a trial re-draws the model's weights
+(:func:`leafbn.model.reset_weights`), zeroes the optimizer's state and assigns its learning rate
+to a variable the schedule reads. Ray Tune's ``reuse_actors`` keeps the process, so a worker
+compiles each architecture once per study. XLA's persistent cache (``LEAFBN_XLA_CACHE``, default
+``~/.cache/leafbn/xla``; ``off`` disables it) lets a new process skip most of the compiling.
+
+Divergence is a result, not an error: the trial stops after the first epoch whose training or
+validation loss is not finite, and the result says so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def _set_xla_cache() -> None:
+    """Point XLA's persistent compilation cache at LEAFBN_XLA_CACHE before TensorFlow starts."""
+    where = os.environ.get("LEAFBN_XLA_CACHE", str(Path.home() / ".cache" / "leafbn" / "xla"))
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if where.lower() == "off" or "persistent_cache_directory" in flags:
+        return
+    try:
+        Path(where).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # an unwritable cache only costs compile time
+    os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={where}".strip()
+
+
+_set_xla_cache()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from leafbn.model import ModelSpec, build_model, build_optimizer, reset_weights  # noqa: E402
+
+__all__ = ["EpochResult", "TrialResult", "train", "single_thread", "epoch_order"]
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """One epoch's numbers (``epoch`` is 1-based)."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.train_loss) and math.isfinite(self.val_loss)
+
+
+@dataclass
+class TrialResult:
+    """A finished trial: its epochs, whether it diverged, and the trainer's own time."""
+
+    epochs: list[EpochResult] = field(default_factory=list)
+    diverged: bool = False
+    diverged_epoch: int | None = None
+    time_s: float = 0.0
+
+    @property
+    def final(self) -> EpochResult | None:
+        return self.epochs[-1] if self.epochs else None
+
+    @property
+    def best(self) -> EpochResult | None:
+        finite = [e for e in self.epochs if math.isfinite(e.val_loss)]
+        return min(finite, key=lambda e: e.val_loss) if finite else None
+
+
+def single_thread() -> None:
+    """Make TensorFlow use one thread in this process (Ray runs one trial per CPU).
+
+    Must run before TensorFlow executes anything; later calls are harmless no-ops.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already started: its thread pools are fixed for this process
+
+
+def epoch_order(seed: int, epochs: int, n: int) -> np.ndarray:
+    """The minibatch order of every epoch: ``(epochs, n)`` int32 permutations drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int32)
+
+
+class _Program:
+    """One architecture's model, optimizer and compiled epoch, reusable across trials."""
+
+    def __init__(self, spec: ModelSpec, momentum: float, decay: float, batch_size: int, n_train: int):
+        self.model = build_model(spec, seed=0)
+        self.lr = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
+        self.optimizer.build(self.model.trainable_variables)
+        self.loss = keras.losses.SparseCategoricalCrossentropy()
+        full, tail = divmod(n_train, batch_size)
+        model, optimizer, loss_fn = self.model, self.optimizer, self.loss
+
+        def step(x: tf.Tensor, y: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
+            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+            with tf.GradientTape() as tape:
+                loss = loss_fn(yb, model(xb, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss * tf.cast(tf.shape(idx)[0], tf.float32)
+
+        @tf.function(jit_compile=True)
+        def epoch(x, y, perm, x_val, y_val):
+            def body(i, total):
+                return i + 1, total + step(x, y, tf.slice(perm, [i * batch_size], [batch_size]))
+
+            _, total = tf.while_loop(lambda i, _: i < full, body, (tf.constant(0), tf.constant(0.0)))
+            if tail:  # Keras keeps the last, smaller batch: so do we
+                total += step(x, y, tf.slice(perm, [full * batch_size], [tail]))
+            probs = model(x_val, training=False)
+            val_loss = loss_fn(y_val, probs)
+            hits = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y_val)
+            return total / n_train, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32))
+
+        self.epoch = epoch
+
+    def reset(self, seed: int, lr: float) -> None:
+        reset_weights(self.model, seed)
+        for variable in self.optimizer.variables:  # iterations and momentum buffers
+            variable.assign(tf.zeros_like(variable))
+        self.lr.assign(lr)
+
+
+_PROGRAMS: dict[tuple, _Program] = {}
+
+
+def train(
+    spec: ModelSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    lr: float,
+    seed: int,
+    epochs: int = 100,
+    batch_size: int = 10,
+    momentum: float = 0.9,
+    decay: float = 1e-6,
+    on_epoch: Callable[[EpochResult], bool | None] | None = None,
+) -> TrialResult:
+    """Train one network and return its per-epoch losses; never raises on divergence.
+
+    Parameters
+    ----------
+    spec : the architecture (its ``n_features``/``n_classes`` must match the data).
+    x_train, y_train, x_val, y_val : float32 features ``(n, n_features)`` and int labels ``(n,)``.
+    lr, seed : base learning rate; seed of the initial weights and of the minibatch order.
+    epochs, batch_size, momentum, decay : the blog's SGD settings by default.
+    on_epoch : called after every epoch with its :class:`EpochResult`; returning True stops the
+        trial (early stopping). Ray Tune's report goes here.
+
+    Returns
+    -------
+    TrialResult with one :class:`EpochResult` per epoch run; ``diverged`` and ``diverged_epoch``
+    are set when a loss became NaN or inf (the trial stops at that epoch).
+    """
+    start = time.perf_counter()
+    single_thread()
+    n_train = len(x_train)
+    key = (spec, momentum, decay, batch_size, n_train, len(x_val))
+    program = _PROGRAMS.get(key)
+    if program is None:
+        program = _PROGRAMS[key] = _Program(spec, momentum, decay, batch_size, n_train)
+    program.reset(seed, lr)
+
+    x, y = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.int32)
+    xv, yv = tf.constant(x_val, tf.float32), tf.constant(y_val, tf.int32)
+    order = epoch_order(seed, epochs, n_train)
+    result = TrialResult()
+    for e in range(epochs):
+        train_loss, val_loss, val_acc = program.epoch(x, y, tf.constant(order[e]), xv, yv)
+        epoch = EpochResult(e + 1, float(train_loss), float(val_loss), float(val_acc))
+        result.epochs.append(epoch)
+        if not epoch.finite:
+            result.diverged, result.diverged_epoch = True, e + 1
+        stop = on_epoch(epoch) if on_epoch is not None else False
+        if result.diverged or stop:
+            break
+    result.time_s = time.perf_counter() - start
+    return result

@@ -1,0 +1,135 @@
+"""Run a leafbn study on Ray Tune: ``python study/run.py --grid``.
+
+The defaults are the seed experiment: 7 learning rates (0.001 … 1000) × BN off/on × 5 seeds ×
+100 epochs on the embedded UCI leaf data, on a local Ray instance. Every axis can be overridden
+(``--lr 0.01,0.1 --bn on,off --seeds 3 --epochs 20``). Results go to ``OUT/NAME/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
+
+from leafbn.config import ConfigError, StudyConfig  # noqa: E402
+
+T = TypeVar("T")
+DEFAULTS = StudyConfig()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def listed(kind: Callable[[str], T], flag: str) -> Callable[[str], tuple[T, ...]]:
+    """An argparse type for comma-separated values: ``0.01,0.1`` → (0.01, 0.1)."""
+
+    def parse(text: str) -> tuple[T, ...]:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: name at least one value")
+        try:
+            return tuple(kind(item) for item in items)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{flag} {text}: {exc}") from None
+
+    return parse
+
+
+def on_off(text: str) -> bool:
+    values = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+    if text.lower() not in values:
+        raise ValueError(f"{text!r} is not on or off")
+    return values[text.lower()]
+
+
+def number(kind: type) -> Callable[[str], float | int]:
+    def parse(text: str) -> float | int:
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = Parser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = DEFAULTS
+    p.add_argument("--grid", action="store_true", help="run the grid of every axis value × seeds (the default)")
+    axes = p.add_argument_group("axes (comma-separated values)")
+    axes.add_argument("--lr", type=listed(number(float), "--lr"), default=d.lr, help="learning rates (default: 0.001,0.01,…,1000)")
+    axes.add_argument("--bn", type=listed(on_off, "--bn"), default=d.bn, help="BatchNormalization: on,off (default: both)")
+    axes.add_argument("--depth", type=listed(number(int), "--depth"), default=d.depth, help="hidden layers after the first (default: 3)")
+    axes.add_argument("--width", type=listed(number(int), "--width"), default=d.width, help="units in those layers (default: 100)")
+    axes.add_argument("--bn-momentum", type=listed(number(float), "--bn-momentum"), default=d.bn_momentum, help="BN momentum (default: 0.99)")
+    axes.add_argument("--bn-placement", type=listed(str, "--bn-placement"), default=d.bn_placement, help="BN before or after the ReLU (default: before)")
+    axes.add_argument("--seeds", type=number(int), default=d.seeds, help=f"seeds per configuration (default: {d.seeds})")
+    axes.add_argument("--seed-base", type=number(int), default=d.seed_base, help="first seed (default: 0)")
+    tr = p.add_argument_group("training")
+    tr.add_argument("--epochs", type=number(int), default=d.epochs, help=f"(default: {d.epochs})")
+    tr.add_argument("--batch-size", type=number(int), default=d.batch_size, help=f"(default: {d.batch_size})")
+    tr.add_argument("--momentum", type=number(float), default=d.momentum, help=f"SGD Nesterov momentum (default: {d.momentum})")
+    tr.add_argument("--decay", type=number(float), default=d.decay, help=f"legacy Keras lr decay per step (default: {d.decay})")
+    da = p.add_argument_group("data")
+    da.add_argument("--data", default=None, help="embedded | openml | a Kaggle train.csv | a folder of the UCI files (default: $LEAFBN_DATA or embedded)")
+    da.add_argument("--val-fraction", type=number(float), default=d.val_fraction, help=f"stratified validation share (default: {d.val_fraction})")
+    da.add_argument("--split-seed", type=number(int), default=d.split_seed, help=f"seed of the split (default: {d.split_seed})")
+    da.add_argument("--no-standardize", dest="standardize", action="store_false", help="keep raw features (default: z-score, fitted on the training part)")
+    ru = p.add_argument_group("where it runs and what it writes")
+    ru.add_argument("--out", default=d.out, help=f"results folder (default: {d.out})")
+    ru.add_argument("--name", default=d.name, help=f"study name, a folder under --out (default: {d.name})")
+    ru.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray locally)")
+    ru.add_argument("--num-cpus", type=number(int), default=None, help="CPUs of the local Ray instance (default: all)")
+    ru.add_argument("--max-failures", type=number(int), default=d.max_failures, help=f"retries of a trial whose worker died (default: {d.max_failures})")
+    ru.add_argument("--report", action="store_true", help="write the robustness report when the study ends")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """Build the study's one :class:`StudyConfig` from parsed arguments."""
+    import os
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("grid", "report")}
+    fields["data"] = args.data or os.environ.get("LEAFBN_DATA") or "embedded"
+    return StudyConfig(**fields)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return 2
+
+    from leafbn.data import DataError
+    from leafbn.tuning import StudyError, run_study
+
+    try:
+        result = run_study(config)
+    except (DataError, StudyError) as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return 2
+
+    from leafbn.analysis import format_summary, summary
+
+    print(format_summary(summary(result.trials)))
+    print(f"results: {result.path}")
+    if not result.complete:
+        print("warning: the study is incomplete (interrupted or failed trials): see trials.csv", file=sys.stderr)
+    if args.report:
+        from leafbn.report import write_report
+
+        print(f"report: {write_report(result.path)}")
+    return 0 if result.complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
