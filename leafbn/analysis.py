@@ -1,0 +1,660 @@
+"""Compute the numbers of a study from its tables: aggregates, robustness metrics, BN effect.
+
+Every function takes the DataFrames that :func:`load_tables` returns (``trials.csv`` and
+``curves.csv``, see ``docs/results.md``) and returns a DataFrame; nothing here draws or prints
+(except :func:`format_summary`, which only formats). :mod:`leafbn.plots` draws these tables and
+:mod:`leafbn.report` writes them up.
+
+Vocabulary (Google's tuning playbook): BN is the *scientific* axis; the learning rate and the seed
+are *nuisance* axes.
+
+* A **configuration** is one value of every axis in :data:`leafbn.config.TRIAL_FIELDS` that the
+  table has (everything but the seed); its trials are its seeds.
+* A **family** is a configuration without its learning rate: ``bn`` × ``depth`` × ``width`` ×
+  ``bn_momentum`` × ``bn_placement``, whichever the table has.
+* A trial **diverged** when its ``diverged`` column is true (when the column is missing: when its
+  ``final_val_loss`` is not finite). Means, standard deviations and confidence intervals are over
+  the *non-diverged* trials with a finite value; divergence is counted separately, never averaged in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from leafbn.config import TRIAL_FIELDS
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "load_tables",
+    "load_optuna_study",
+    "aggregate",
+    "summary",
+    "format_summary",
+    "stable_lr_range",
+    "bn_effect",
+    "curve_summary",
+    "heatmap_data",
+    "heatmap_axes",
+    "param_importances",
+]
+
+#: Default tolerance of :func:`stable_lr_range`, in nats of validation cross-entropy: a learning
+#: rate is "stable" when its mean validation loss is at most the family's best + 0.5 nats
+#: (e^0.5 ≈ 1.65: the geometric-mean probability given to the true class is at most 1.65× lower).
+DEFAULT_TOLERANCE: float = 0.5
+
+#: Columns ``trials.csv`` must have for any analysis.
+_REQUIRED = ("lr", "bn", "final_val_loss")
+_BOOL_COLUMNS = ("bn", "diverged")
+_TRUE = {"true", "1", "yes", "t", "y", "1.0"}
+_FALSE = {"false", "0", "no", "f", "n", "0.0", ""}
+#: The per-trial metrics aggregated by :func:`aggregate`, with their short output names.
+_METRICS = {
+    "final_val_loss": "val_loss",
+    "final_val_accuracy": "val_accuracy",
+    "final_train_loss": "train_loss",
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+# ------------------------------------------------------------------------------------------------
+def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Read a study's ``trials.csv``, ``curves.csv`` and ``config.json``.
+
+    Args:
+        results_dir: the study's folder (``OUT/NAME``).
+
+    Returns:
+        ``(trials, curves, config)``: ``trials`` with ``bn``/``diverged`` as booleans (``diverged``
+        is derived from a non-finite ``final_val_loss`` when the column is missing) and numeric
+        columns as floats; ``curves`` (empty with its documented columns when the file is missing);
+        ``config`` (``{}`` when ``config.json`` is missing or unreadable).
+
+    Raises:
+        FileNotFoundError: ``results_dir`` or its ``trials.csv`` does not exist.
+        ValueError: ``trials.csv`` cannot be parsed or lacks a required column
+            (``lr``, ``bn``, ``final_val_loss``).
+
+    A missing or unreadable ``curves.csv`` / ``config.json`` and an empty ``trials.csv`` only warn
+    (:class:`UserWarning`).
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such results directory")
+    trials_path = root / "trials.csv"
+    if not trials_path.is_file():
+        raise FileNotFoundError(f"{trials_path}: no trials.csv (has the study run?)")
+    try:
+        trials = pd.read_csv(trials_path)
+    except pd.errors.EmptyDataError:  # a zero-byte file: an empty study, warned about below
+        trials = pd.DataFrame(columns=list(_REQUIRED))
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"{trials_path}: unreadable table ({exc})") from exc
+    missing = [c for c in _REQUIRED if c not in trials.columns]
+    if missing:
+        raise ValueError(f"{trials_path}: missing column(s) {', '.join(missing)}")
+    trials = _normalise_trials(trials)
+    if trials.empty:
+        warnings.warn(f"{trials_path} is empty: no trials to analyse", stacklevel=2)
+
+    curves_path = root / "curves.csv"
+    curves = pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"])
+    if curves_path.is_file():
+        try:
+            curves = pd.read_csv(curves_path)
+            for col in ("epoch", "train_loss", "val_loss", "val_accuracy"):
+                if col in curves.columns:
+                    curves[col] = pd.to_numeric(curves[col], errors="coerce")
+            if "trial_id" in curves.columns:
+                curves["trial_id"] = curves["trial_id"].astype(str)
+        except pd.errors.EmptyDataError:
+            warnings.warn(f"{curves_path} is empty: no learning curves", stacklevel=2)
+        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+            warnings.warn(f"{curves_path}: unreadable ({exc}); no learning curves", stacklevel=2)
+    else:
+        warnings.warn(f"{curves_path} is missing: no learning curves", stacklevel=2)
+
+    config: dict[str, Any] = {}
+    config_path = root / "config.json"
+    if config_path.is_file():
+        try:
+            loaded = json.loads(config_path.read_text())
+            if isinstance(loaded, dict):
+                config = loaded
+            else:
+                warnings.warn(f"{config_path}: not a JSON object; ignored", stacklevel=2)
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            warnings.warn(f"{config_path}: unreadable ({exc}); ignored", stacklevel=2)
+    else:
+        warnings.warn(f"{config_path} is missing: the report cannot say what was run", stacklevel=2)
+    return trials, curves, config
+
+
+def _to_bool(series: pd.Series) -> pd.Series:
+    """``True``/``False``/``1``/``0``/``yes``/``no`` (any case) → bool; anything else → False."""
+    if series.dtype == bool:
+        return series
+    text = series.astype(str).str.strip().str.lower()
+    return text.isin(_TRUE)
+
+
+def _prepare(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` as :func:`load_tables` returns it (normalised once; a loaded table passes through)."""
+    if (
+        "diverged" in trials.columns
+        and trials["diverged"].dtype == bool
+        and ("bn" not in trials.columns or trials["bn"].dtype == bool)
+    ):
+        return trials
+    return _normalise_trials(trials)
+
+
+def _normalise_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """Booleans as bool, numbers as float, ``diverged`` present."""
+    trials = trials.copy()
+    if "bn" in trials.columns:
+        trials["bn"] = _to_bool(trials["bn"])
+    numeric = [
+        "lr",
+        "depth",
+        "width",
+        "bn_momentum",
+        "seed",
+        *_METRICS,
+        "best_val_loss",
+        "epochs_run",
+        "diverged_epoch",
+        "time_s",
+        "retries",
+    ]
+    for col in numeric:
+        if col in trials.columns:
+            trials[col] = pd.to_numeric(trials[col], errors="coerce")
+    for col in ("depth", "width"):
+        if col in trials.columns and trials[col].notna().all():
+            trials[col] = trials[col].astype(int)
+    if "diverged" in trials.columns:
+        trials["diverged"] = _to_bool(trials["diverged"])
+    else:
+        trials["diverged"] = ~np.isfinite(trials["final_val_loss"].astype(float))
+    if "trial_id" in trials.columns:
+        trials["trial_id"] = trials["trial_id"].astype(str)
+    return trials
+
+
+def load_optuna_study(results_dir: str | Path) -> Any | None:
+    """The study's Optuna study, or None when it has none.
+
+    Reads ``RESULTS_DIR/optuna_study.pkl`` (an ``optuna.Study`` saved with ``joblib.dump`` or
+    ``pickle``; only unpickle files you wrote) and, when that is absent, the SQLite storage
+    ``RESULTS_DIR/optuna.db`` (the single study in it, or the last one when it holds several).
+    A file that exists but cannot be read warns and returns None. Imports Optuna only if one exists.
+    """
+    root = Path(results_dir)
+    pkl, db = root / "optuna_study.pkl", root / "optuna.db"
+    if pkl.is_file():
+        try:
+            import optuna  # the pickle needs its classes
+
+            try:
+                import joblib
+
+                return joblib.load(pkl)
+            except ImportError:  # pragma: no cover - joblib ships with scikit-learn/optuna users
+                import pickle
+
+                with pkl.open("rb") as fh:
+                    return pickle.load(fh)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a warning
+            warnings.warn(f"{pkl}: cannot load the Optuna study ({type(exc).__name__}: {exc})", stacklevel=2)
+            return None
+    if db.is_file():
+        try:
+            import optuna
+
+            storage = f"sqlite:///{db.resolve()}"
+            names = optuna.get_all_study_names(storage)
+            if not names:
+                warnings.warn(f"{db}: no study in this storage", stacklevel=2)
+                return None
+            if len(names) > 1:
+                warnings.warn(f"{db}: {len(names)} studies; reading the last, {names[-1]!r}", stacklevel=2)
+            return optuna.load_study(study_name=names[-1], storage=storage)
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(f"{db}: cannot load the Optuna study ({type(exc).__name__}: {exc})", stacklevel=2)
+            return None
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Aggregates
+# ------------------------------------------------------------------------------------------------
+def _axes(trials: pd.DataFrame) -> list[str]:
+    """The configuration's axes: the fields of TRIAL_FIELDS the table has."""
+    return [f for f in TRIAL_FIELDS if f in trials.columns]
+
+
+def _family_axes(trials: pd.DataFrame) -> list[str]:
+    return [f for f in _axes(trials) if f != "lr"]
+
+
+def _context_axes(trials: pd.DataFrame) -> list[str]:
+    """A family without bn: what BN is compared within."""
+    return [f for f in _axes(trials) if f not in ("lr", "bn")]
+
+
+def _finite_ok(trials: pd.DataFrame, column: str) -> pd.Series:
+    """Values of ``column`` of the non-diverged trials, non-finite ones dropped."""
+    if column not in trials.columns:
+        return pd.Series(dtype=float)
+    values = trials.loc[~trials["diverged"], column].astype(float)
+    return values[np.isfinite(values)]
+
+
+def _mean_std_ci(values: pd.Series | np.ndarray, confidence: float) -> tuple[int, float, float, float]:
+    """(n, mean, sample std, CI half-width from the t-distribution); NaN where n is too small."""
+    x = np.asarray(values, dtype=float)
+    n = int(x.size)
+    if n == 0:
+        return 0, math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if n == 1:
+        return 1, mean, math.nan, math.nan
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+    return n, mean, std, half
+
+
+def _groups(trials: pd.DataFrame, keys: list[str]):
+    """groupby over ``keys`` keeping NaN keys, or the whole table as one group when keys is empty."""
+    if not keys:
+        yield (), trials
+        return
+    for key, group in trials.groupby(keys, dropna=False, sort=True):
+        yield (key if isinstance(key, tuple) else (key,)), group
+
+
+def aggregate(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per configuration (every axis in TRIAL_FIELDS but the seed): seeds, divergence and metrics.
+
+    Args:
+        trials: the trials table from :func:`load_tables`.
+        confidence: level of the t-distribution confidence intervals.
+
+    Returns:
+        One row per configuration: the axis columns, ``n_runs`` (trials, i.e. seeds),
+        ``n_diverged``, ``divergence_rate``, ``n_ok`` (non-diverged trials with a finite validation
+        loss) and, for ``val_loss``, ``val_accuracy`` and ``train_loss`` (the final values):
+        ``<m>_mean``, ``<m>_std`` (sample std) and ``<m>_ci`` (the CI's half-width; NaN below two
+        values), over the non-diverged trials with a finite value.
+    """
+    trials = _prepare(trials)
+    keys = _axes(trials)
+    columns = [*keys, "n_runs", "n_diverged", "divergence_rate", "n_ok"]
+    for short in _METRICS.values():
+        columns += [f"{short}_mean", f"{short}_std", f"{short}_ci"]
+    rows = []
+    if not trials.empty:
+        for key, group in _groups(trials, keys):
+            row: dict[str, Any] = dict(zip(keys, key))
+            n_div = int(group["diverged"].sum())
+            row.update(n_runs=len(group), n_diverged=n_div, divergence_rate=n_div / len(group))
+            row["n_ok"] = int(_finite_ok(group, "final_val_loss").size)
+            for col, short in _METRICS.items():
+                _, mean, std, half = _mean_std_ci(_finite_ok(group, col), confidence)
+                row.update({f"{short}_mean": mean, f"{short}_std": std, f"{short}_ci": half})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary(trials: pd.DataFrame) -> pd.DataFrame:
+    """The end-of-study table: per learning rate × BN, the final validation loss.
+
+    Args:
+        trials: the trials table (as written to ``trials.csv``; ``diverged`` may be missing).
+
+    Returns:
+        Columns ``lr``, ``bn``, ``val_loss_mean``, ``val_loss_std`` (over the non-diverged trials
+        with a finite loss), ``diverged`` (count) and ``runs`` (count), sorted by ``lr`` then
+        ``bn``. Any other axis (depth, width, ...) is pooled.
+    """
+    columns = ["lr", "bn", "val_loss_mean", "val_loss_std", "diverged", "runs"]
+    if trials.empty or not {"lr", "bn", "final_val_loss"} <= set(trials.columns):
+        return pd.DataFrame(columns=columns)
+    trials = _normalise_trials(trials)
+    rows = []
+    for (lr, bn), group in trials.groupby(["lr", "bn"], sort=True):
+        _, mean, std, _ = _mean_std_ci(_finite_ok(group, "final_val_loss"), 0.95)
+        rows.append(
+            dict(
+                lr=lr,
+                bn=bool(bn),
+                val_loss_mean=mean,
+                val_loss_std=std,
+                diverged=int(group["diverged"].sum()),
+                runs=len(group),
+            )
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def format_summary(df: pd.DataFrame) -> str:
+    """A terminal table of :func:`summary`'s output: ``lr  bn  val_loss (mean ± std)  diverged/runs``."""
+    if df.empty:
+        return "(no trials)"
+    lines = [f"{'lr':>8}  {'bn':<5}  {'val_loss (mean ± std)':<22}  diverged/runs"]
+    for row in df.itertuples(index=False):
+        if math.isnan(row.val_loss_mean):
+            loss = "—"
+        elif math.isnan(row.val_loss_std):
+            loss = f"{row.val_loss_mean:.4f}"
+        else:
+            loss = f"{row.val_loss_mean:.4f} ± {row.val_loss_std:.4f}"
+        lines.append(f"{row.lr:>8g}  {'on' if row.bn else 'off':<5}  {loss:<22}  {row.diverged}/{row.runs}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Robustness
+# ------------------------------------------------------------------------------------------------
+def stable_lr_range(trials: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+    """Per family (bn × depth × width × bn_momentum × bn_placement): how wide a range of LRs works.
+
+    A learning rate is **stable** in a family when none of its trials diverged, at least one
+    finished with a finite validation loss, and its mean final validation loss is at most
+    ``best + tolerance`` nats, where ``best`` is the lowest such mean over the family's
+    never-diverged learning rates. The **stable range** is the contiguous run of stable learning
+    rates (in the family's sorted grid) around the best one; its width is ``log10(max / min)``
+    decades (0 when only the best LR is stable; NaN when no LR is).
+
+    Args:
+        trials: the trials table.
+        tolerance: the allowed excess over the best mean validation loss, in nats (>= 0).
+
+    Returns:
+        One row per family: its axis columns, ``n_lrs``, ``n_runs``, ``n_diverged``, ``best_lr``,
+        ``best_val_loss``, ``stable_lr_min``, ``stable_lr_max``, ``stable_decades``,
+        ``n_stable_lrs`` (in the contiguous range), ``max_lr_no_divergence`` (highest LR at which
+        no trial diverged) and ``min_lr_divergence`` (lowest LR at which one did; NaN if none).
+    """
+    trials = _prepare(trials)
+    if tolerance < 0 or not math.isfinite(tolerance):
+        raise ValueError(f"tolerance {tolerance}: must be >= 0 and finite (nats)")
+    keys = _family_axes(trials)
+    columns = [
+        *keys,
+        "n_lrs",
+        "n_runs",
+        "n_diverged",
+        "best_lr",
+        "best_val_loss",
+        "stable_lr_min",
+        "stable_lr_max",
+        "stable_decades",
+        "n_stable_lrs",
+        "max_lr_no_divergence",
+        "min_lr_divergence",
+    ]
+    per_config = aggregate(trials)
+    rows = []
+    if not per_config.empty:
+        for key, fam in _groups(per_config, keys):
+            fam = fam.sort_values("lr").reset_index(drop=True)
+            clean = (fam["n_diverged"] == 0) & (fam["n_ok"] > 0)
+            row: dict[str, Any] = dict(zip(keys, key))
+            row.update(
+                n_lrs=len(fam), n_runs=int(fam["n_runs"].sum()), n_diverged=int(fam["n_diverged"].sum())
+            )
+            never = fam.loc[fam["n_diverged"] == 0, "lr"]
+            ever = fam.loc[fam["n_diverged"] > 0, "lr"]
+            row["max_lr_no_divergence"] = float(never.max()) if len(never) else math.nan
+            row["min_lr_divergence"] = float(ever.min()) if len(ever) else math.nan
+            if clean.any():
+                best_i = int(fam.loc[clean, "val_loss_mean"].idxmin())
+                best = float(fam.at[best_i, "val_loss_mean"])
+                ok = clean & (fam["val_loss_mean"] <= best + tolerance + 1e-12)
+                lo = hi = best_i
+                while lo - 1 >= 0 and ok.iat[lo - 1]:
+                    lo -= 1
+                while hi + 1 < len(fam) and ok.iat[hi + 1]:
+                    hi += 1
+                lr_min, lr_max = float(fam.at[lo, "lr"]), float(fam.at[hi, "lr"])
+                row.update(
+                    best_lr=float(fam.at[best_i, "lr"]),
+                    best_val_loss=best,
+                    stable_lr_min=lr_min,
+                    stable_lr_max=lr_max,
+                    stable_decades=math.log10(lr_max / lr_min),
+                    n_stable_lrs=hi - lo + 1,
+                )
+            else:
+                row.update(
+                    best_lr=math.nan,
+                    best_val_loss=math.nan,
+                    stable_lr_min=math.nan,
+                    stable_lr_max=math.nan,
+                    stable_decades=math.nan,
+                    n_stable_lrs=0,
+                )
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def bn_effect(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per learning rate (and depth × width × bn_momentum × bn_placement): BN − no-BN val loss.
+
+    Compares the final validation losses of the non-diverged seeds with BN and without, by
+    Welch's unequal-variance t-test (``scipy.stats.ttest_ind(equal_var=False)``) and its
+    confidence interval of the difference (Welch–Satterthwaite degrees of freedom). Negative
+    ``diff`` means BN reached a lower loss. No test is run (``p_value`` NaN) when a side has fewer
+    than two finite losses; ``status`` says why:
+
+    * ``"ok"``: tested;
+    * ``"no-BN diverged in all seeds"`` / ``"BN diverged in all seeds"`` / ``"both diverged in
+      all seeds"``: a side has trials but every one diverged — reported as divergence, not tested;
+    * ``"no BN side"`` / ``"no no-BN side"``: a side has no trials at all;
+    * ``"too few seeds"``: fewer than two finite losses on a side (means are still given);
+    * ``"no variance"``: both sides are constant, so the t statistic is undefined.
+
+    Args:
+        trials: the trials table.
+        confidence: level of the confidence interval; ``significant`` is ``p_value < 1 - confidence``.
+
+    Returns:
+        One row per LR × context: the context axes, ``lr``, ``n_bn``, ``n_bn_ok``,
+        ``n_bn_diverged``, ``n_nobn``, ``n_nobn_ok``, ``n_nobn_diverged``, ``val_loss_bn``,
+        ``val_loss_nobn`` (means), ``diff``, ``ci_low``, ``ci_high``, ``t``, ``df``, ``p_value``,
+        ``significant`` (bool) and ``status``.
+    """
+    trials = _prepare(trials)
+    context = _context_axes(trials)
+    keys = [*context, "lr"]
+    columns = [
+        *keys,
+        "n_bn",
+        "n_bn_ok",
+        "n_bn_diverged",
+        "n_nobn",
+        "n_nobn_ok",
+        "n_nobn_diverged",
+        "val_loss_bn",
+        "val_loss_nobn",
+        "diff",
+        "ci_low",
+        "ci_high",
+        "t",
+        "df",
+        "p_value",
+        "significant",
+        "status",
+    ]
+    rows = []
+    if not trials.empty and "bn" in trials.columns:
+        alpha = 1 - confidence
+        for key, group in _groups(trials, keys):
+            on, off = group[group["bn"]], group[~group["bn"]]
+            a, b = _finite_ok(on, "final_val_loss").to_numpy(), _finite_ok(off, "final_val_loss").to_numpy()
+            row: dict[str, Any] = dict(zip(keys, key))
+            row.update(
+                n_bn=len(on),
+                n_bn_ok=a.size,
+                n_bn_diverged=int(on["diverged"].sum()),
+                n_nobn=len(off),
+                n_nobn_ok=b.size,
+                n_nobn_diverged=int(off["diverged"].sum()),
+                val_loss_bn=float(a.mean()) if a.size else math.nan,
+                val_loss_nobn=float(b.mean()) if b.size else math.nan,
+            )
+            row["diff"] = row["val_loss_bn"] - row["val_loss_nobn"]
+            row.update(
+                ci_low=math.nan,
+                ci_high=math.nan,
+                t=math.nan,
+                df=math.nan,
+                p_value=math.nan,
+                significant=False,
+            )
+            all_on = len(on) > 0 and row["n_bn_diverged"] == len(on)
+            all_off = len(off) > 0 and row["n_nobn_diverged"] == len(off)
+            if len(on) == 0:
+                row["status"] = "no BN side"
+            elif len(off) == 0:
+                row["status"] = "no no-BN side"
+            elif all_on and all_off:
+                row["status"] = "both diverged in all seeds"
+            elif all_off:
+                row["status"] = "no-BN diverged in all seeds"
+            elif all_on:
+                row["status"] = "BN diverged in all seeds"
+            elif a.size < 2 or b.size < 2:
+                row["status"] = "too few seeds"
+            elif np.ptp(a) == 0 and np.ptp(b) == 0:
+                row["status"] = "no variance"
+            else:
+                res = stats.ttest_ind(a, b, equal_var=False)
+                ci = res.confidence_interval(confidence_level=confidence)
+                row.update(
+                    ci_low=float(ci.low),
+                    ci_high=float(ci.high),
+                    t=float(res.statistic),
+                    df=float(res.df),
+                    p_value=float(res.pvalue),
+                    significant=bool(res.pvalue < alpha),
+                    status="ok",
+                )
+            rows.append(row)
+    out = pd.DataFrame(rows, columns=columns)
+    return out.sort_values([*context, "lr"], kind="stable").reset_index(drop=True) if len(out) else out
+
+
+# ------------------------------------------------------------------------------------------------
+# Curves and heatmaps
+# ------------------------------------------------------------------------------------------------
+def curve_summary(trials: pd.DataFrame, curves: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per configuration and epoch: the learning curves' mean over seeds with a CI.
+
+    Args:
+        trials: the trials table (gives each ``trial_id`` its configuration).
+        curves: the curves table (``trial_id, epoch, train_loss, val_loss, val_accuracy``).
+        confidence: level of the t-distribution confidence intervals.
+
+    Returns:
+        One row per configuration × epoch: the axis columns, ``epoch``, ``n`` (trials with a
+        finite ``val_loss`` at that epoch), ``n_diverged`` (trials whose last, non-finite row is at
+        that epoch), and ``train_loss_mean/_ci``, ``val_loss_mean/_ci``. Means are over the
+        trials still finite at that epoch, so after a divergence they describe the survivors only.
+        Empty when either table is empty or they share no ``trial_id``.
+    """
+    trials = _prepare(trials)
+    keys = _axes(trials)
+    columns = [
+        *keys,
+        "epoch",
+        "n",
+        "n_diverged",
+        "train_loss_mean",
+        "train_loss_ci",
+        "val_loss_mean",
+        "val_loss_ci",
+    ]
+    need = {"trial_id", "epoch", "train_loss", "val_loss"}
+    if trials.empty or curves.empty or "trial_id" not in trials.columns or not need <= set(curves.columns):
+        return pd.DataFrame(columns=columns)
+    merged = curves.merge(trials[["trial_id", *keys]], on="trial_id", how="inner")
+    rows = []
+    for key, group in _groups(merged, [*keys, "epoch"]):
+        row: dict[str, Any] = dict(zip([*keys, "epoch"], key))
+        train = group["train_loss"].astype(float)
+        val = group["val_loss"].astype(float)
+        row["n_diverged"] = int((~np.isfinite(val) | ~np.isfinite(train)).sum())
+        _, m_tr, _, ci_tr = _mean_std_ci(train[np.isfinite(train)], confidence)
+        n_va, m_va, _, ci_va = _mean_std_ci(val[np.isfinite(val)], confidence)
+        row.update(n=n_va, train_loss_mean=m_tr, train_loss_ci=ci_tr, val_loss_mean=m_va, val_loss_ci=ci_va)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def heatmap_axes(trials: pd.DataFrame) -> list[str]:
+    """The axes besides ``lr`` and ``bn`` that take more than one value in the study."""
+    trials = _prepare(trials)
+    return [f for f in _context_axes(trials) if trials[f].nunique(dropna=False) > 1]
+
+
+def heatmap_data(trials: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """Mean validation loss and divergence rate over learning rate × ``axis``, per BN setting.
+
+    Other axes are pooled (all their trials count). For ``bn_momentum`` and ``bn_placement``,
+    which mean nothing without BN, only the BN trials are kept.
+
+    Returns:
+        One row per ``bn`` × ``axis`` × ``lr``: those columns, ``val_loss_mean`` (over the
+        non-diverged trials with a finite loss), ``divergence_rate`` and ``n_runs``.
+    """
+    trials = _prepare(trials)
+    columns = ["bn", axis, "lr", "val_loss_mean", "divergence_rate", "n_runs"]
+    if trials.empty or axis not in trials.columns:
+        return pd.DataFrame(columns=columns)
+    if axis in ("bn_momentum", "bn_placement"):
+        trials = trials[trials["bn"]]
+    rows = []
+    for (bn, value, lr), group in trials.groupby(["bn", axis, "lr"], sort=True):
+        ok = _finite_ok(group, "final_val_loss")
+        rows.append(
+            {
+                "bn": bool(bn),
+                axis: value,
+                "lr": lr,
+                "val_loss_mean": float(ok.mean()) if ok.size else math.nan,
+                "divergence_rate": float(group["diverged"].mean()),
+                "n_runs": len(group),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def param_importances(study: Any) -> pd.DataFrame:
+    """Optuna's hyperparameter importances of ``study`` (``optuna.importance.get_param_importances``).
+
+    Returns:
+        Columns ``param`` and ``importance`` (normalised to sum 1), most important first; empty,
+        with a warning, when Optuna cannot compute them (too few complete trials, multi-objective).
+    """
+    try:
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            values = optuna.importance.get_param_importances(study)
+    except Exception as exc:  # noqa: BLE001 - optuna raises several kinds here
+        warnings.warn(f"no Optuna parameter importances ({type(exc).__name__}: {exc})", stacklevel=2)
+        values = {}
+    return pd.DataFrame({"param": list(values), "importance": [float(v) for v in values.values()]})

@@ -1,0 +1,325 @@
+"""leafbn.analysis on small constructed tables whose answers are known by construction."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from leafbn import analysis
+from leafbn.config import TRIAL_FIELDS
+
+# Five seeds per configuration; the loss of seed s is the configuration's mean + OFFS[s].
+OFFS = np.array([-0.02, -0.01, 0.0, 0.01, 0.02])
+STD = float(OFFS.std(ddof=1))
+LRS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
+# Mean final validation loss per LR; a missing LR diverged in every seed.
+NOBN = {1e-3: 1.0, 1e-2: 0.6, 1e-1: 0.3}  # diverges at every LR >= 1
+BN = {1e-3: 1.005, 1e-2: 0.4, 1e-1: 0.2, 1.0: 0.25, 10.0: 0.5, 100.0: 1.5, 1000.0: 3.0}  # never diverges
+
+
+def make_trials(
+    nobn: dict = NOBN,
+    bn: dict = BN,
+    lrs: list = LRS,
+    depths: tuple = (3,),
+    seeds: int = 5,
+    diverge: set | None = None,
+) -> pd.DataFrame:
+    """A trials table as the runner writes it; ``diverge`` adds (bn, lr, seed) trials that diverged."""
+    rows = []
+    for depth in depths:
+        for lr in lrs:
+            for on in (False, True):
+                for s in range(seeds):
+                    mean = (bn if on else nobn).get(lr)
+                    # the BN side gets its offsets rotated so that equal means are not identical samples
+                    off = OFFS[(s + 2) % 5] if on else OFFS[s]
+                    div = mean is None or (diverge is not None and (on, lr, s) in diverge)
+                    loss = math.nan if div else mean + off + 0.1 * (depth - 3)
+                    rows.append(
+                        dict(
+                            trial_id=f"d{depth}-{lr:g}-{int(on)}-{s}",
+                            lr=lr,
+                            bn=on,
+                            depth=depth,
+                            width=100,
+                            bn_momentum=0.99,
+                            bn_placement="before",
+                            batch_size=10,
+                            epochs=4,
+                            seed=s,
+                            final_val_loss=loss,
+                            best_val_loss=loss,
+                            final_val_accuracy=math.nan if div else 1 - loss / 5,
+                            final_train_loss=math.inf if div else loss / 2,
+                            diverged=div,
+                            diverged_epoch=2 if div else math.nan,
+                            epochs_run=2 if div else 4,
+                            time_s=1.0,
+                            node_id="n0",
+                            retries=0,
+                        )
+                    )
+    return pd.DataFrame(rows)
+
+
+def make_curves(trials: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for t in trials.itertuples():
+        for epoch in range(1, int(t.epochs_run) + 1):
+            last = t.diverged and epoch == t.epochs_run
+            final = 3.0 if t.diverged else t.final_val_loss
+            rows.append(
+                dict(
+                    trial_id=t.trial_id,
+                    epoch=epoch,
+                    train_loss=math.nan if last else final / 2 + 1 / epoch,
+                    val_loss=math.nan if last else final + 1 / epoch,
+                    val_accuracy=0.5,
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def row(df: pd.DataFrame, **where) -> pd.Series:
+    mask = np.ones(len(df), bool)
+    for k, v in where.items():
+        mask &= np.isclose(df[k], v) if isinstance(v, float) else (df[k] == v).to_numpy()
+    assert mask.sum() == 1, f"{where}: {mask.sum()} rows"
+    return df[mask].iloc[0]
+
+
+# ------------------------------------------------------------------------------------------------
+def test_public_surface():
+    assert all(hasattr(analysis, name) for name in analysis.__all__)
+    assert list(inspect.signature(analysis.summary).parameters) == ["trials"]
+
+
+def test_aggregate_known_values():
+    agg = analysis.aggregate(make_trials())
+    assert len(agg) == 14
+    assert set(TRIAL_FIELDS) <= set(agg.columns)
+    r = row(agg, lr=1e-2, bn=False)
+    assert (r.n_runs, r.n_ok, r.n_diverged, r.divergence_rate) == (5, 5, 0, 0.0)
+    assert r.val_loss_mean == pytest.approx(0.6)
+    assert r.val_loss_std == pytest.approx(STD)
+    assert r.val_loss_ci == pytest.approx(stats.t.ppf(0.975, 4) * STD / math.sqrt(5))
+    assert r.train_loss_mean == pytest.approx(0.3)
+    for lr in (1.0, 10.0, 100.0, 1000.0):
+        r = row(agg, lr=lr, bn=False)
+        assert (r.n_diverged, r.divergence_rate, r.n_ok) == (5, 1.0, 0)
+        assert math.isnan(r.val_loss_mean)
+    assert agg.loc[agg["bn"], "n_diverged"].sum() == 0
+
+
+def test_aggregate_ci_level_and_single_seed():
+    agg = analysis.aggregate(make_trials(), confidence=0.99)
+    assert row(agg, lr=1e-1, bn=True).val_loss_ci == pytest.approx(stats.t.ppf(0.995, 4) * STD / math.sqrt(5))
+    one = analysis.aggregate(make_trials(seeds=1))
+    r = row(one, lr=1e-2, bn=False)
+    assert r.n_ok == 1 and math.isnan(r.val_loss_std) and math.isnan(r.val_loss_ci)
+
+
+def test_stable_lr_range_known_decades():
+    ranges = analysis.stable_lr_range(make_trials(), tolerance=0.5)
+    on, off = row(ranges, bn=True), row(ranges, bn=False)
+    # BN: best 0.2 at 0.1; within 0.7: 0.01, 0.1, 1, 10 -> 3 decades; never diverges up to 1000
+    assert (on.best_lr, on.best_val_loss) == (pytest.approx(0.1), pytest.approx(0.2))
+    assert (on.stable_lr_min, on.stable_lr_max, on.n_stable_lrs) == (0.01, 10.0, 4)
+    assert on.stable_decades == pytest.approx(3.0)
+    assert on.max_lr_no_divergence == 1000.0 and math.isnan(on.min_lr_divergence)
+    # no BN: best 0.3 at 0.1; within 0.8: 0.01, 0.1 -> 1 decade; diverges from 1 on
+    assert (off.stable_lr_min, off.stable_lr_max) == (0.01, 0.1)
+    assert off.stable_decades == pytest.approx(1.0)
+    assert off.max_lr_no_divergence == pytest.approx(0.1) and off.min_lr_divergence == 1.0
+    assert (off.n_diverged, off.n_runs) == (20, 35)
+
+
+def test_stable_lr_range_tolerance_is_a_parameter():
+    tight = analysis.stable_lr_range(make_trials(), tolerance=0.0)
+    assert (tight["stable_decades"] == 0).all() and (tight["n_stable_lrs"] == 1).all()
+    loose = analysis.stable_lr_range(make_trials(), tolerance=10.0)
+    assert row(loose, bn=True).stable_decades == pytest.approx(6.0)
+    assert row(loose, bn=False).stable_decades == pytest.approx(2.0)  # divergence still bounds it
+    with pytest.raises(ValueError):
+        analysis.stable_lr_range(make_trials(), tolerance=-1)
+
+
+def test_stable_lr_range_is_contiguous_and_excludes_partial_divergence():
+    lrs = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    gap = {1e-3: 0.3, 1e-2: 2.0, 1e-1: 0.2, 1.0: 0.25, 10.0: 0.3}
+    # one BN seed diverges at lr 10: that LR is no longer stable although its mean would be
+    trials = make_trials(nobn=gap, bn=gap, lrs=lrs, diverge={(True, 10.0, 0)})
+    ranges = analysis.stable_lr_range(trials, tolerance=0.5)
+    off, on = row(ranges, bn=False), row(ranges, bn=True)
+    assert (off.stable_lr_min, off.stable_lr_max) == (0.1, 10.0)  # 0.001 is good but cut off by 0.01
+    assert off.stable_decades == pytest.approx(2.0)
+    assert (on.stable_lr_min, on.stable_lr_max) == (0.1, 1.0)
+    assert on.max_lr_no_divergence == 1.0 and on.min_lr_divergence == 10.0
+    agg = analysis.aggregate(trials)
+    assert row(agg, lr=10.0, bn=True).divergence_rate == pytest.approx(0.2)
+    assert row(agg, lr=10.0, bn=True).val_loss_mean == pytest.approx(0.3 + OFFS[[3, 4, 0, 1]].mean())
+
+
+def test_stable_lr_range_when_every_lr_diverges():
+    ranges = analysis.stable_lr_range(make_trials(nobn={}, bn=BN))
+    off = row(ranges, bn=False)
+    assert math.isnan(off.stable_decades) and off.n_stable_lrs == 0 and math.isnan(off.max_lr_no_divergence)
+    assert off.min_lr_divergence == 1e-3
+
+
+def test_bn_effect_significant_not_significant_and_diverged():
+    trials = make_trials()
+    eff = analysis.bn_effect(trials)
+    assert len(eff) == 7
+    sig = row(eff, lr=1e-2)
+    assert sig.status == "ok" and sig.significant
+    assert sig["diff"] == pytest.approx(-0.2)
+    assert sig.ci_low < -0.2 < sig.ci_high < 0
+    a = trials.query("bn and lr == 0.01")["final_val_loss"]
+    b = trials.query("not bn and lr == 0.01")["final_val_loss"]
+    assert sig.p_value == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    ns = row(eff, lr=1e-3)
+    assert ns.status == "ok" and not ns.significant and ns.p_value > 0.05
+    assert ns["diff"] == pytest.approx(0.005) and ns.ci_low < 0 < ns.ci_high
+    for lr in (1.0, 10.0, 100.0, 1000.0):
+        r = row(eff, lr=lr)
+        assert r.status == "no-BN diverged in all seeds"
+        assert math.isnan(r.p_value) and not r.significant
+        assert (r.n_nobn_diverged, r.n_nobn, r.n_bn_diverged) == (5, 5, 0)
+        assert r.val_loss_bn == pytest.approx(BN[lr])
+
+
+def test_bn_effect_other_statuses():
+    lrs = [1e-2, 1e-1, 1.0]
+    trials = make_trials(
+        nobn={1e-2: 0.5, 1e-1: 0.5, 1.0: 0.5},
+        bn={1e-2: 0.5},
+        lrs=lrs,
+        seeds=5,
+        diverge={(False, 1e-1, s) for s in range(4)},
+    )
+    eff = analysis.bn_effect(trials)
+    assert row(eff, lr=1e-1).status == "BN diverged in all seeds"
+    assert row(eff, lr=1.0).status == "BN diverged in all seeds"
+    single = analysis.bn_effect(make_trials(seeds=1))
+    assert row(single, lr=1e-2).status == "too few seeds"
+    assert row(single, lr=1e-2)["diff"] == pytest.approx(-0.2 + OFFS[2] - OFFS[0])
+    both = analysis.bn_effect(make_trials(nobn={}, bn={}, lrs=[1.0]))
+    assert both.iloc[0].status == "both diverged in all seeds"
+
+
+def test_per_family_metrics_with_a_depth_axis():
+    trials = make_trials(depths=(2, 3))
+    ranges = analysis.stable_lr_range(trials)
+    assert len(ranges) == 4 and {"bn", "depth"} <= set(ranges.columns)
+    assert row(ranges, bn=True, depth=2).stable_decades == pytest.approx(3.0)
+    eff = analysis.bn_effect(trials)
+    assert len(eff) == 14 and "depth" in eff.columns
+    assert row(eff, lr=1e-2, depth=2)["diff"] == pytest.approx(-0.2)
+    assert analysis.heatmap_axes(trials) == ["depth"]
+    heat = analysis.heatmap_data(trials, "depth")
+    assert len(heat) == 28
+    assert row(heat, bn=False, depth=2, lr=1.0).divergence_rate == 1.0
+    assert row(heat, bn=True, depth=2, lr=1e-1).val_loss_mean == pytest.approx(0.1)
+    assert analysis.heatmap_axes(make_trials()) == []
+
+
+def test_summary_and_format_summary():
+    summ = analysis.summary(make_trials())
+    assert list(summ.columns) == ["lr", "bn", "val_loss_mean", "val_loss_std", "diverged", "runs"]
+    assert len(summ) == 14 and summ["runs"].eq(5).all()
+    assert row(summ, lr=1.0, bn=False).diverged == 5 and math.isnan(row(summ, lr=1.0, bn=False).val_loss_mean)
+    assert row(summ, lr=1e-2, bn=True).val_loss_mean == pytest.approx(0.4)
+    assert row(summ, lr=1e-2, bn=True).val_loss_std == pytest.approx(STD)
+    text = analysis.format_summary(summ)
+    assert len(text.splitlines()) == 15
+    assert "0.4000 ± 0.0158" in text and "5/5" in text and "0/5" in text
+    assert analysis.format_summary(analysis.summary(make_trials().iloc[0:0])) == "(no trials)"
+
+
+def test_summary_accepts_the_runner_table_as_written(tmp_path):
+    trials = make_trials().drop(columns=["diverged"])
+    trials["bn"] = trials["bn"].map({True: "True", False: "False"})
+    summ = analysis.summary(trials)
+    assert row(summ, lr=10.0, bn=False).diverged == 5  # from the non-finite loss
+    assert row(summ, lr=10.0, bn=True).diverged == 0
+
+
+def test_load_tables_round_trip_and_tolerance(tmp_path):
+    trials = make_trials()
+    trials.to_csv(tmp_path / "trials.csv", index=False)
+    with pytest.warns(UserWarning) as record:
+        loaded, curves, config = analysis.load_tables(tmp_path)
+    messages = " ".join(str(w.message) for w in record)
+    assert "curves.csv" in messages and "config.json" in messages
+    assert curves.empty and config == {}
+    assert loaded["bn"].dtype == bool and loaded["diverged"].dtype == bool
+    assert loaded["diverged"].sum() == 20
+    make_curves(trials).to_csv(tmp_path / "curves.csv", index=False)
+    (tmp_path / "config.json").write_text(json.dumps({"run": {"trials_expected": 70}}))
+    loaded, curves, config = analysis.load_tables(tmp_path)
+    assert len(curves) > 0 and config["run"]["trials_expected"] == 70
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="config.json"):
+        analysis.load_tables(tmp_path)
+
+
+def test_load_tables_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        analysis.load_tables(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError):
+        analysis.load_tables(tmp_path)
+    pd.DataFrame({"lr": [0.1], "seed": [0]}).to_csv(tmp_path / "trials.csv", index=False)
+    with pytest.raises(ValueError, match="missing column"):
+        analysis.load_tables(tmp_path)
+    (tmp_path / "trials.csv").write_text("")
+    with pytest.warns(UserWarning) as record:
+        trials, _, _ = analysis.load_tables(tmp_path)
+    assert any("is empty" in str(w.message) for w in record)
+    assert trials.empty
+    assert analysis.aggregate(trials).empty and analysis.stable_lr_range(trials).empty
+    assert analysis.bn_effect(trials).empty and analysis.summary(trials).empty
+
+
+def test_curve_summary():
+    trials = make_trials(lrs=[1e-2, 1.0])
+    curves = make_curves(trials)
+    cs = analysis.curve_summary(trials, curves)
+    r = row(cs, lr=1e-2, bn=True, epoch=4)
+    assert r.n == 5 and r.val_loss_mean == pytest.approx(0.4 + 0.25)
+    assert r.val_loss_ci == pytest.approx(stats.t.ppf(0.975, 4) * STD / math.sqrt(5))
+    d = row(cs, lr=1.0, bn=False, epoch=2)
+    assert d.n_diverged == 5 and d.n == 0 and math.isnan(d.val_loss_mean)
+    assert row(cs, lr=1.0, bn=False, epoch=1).val_loss_mean == pytest.approx(4.0)
+    assert analysis.curve_summary(trials, curves.iloc[0:0]).empty
+
+
+def test_optuna_study_is_loaded_from_pickle_and_sqlite(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    joblib = pytest.importorskip("joblib")
+    assert analysis.load_optuna_study(tmp_path) is None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="s",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+    )
+    study.optimize(
+        lambda t: t.suggest_float("lr", 1e-3, 1, log=True) + t.suggest_int("depth", 1, 4) / 10, n_trials=6
+    )
+    assert len(analysis.load_optuna_study(tmp_path).trials) == 6
+    joblib.dump(study, tmp_path / "optuna_study.pkl")
+    loaded = analysis.load_optuna_study(tmp_path)
+    assert loaded.study_name == "s"
+    imp = analysis.param_importances(loaded)
+    assert set(imp["param"]) == {"lr", "depth"} and imp["importance"].sum() == pytest.approx(1.0)
+    (tmp_path / "optuna_study.pkl").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="cannot load"):
+        assert analysis.load_optuna_study(tmp_path) is None
