@@ -7,6 +7,11 @@ Tune study), ``tables`` (results → ``trials.csv``/``curves.csv``), ``analysis`
 ``report`` (the robustness report).
 """
 
+import os as _os
+
+# TensorFlow's C++ start-up chatter (CPU feature notes) is not for users: only errors get through.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]

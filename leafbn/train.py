@@ -42,7 +42,6 @@ def _set_xla_cache() -> None:
 
 
 _set_xla_cache()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -279,6 +279,8 @@ def run_study(config: StudyConfig, echo=print) -> StudyResult:  # noqa: ANN001
     An interrupted study (Ctrl-C) still writes the tables of what finished.
     """
     path = study_dir(config)
+    if config.address:
+        _check_reachable(config.address)  # before anything is written
     if (path / "trials.csv").exists() or tune.Tuner.can_restore(str(path)):
         raise StudyError(f"{path} already holds a study: use another --name or --out")
     _prepare_dir(path)

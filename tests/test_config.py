@@ -1,0 +1,56 @@
+"""StudyConfig: defaults are the seed experiment, bad values name the flag and the bound."""
+
+import json
+
+import pytest
+
+from leafbn.config import SEED_LRS, ConfigError, StudyConfig
+
+
+def test_defaults_are_the_seed_grid():
+    config = StudyConfig()
+    assert SEED_LRS == (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+    trials = config.trial_configs()
+    assert len(trials) == 7 * 2 * 5
+    assert {t["lr"] for t in trials} == set(SEED_LRS)
+    assert {t["bn"] for t in trials} == {False, True}
+    assert sorted({t["seed"] for t in trials}) == [0, 1, 2, 3, 4]
+    assert (config.epochs, config.batch_size, config.momentum, config.decay) == (100, 10, 0.9, 1e-6)
+
+
+def test_trials_without_bn_are_not_repeated_over_bn_settings():
+    config = StudyConfig(lr=(0.1,), bn_momentum=(0.9, 0.99), bn_placement=("before", "after"), seeds=2)
+    trials = config.trial_configs()
+    assert len([t for t in trials if t["bn"]]) == 2 * 2 * 2
+    assert len([t for t in trials if not t["bn"]]) == 2  # once per seed
+    assert len({tuple(sorted(t.items())) for t in trials}) == len(trials)
+
+
+def test_round_trip_through_json():
+    config = StudyConfig(lr=[0.01, 0.1], seeds=3, name="x")
+    again = StudyConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"lr": (-0.1,)}, "--lr -0.1: must be > 0"),
+        ({"lr": ()}, "--lr '': must name at least one value"),
+        ({"epochs": 0}, "--epochs 0: must be >= 1"),
+        ({"seeds": 0}, "--seeds 0: must be >= 1"),
+        ({"bn_momentum": (1.0,)}, "--bn-momentum 1.0: must be in [0, 1)"),
+        ({"bn_placement": ("middle",)}, "--bn-placement middle: must be one of before, after"),
+        ({"val_fraction": 1.5}, "--val-fraction 1.5: must be in (0, 1)"),
+        ({"name": "a/b"}, "--name 'a/b': must be a plain folder name"),
+    ],
+)
+def test_bad_values_name_flag_value_and_bound(changes, message):
+    with pytest.raises(ConfigError) as info:
+        StudyConfig(**changes)
+    assert str(info.value).startswith(message)
+
+
+def test_unknown_setting_is_an_error():
+    with pytest.raises(ConfigError, match="unknown study setting"):
+        StudyConfig.from_dict({"lrr": [0.1]})

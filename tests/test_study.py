@@ -1,0 +1,139 @@
+"""The study end to end on a local Ray instance: both tables, config.json, the CLI's errors."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from leafbn.config import StudyConfig
+from leafbn.tables import CURVE_COLUMNS, TRIAL_COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "study" / "run.py"), *args],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def check_tables(path: Path, expected_trials: int, epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    trials = pd.read_csv(path / "trials.csv")
+    curves = pd.read_csv(path / "curves.csv")
+    assert list(trials.columns) == TRIAL_COLUMNS
+    assert list(curves.columns) == CURVE_COLUMNS
+    assert len(trials) == expected_trials and trials["trial_id"].is_unique
+    assert (trials["epochs"] == epochs).all()
+    assert set(curves["trial_id"]) == set(trials["trial_id"])
+    per_trial = curves.groupby("trial_id")["epoch"].agg(["count", "min", "max"])
+    runs = trials.set_index("trial_id")["epochs_run"]
+    assert (per_trial["count"] == runs[per_trial.index]).all()
+    assert (per_trial["min"] == 1).all() and (per_trial["max"] == runs[per_trial.index]).all()
+    assert trials["node_id"].notna().all() and (trials["time_s"] > 0).all()
+    return trials, curves
+
+
+def ray_listeners() -> list[str]:
+    """Listening TCP addresses of Ray's processes (children of this one)."""
+    pids = {p.pid for p in psutil.Process().children(recursive=True)}
+    return [
+        c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+
+
+def test_tiny_grid_on_local_ray(tmp_path):
+    from leafbn.tuning import ray_session, run_study
+
+    config = StudyConfig(lr=(0.01, 0.1), seeds=1, epochs=3, out=str(tmp_path), name="tiny", num_cpus=2)
+    with ray_session(config):
+        listeners = ray_listeners()
+        result = run_study(config, echo=lambda _: None)
+    assert listeners, "Ray should have started servers"
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listeners), listeners
+
+    assert result.complete and result.path == tmp_path / "tiny"
+    trials, curves = check_tables(result.path, expected_trials=4, epochs=3)
+    assert sorted(zip(trials["lr"], trials["bn"])) == [(0.01, False), (0.01, True), (0.1, False), (0.1, True)]
+    assert not trials["diverged"].any() and (trials["epochs_run"] == 3).all()
+    assert trials["final_val_loss"].between(0, 10).all()
+    assert (trials["best_val_loss"] <= trials["final_val_loss"] + 1e-9).all()
+    # the trials.csv summary agrees with the curves it came from
+    last = curves.sort_values("epoch").groupby("trial_id").last()
+    merged = trials.merge(last, left_on="trial_id", right_index=True, suffixes=("", "_curve"))
+    assert (merged["final_val_loss"] - merged["val_loss"]).abs().max() < 1e-9
+
+    meta = json.loads((result.path / "config.json").read_text())
+    assert StudyConfig.from_dict(meta["study"]) == config
+    assert meta["data"]["source"] == "embedded" and meta["data"]["rows"] == 1584
+    assert set(meta["versions"]) >= {"leafbn", "ray", "tensorflow", "keras"}
+    assert meta["run"]["trials_expected"] == meta["run"]["trials_finished"] == 4
+    assert (result.path / "tuner.pkl").exists()  # Ray Tune's own experiment folder is there too
+
+
+def test_cli_on_the_real_kaggle_data_records_divergence(tmp_path, leaf_dir):
+    train_csv = leaf_dir / "kaggle" / "train.csv"
+    done = run_cli(
+        "--grid", "--data", str(train_csv), "--lr", "0.01,1000", "--seeds", "2", "--epochs", "4",
+        "--out", str(tmp_path), "--name", "kaggle", "--num-cpus", "2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    trials, curves = check_tables(tmp_path / "kaggle", expected_trials=8, epochs=4)
+    meta = json.loads((tmp_path / "kaggle" / "config.json").read_text())
+    assert meta["data"]["rows"] == 990 and meta["data"]["classes"] == 99
+    assert meta["data"]["source"].startswith("kaggle:")
+
+    wild = trials[trials["lr"] == 1000]
+    assert wild["diverged"].all()  # lr 1000 blows up, with or without BN...
+    assert wild["final_val_loss"].isna().all() and (wild["diverged_epoch"] == wild["epochs_run"]).all()
+    assert (wild["epochs_run"] < 4).any()
+    tame = trials[trials["lr"] == 0.01]
+    assert not tame["diverged"].any() and (tame["epochs_run"] == 4).all()
+    last_wild = curves[curves["trial_id"].isin(wild["trial_id"])].groupby("trial_id").last()
+    assert (
+        not last_wild["train_loss"].map(math.isfinite).any()
+        or not last_wild["val_loss"].map(math.isfinite).any()
+    )
+    # ...and the end summary says so, per learning rate and BN
+    assert "diverged" in done.stdout and "2/2" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lr", "-0.1"], "--lr -0.1: must be > 0"),
+        (["--lr", "abc"], "--lr abc: 'abc' is not a number"),
+        (["--lr", ","], "--lr ',': name at least one value"),
+        (["--epochs", "0"], "--epochs 0: must be >= 1"),
+        (["--seeds", "0"], "--seeds 0: must be >= 1"),
+        (["--bn", "maybe"], "--bn maybe: 'maybe' is not on or off"),
+        (["--data", "/nonexistent/train.csv"], "/nonexistent/train.csv"),
+        (["--out", "/proc/leafbn"], "--out /proc/leafbn: cannot write there"),
+        (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
+    ],
+)
+def test_cli_bad_values_one_line_exit_2(tmp_path, args, message):
+    if "--out" not in args:
+        args = [*args, "--out", str(tmp_path)]
+    done = run_cli(*args, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert message in lines[0]
+
+
+def test_cli_refuses_to_overwrite_a_study(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "trials.csv").write_text("trial_id\nkeep-me\n")
+    done = run_cli("--out", str(tmp_path), "--name", "old", timeout=120)
+    assert done.returncode == 2 and "already holds a study" in done.stderr
+    assert (tmp_path / "old" / "trials.csv").read_text() == "trial_id\nkeep-me\n"

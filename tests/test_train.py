@@ -1,0 +1,116 @@
+"""The compiled trainer: same numbers as Keras model.fit, divergence as a result, reproducible."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from leafbn import data as leafdata
+from leafbn.model import ModelSpec, build_model, build_optimizer
+from leafbn.train import _PROGRAMS, epoch_order, train
+
+
+@pytest.fixture(scope="module")
+def split():
+    return leafdata.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
+
+
+def spec_for(split, **kw):
+    return ModelSpec(n_features=split.x_train.shape[1], n_classes=int(split.y_train.max()) + 1, **kw)
+
+
+def fit_with_keras(spec, split, lr, seed, epochs, batch_size=10):
+    """Keras model.fit with the trainer's initial weights, batch order, optimizer and schedule."""
+    model = build_model(spec, seed)
+    model.compile(optimizer=build_optimizer(lr), loss="sparse_categorical_crossentropy")
+    order = epoch_order(seed, epochs, len(split.x_train))
+    train_losses, val_losses = [], []
+    for e in range(epochs):
+        x, y = split.x_train[order[e]], split.y_train[order[e]]
+        history = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        train_losses.append(history.history["loss"][0])
+        val_losses.append(model.evaluate(split.x_val, split.y_val, batch_size=len(split.x_val), verbose=0))
+    return model, np.array(train_losses), np.array(val_losses)
+
+
+# Two different compiled programs (Keras' train step and ours) round differently. With batches of
+# 10 those differences grow once training leaves its first plateau (BN at lr 0.01: equal to 1e-6
+# in epoch 1, 1% apart by epoch 3), as two runs on different hardware would. So: after one epoch
+# (127 steps, the last a smaller batch) every weight and moving statistic must agree to float
+# precision (so later epochs run the same arithmetic from the same state); after three epochs
+# the losses must agree within 2.5% (seen here: BN at lr 0.01 drifts 1.3% by epoch 3).
+@pytest.mark.parametrize("bn, lr", [(False, 0.1), (True, 0.01)], ids=["no-bn", "bn"])
+def test_trainer_matches_keras_fit(split, bn, lr):
+    spec = spec_for(split, bn=bn)
+    assert len(split.x_train) % 10 != 0, "the data should exercise the last, smaller batch"
+    args = (spec, split.x_train, split.y_train, split.x_val, split.y_val)
+
+    one = train(*args, lr=lr, seed=3, epochs=1)
+    model, fit_train, fit_val = fit_with_keras(spec, split, lr=lr, seed=3, epochs=1)
+    assert one.epochs[0].train_loss == pytest.approx(fit_train[0], rel=1e-5)
+    assert one.epochs[0].val_loss == pytest.approx(fit_val[0], rel=1e-5)
+    trained = next(p for k, p in _PROGRAMS.items() if k[0] == spec).model
+    for ours, theirs in zip(trained.variables, model.variables):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-6, err_msg=ours.path)
+
+    three = train(*args, lr=lr, seed=3, epochs=3)
+    _, fit_train, fit_val = fit_with_keras(spec, split, lr=lr, seed=3, epochs=3)
+    ours_train = np.array([e.train_loss for e in three.epochs])
+    assert ours_train[-1] < ours_train[0] - 0.05  # it learns, so the comparison means something
+    np.testing.assert_allclose(ours_train, fit_train, rtol=2.5e-2)
+    np.testing.assert_allclose([e.val_loss for e in three.epochs], fit_val, rtol=2.5e-2)
+
+
+def test_optimizer_is_nesterov_sgd_with_legacy_decay():
+    optimizer = build_optimizer(0.1, momentum=0.9, decay=1e-6)
+    assert optimizer.nesterov and optimizer.momentum == 0.9
+    schedule = optimizer._learning_rate  # Keras keeps the schedule object there
+    assert isinstance(schedule, keras.optimizers.schedules.InverseTimeDecay)
+    for step in (0, 1000, 10**6):
+        assert float(schedule(step)) == pytest.approx(0.1 / (1 + 1e-6 * step))
+
+
+def test_same_seed_same_numbers_and_reuse_does_not_leak_state(split):
+    spec = spec_for(split, bn=True)
+    args = (spec, split.x_train, split.y_train, split.x_val, split.y_val)
+    first = train(*args, lr=0.1, seed=7, epochs=2)
+    other = train(*args, lr=0.01, seed=8, epochs=2)  # reuses the compiled program
+    again = train(*args, lr=0.1, seed=7, epochs=2)
+    assert [e.val_loss for e in first.epochs] == [e.val_loss for e in again.epochs]
+    assert [e.val_loss for e in first.epochs] != [e.val_loss for e in other.epochs]
+
+
+def test_divergence_is_recorded_not_raised(split):
+    spec = spec_for(split, bn=False)
+    seen = []
+    result = train(
+        spec, split.x_train, split.y_train, split.x_val, split.y_val,
+        lr=1000.0, seed=0, epochs=20, on_epoch=seen.append,
+    )  # fmt: skip
+    assert result.diverged
+    assert result.diverged_epoch == len(result.epochs) < 20
+    assert not math.isfinite(result.epochs[-1].train_loss) or not math.isfinite(result.epochs[-1].val_loss)
+    assert seen == result.epochs  # every epoch was reported, the diverged one too
+
+
+def test_on_epoch_can_stop_early(split):
+    spec = spec_for(split, bn=True)
+    result = train(
+        spec, split.x_train, split.y_train, split.x_val, split.y_val,
+        lr=0.01, seed=0, epochs=50, on_epoch=lambda e: e.epoch >= 2,
+    )  # fmt: skip
+    assert len(result.epochs) == 2 and not result.diverged
+
+
+def test_model_matches_the_seed_architecture():
+    model = build_model(ModelSpec(bn=True), seed=0)
+    dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
+    assert [l.units for l in dense] == [192, 100, 100, 100, 99]
+    kinds = [type(l).__name__ for l in model.layers[:3]]
+    assert kinds == ["Dense", "BatchNormalization", "ReLU"]  # BN before the ReLU
+    after = build_model(ModelSpec(bn=True, bn_placement="after"), seed=0)
+    assert [type(l).__name__ for l in after.layers[:3]] == ["Dense", "ReLU", "BatchNormalization"]
+    weights = dense[1].kernel.numpy()
+    assert np.abs(weights).max() <= 0.05 and weights.std() > 0.02  # U(-0.05, 0.05)
+    assert not np.array_equal(weights, build_model(ModelSpec(bn=True), seed=1).layers[3].kernel.numpy())
