@@ -59,6 +59,12 @@ class StudyConfig:
     batch_size: int = 10
     momentum: float = 0.9  # SGD momentum, Nesterov
     decay: float = 1e-6  # legacy Keras decay: lr_t = lr / (1 + decay * iterations)
+    # --- how the space is searched -----------------------------------------------------------
+    space: str = "seed"  # named space the axes came from (leafbn.spaces.SPACES): seed | full
+    optuna: int = 0  # 0: the full grid; N > 0: N trials sampled by Optuna (TPE) instead
+    max_concurrent: int | None = None  # trials at once (None: as many as there are CPUs)
+    asha: bool = False  # Ray Tune's ASHA scheduler stops hopeless trials early
+    max_trials: int = 2000  # a grid larger than this is refused before it starts
     # --- where it runs ----------------------------------------------------------------------
     address: str | None = None  # None: start Ray locally; "auto", "host:port" or "ray://..."
     num_cpus: int | None = None  # CPUs of a local Ray instance (None: all of this machine's)
@@ -109,6 +115,16 @@ class StudyConfig:
             fail("decay", self.decay, "must be >= 0")
         if self.num_cpus is not None and self.num_cpus < 1:
             fail("num-cpus", self.num_cpus, "must be >= 1")
+        from leafbn.spaces import SPACES
+
+        if self.space not in SPACES:
+            fail("space", self.space, f"must be one of {', '.join(SPACES)}")
+        if self.optuna < 0:
+            fail("optuna", self.optuna, "must be >= 0 (0 runs the grid)")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            fail("max-concurrent", self.max_concurrent, "must be >= 1")
+        if self.max_trials < 1:
+            fail("max-trials", self.max_trials, "must be >= 1")
         if self.max_failures < 0:
             fail("max-failures", self.max_failures, "must be >= 0")
         if not self.name or "/" in self.name or self.name in (".", ".."):

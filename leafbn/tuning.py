@@ -19,20 +19,25 @@ import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from a study
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the concise table reporter below
 
+import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler  # noqa: E402
+from ray.tune.search import ConcurrencyLimiter  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from leafbn import data as leafdata  # noqa: E402
 from leafbn.config import StudyConfig  # noqa: E402
-from leafbn.tables import curves_from_history, trial_row, trials_frame  # noqa: E402
+from leafbn.progress import ProgressLine  # noqa: E402
+from leafbn.spaces import estimate_seconds, objective, optuna_space  # noqa: E402
+from leafbn.tables import CURVE_COLUMNS, curves_from_history, trial_row, trials_frame  # noqa: E402
 
 __all__ = ["StudyError", "StudyResult", "trainable", "build_tuner", "run_study", "study_dir"]
 
@@ -89,6 +94,7 @@ def trainable(config: dict[str, Any], split: leafdata.Split) -> None:
                 "train_loss": epoch.train_loss,
                 "val_loss": epoch.val_loss,
                 "val_accuracy": epoch.val_accuracy,
+                "objective": objective(epoch.val_loss),
                 "diverged": not epoch.finite,
                 "time_s": time.perf_counter() - start,
                 "node_id": node_id,
@@ -111,49 +117,71 @@ def trainable(config: dict[str, Any], split: leafdata.Split) -> None:
     )
 
 
-class _RetryCounter(tune.Callback):
-    """Counts, per trial, how often Ray Tune restarted it after a failure."""
-
-    def __init__(self) -> None:
-        self.retries: dict[str, int] = {}
-
-    def on_trial_recover(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
-        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
-
-
 def build_tuner(
-    config: StudyConfig, split: leafdata.Split, callbacks: list[tune.Callback] | None = None
+    config: StudyConfig,
+    split: leafdata.Split,
+    callbacks: list[tune.Callback] | None = None,
 ) -> tune.Tuner:
-    """The study's ``tune.Tuner``: a grid over ``config.trial_configs()``, 1 CPU per trial."""
+    """The study's ``tune.Tuner``, 1 CPU per trial.
+
+    The grid (``config.optuna == 0``) runs every trial of ``config.trial_configs()``; otherwise
+    Optuna's TPE sampler (Ray Tune's ``OptunaSearch``, its study stored in ``optuna.db`` beside
+    the results) draws ``config.optuna`` trials from the same axes, minimising ``objective`` (the
+    validation loss; :data:`leafbn.spaces.WORST_LOSS` for a diverged trial). ``config.asha``
+    adds Ray Tune's ASHA scheduler on the same metric.
+    """
     fixed = {k: getattr(config, k) for k in ("epochs", "batch_size", "momentum", "decay")}
-    param_space = {"trial": tune.grid_search(config.trial_configs()), **fixed}
-    reporter = tune.CLIReporter(
-        parameter_columns={f"trial/{k}": k for k in ("lr", "bn", "seed")},
-        metric_columns={"epoch": "epoch", "val_loss": "val_loss", "val_accuracy": "val_acc"},
-        max_report_frequency=15,
-        max_progress_rows=8,
-        sort_by_metric=True,
-        metric="val_loss",
-        mode="min",
-    )
+    search_alg = scheduler = None
+    if config.optuna:
+        searched, constant = optuna_space(config)
+        param_space = {**constant, "seed": config.seed_base, **fixed}
+        storage_url = f"sqlite:///{study_dir(config) / 'optuna.db'}"
+        search_alg = OptunaSearch(
+            searched, metric="objective", mode="min", seed=config.seed_base,
+            storage=optuna.storages.RDBStorage(storage_url), study_name=config.name,
+        )  # fmt: skip
+        if config.max_concurrent:
+            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=config.max_concurrent)
+    else:
+        param_space = {"trial": tune.grid_search(config.trial_configs()), **fixed}
+    if config.asha:
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=config.epochs, grace_period=max(1, config.epochs // 10))
     return tune.Tuner(
-        tune.with_resources(tune.with_parameters(leafbn_trial, split=split), {"cpu": 1}),
+        _trainable(split),
         param_space=param_space,
-        tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda trial: trial.trial_id),
+        tune_config=tune.TuneConfig(
+            metric="objective" if (search_alg or scheduler) else None,
+            mode="min" if (search_alg or scheduler) else None,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=config.optuna or 1,
+            max_concurrent_trials=None if config.optuna else config.max_concurrent,
+            reuse_actors=True,
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
         run_config=tune.RunConfig(
             name=config.name,
             storage_path=str(study_dir(config).parent),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            progress_reporter=reporter,
             callbacks=callbacks,
-            verbose=1,
+            verbose=0,
         ),
     )
 
 
+def _trainable(split: leafdata.Split):  # noqa: ANN202
+    """The trial function with the split in Ray's object store and 1 CPU per trial."""
+    return tune.with_resources(tune.with_parameters(leafbn_trial, split=split), {"cpu": 1})
+
+
 def leafbn_trial(config: dict[str, Any], split: leafdata.Split) -> None:
-    """Unpack the grid's ``trial`` dict into the flat config :func:`trainable` takes."""
-    trainable({**config["trial"], **{k: v for k, v in config.items() if k != "trial"}}, split)
+    """One trial: unpack the grid's ``trial`` dict (if any) into the flat config :func:`trainable` takes."""
+    trainable(flat_config(config), split)
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config with the grid's ``trial`` dict merged in."""
+    return {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,68 +285,115 @@ def _prepare_dir(path: Path) -> None:
         raise StudyError(f"--out {path.parent}: cannot write there ({exc.strerror or exc})")
 
 
-def collect_tables(results: tune.ResultGrid, retries: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``trials.csv`` and ``curves.csv`` as DataFrames from a ResultGrid."""
-    rows, curves = [], []
-    for result in results:
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        config = {**result.config.get("trial", {}), **{k: v for k, v in result.config.items() if k != "trial"}}
-        history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
-        error = str(result.error).splitlines()[0] if result.error else ""
-        rows.append(trial_row(trial_id, config, history, retries.get(trial_id, 0), error))
-        curves.append(curves_from_history(trial_id, history))
-    curves_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
-    return trials_frame(rows), curves_df
+def collect_tables(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """``trials.csv`` and ``curves.csv`` from Ray Tune's experiment folder at ``path``.
+
+    Read from disk (``tune.ExperimentAnalysis``), so a finished, an interrupted and a resumed
+    study are read alike. Also returns the count of trials per Ray Tune status.
+    """
+    analysis = tune.ExperimentAnalysis(str(path))
+    frames = analysis.trial_dataframes
+    rows, curves, statuses = [], [], {}
+    for trial in analysis.trials:
+        history = frames.get(trial.trial_id)
+        history = history if history is not None else pd.DataFrame()
+        error = ""
+        if trial.status == "ERROR":
+            error = (str(trial.get_error() or "") or "error").strip().splitlines()[-1][:300]
+        rows.append(trial_row(trial.trial_id, flat_config(trial.config), history, trial.num_failures, error))
+        curves.append(curves_from_history(trial.trial_id, history))
+        statuses[trial.status] = statuses.get(trial.status, 0) + 1
+    curves_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
+    return trials_frame(rows), curves_df, statuses
 
 
-def run_study(config: StudyConfig, echo=print) -> StudyResult:  # noqa: ANN001
-    """Run ``config``'s grid on Ray Tune and write its results; returns where they are.
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise StudyError(f"{path / 'config.json'}: cannot read the study's configuration ({exc})")
 
-    Raises :class:`StudyError` (one line) for an unwritable ``--out``, an unreachable
-    ``--address`` or an existing study folder; :class:`leafbn.data.DataError` for bad data.
-    An interrupted study (Ctrl-C) still writes the tables of what finished.
+
+def run_study(config: StudyConfig, echo=print, resume: bool = False) -> StudyResult:  # noqa: ANN001
+    """Run ``config``'s study on Ray Tune and write its results; returns where they are.
+
+    With ``resume``, continue the study already in ``OUT/NAME`` (its own ``config.json`` wins;
+    only where it runs — ``address``, ``num_cpus`` — comes from ``config``): finished trials are
+    kept, unfinished and errored ones run again (Ray Tune's ``Tuner.restore``). A finished study
+    is not run again. Raises :class:`StudyError` (one line) for an unwritable ``--out``, an
+    unreachable ``--address``, a grid larger than ``max_trials``, or an existing study without
+    ``resume``; :class:`leafbn.data.DataError` for bad data. An interrupted study still writes the
+    tables of what it finished.
     """
     path = study_dir(config)
     if config.address:
         _check_reachable(config.address)  # before anything is written
-    if (path / "trials.csv").exists() or tune.Tuner.can_restore(str(path)):
-        raise StudyError(f"{path} already holds a study: use another --name or --out")
-    _prepare_dir(path)
+    restorable = tune.Tuner.can_restore(str(path))
+    if resume:
+        if not restorable:
+            raise StudyError(f"{path}: no study to resume there (check --out and --name)")
+        meta = _read_meta(path)
+        where = {k: getattr(config, k) for k in ("address", "num_cpus", "out")}
+        config = StudyConfig.from_dict(meta["study"]).replace(**where)
+        if meta.get("run", {}).get("complete"):
+            echo(f"leafbn: {path} is already complete ({meta['run'].get('trials_finished')} trials): nothing to resume")
+            trials_df, curves_df, _ = collect_tables(path)
+            return StudyResult(path, trials_df, curves_df, True)
+    elif restorable or (path / "trials.csv").exists():
+        raise StudyError(f"{path} already holds a study: continue it with --resume, or use another --name")
     data = leafdata.load(config.data)
+    if resume and data.record()["sha256"] != meta["data"]["sha256"]:
+        raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
     split = leafdata.split(data, config.val_fraction, config.split_seed, config.standardize)
-    trials = config.trial_configs()
-    meta: dict[str, Any] = {
-        "study": config.to_dict(),
-        "data": data.record(),
-        "versions": _versions(),
-        "run": {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "trials_expected": len(trials)},
-    }
-    _write_json(path / "config.json", meta)
-    echo(f"leafbn: {len(trials)} trials ({data.record()['rows']} rows of {data.source}) → {path}")
+    expected = config.optuna or len(config.trial_configs())
+    if not config.optuna and expected > config.max_trials:
+        cpus = config.num_cpus or os.cpu_count() or 1
+        guess = estimate_seconds(config, config.trial_configs(), len(split.x_train), cpus)
+        raise StudyError(
+            f"the grid has {expected} trials, about {timedelta(seconds=int(guess))} on {cpus} CPUs "
+            f"(> --max-trials {config.max_trials}): narrow its axes (e.g. --depth 2,3 --width 50,100), "
+            "use --optuna N, or raise --max-trials"
+        )
+    if not resume:
+        _prepare_dir(path)
+        meta = {
+            "study": config.to_dict(),
+            "data": data.record(),
+            "versions": _versions(),
+            "run": {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "trials_expected": expected},
+        }
+        _write_json(path / "config.json", meta)
 
     start = time.perf_counter()
-    counter = _RetryCounter()
-    complete = True
     with ray_session(config):
-        resources = ray.cluster_resources()
-        meta["run"].update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=int(resources.get("CPU", 0)))
-        tuner = build_tuner(config, split, callbacks=[counter])
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        meta["run"].update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
+        guess = estimate_seconds(config, config.trial_configs(), len(split.x_train), cpus, n_trials=expected)
+        mode = f"Optuna TPE, {expected} trials" if config.optuna else f"{expected} trials"
+        echo(
+            f"leafbn: {'resuming ' if resume else ''}{mode} on {cpus} CPUs, {data.record()['rows']} rows of "
+            f"{data.source}; estimated {timedelta(seconds=int(guess))} → {path}"
+        )
+        progress = ProgressLine(expected, echo=echo)
+        if resume:
+            tuner = tune.Tuner.restore(str(path), trainable=_trainable(split), resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = build_tuner(config, split, callbacks=[progress])
         try:
-            results = tuner.fit()
+            tuner.fit()
         except KeyboardInterrupt:
-            complete = False
-            results = tune.Tuner.restore(str(path), trainable=leafbn_trial).get_results()
-    trials_df, curves_df = collect_tables(results, counter.retries)
+            echo("leafbn: interrupted; writing what finished (continue with --resume)")
+    trials_df, curves_df, statuses = collect_tables(path)
     trials_df.to_csv(path / "trials.csv", index=False)
     curves_df.to_csv(path / "curves.csv", index=False)
-    finished = int((trials_df["epochs_run"] > 0).sum()) if len(trials_df) else 0
-    complete = complete and not results.errors and finished == len(trials)
+    finished = statuses.get("TERMINATED", 0)
+    complete = finished == expected
     meta["run"].update(
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        wall_time_s=round(time.perf_counter() - start, 2),
+        wall_time_s=round(time.perf_counter() - start + (meta["run"].get("wall_time_s", 0) if resume else 0), 2),
         trials_finished=finished,
+        trial_status=statuses,
         complete=complete,
     )
     _write_json(path / "config.json", meta)
     return StudyResult(path, trials_df, curves_df, complete)
-

@@ -15,6 +15,7 @@ from typing import Callable, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
 
 from leafbn.config import ConfigError, StudyConfig  # noqa: E402
+from leafbn.spaces import SPACES, space_axes  # noqa: E402
 
 T = TypeVar("T")
 DEFAULTS = StudyConfig()
@@ -63,13 +64,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = Parser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = DEFAULTS
     p.add_argument("--grid", action="store_true", help="run the grid of every axis value × seeds (the default)")
-    axes = p.add_argument_group("axes (comma-separated values)")
-    axes.add_argument("--lr", type=listed(number(float), "--lr"), default=d.lr, help="learning rates (default: 0.001,0.01,…,1000)")
-    axes.add_argument("--bn", type=listed(on_off, "--bn"), default=d.bn, help="BatchNormalization: on,off (default: both)")
-    axes.add_argument("--depth", type=listed(number(int), "--depth"), default=d.depth, help="hidden layers after the first (default: 3)")
-    axes.add_argument("--width", type=listed(number(int), "--width"), default=d.width, help="units in those layers (default: 100)")
-    axes.add_argument("--bn-momentum", type=listed(number(float), "--bn-momentum"), default=d.bn_momentum, help="BN momentum (default: 0.99)")
-    axes.add_argument("--bn-placement", type=listed(str, "--bn-placement"), default=d.bn_placement, help="BN before or after the ReLU (default: before)")
+    p.add_argument("--space", default=d.space, choices=list(SPACES), help="named space: seed (LR × BN) or full (+ depth, width, BN momentum and placement)")
+    p.add_argument("--optuna", type=number(int), default=d.optuna, metavar="N", help="sample N trials with Optuna (TPE) instead of the grid")
+    p.add_argument("--max-concurrent", type=number(int), default=None, help="trials at once (default: one per CPU)")
+    p.add_argument("--asha", action="store_true", help="stop hopeless trials early (Ray Tune's ASHA scheduler)")
+    p.add_argument("--max-trials", type=number(int), default=d.max_trials, help=f"refuse a grid larger than this (default: {d.max_trials})")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted study in --out/--name")
+    axes = p.add_argument_group("axes (comma-separated values; default: the --space's)")
+    axes.add_argument("--lr", type=listed(number(float), "--lr"), default=None, help="learning rates (default: 0.001,0.01,…,1000)")
+    axes.add_argument("--bn", type=listed(on_off, "--bn"), default=None, help="BatchNormalization: on,off (default: both)")
+    axes.add_argument("--depth", type=listed(number(int), "--depth"), default=None, help="hidden layers after the first (default: 3)")
+    axes.add_argument("--width", type=listed(number(int), "--width"), default=None, help="units in those layers (default: 100)")
+    axes.add_argument("--bn-momentum", type=listed(number(float), "--bn-momentum"), default=None, help="BN momentum (default: 0.99)")
+    axes.add_argument("--bn-placement", type=listed(str, "--bn-placement"), default=None, help="BN before or after the ReLU (default: before)")
     axes.add_argument("--seeds", type=number(int), default=d.seeds, help=f"seeds per configuration (default: {d.seeds})")
     axes.add_argument("--seed-base", type=number(int), default=d.seed_base, help="first seed (default: 0)")
     tr = p.add_argument_group("training")
@@ -96,8 +103,11 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """Build the study's one :class:`StudyConfig` from parsed arguments."""
     import os
 
-    fields = {k: v for k, v in vars(args).items() if k not in ("grid", "report")}
+    fields = {k: v for k, v in vars(args).items() if k not in ("grid", "report", "resume")}
     fields["data"] = args.data or os.environ.get("LEAFBN_DATA") or "embedded"
+    for axis, values in space_axes(args.space).items():
+        if fields[axis] is None:
+            fields[axis] = values
     return StudyConfig(**fields)
 
 
@@ -113,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from leafbn.tuning import StudyError, run_study
 
     try:
-        result = run_study(config)
+        result = run_study(config, resume=args.resume)
     except (DataError, StudyError) as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
@@ -123,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(summary(result.trials)))
     print(f"results: {result.path}")
     if not result.complete:
-        print("warning: the study is incomplete (interrupted or failed trials): see trials.csv", file=sys.stderr)
+        print("warning: the study is incomplete (interrupted or failed trials; see trials.csv): "
+              "continue it with --resume", file=sys.stderr)
     if args.report:
         from leafbn.report import write_report
 

@@ -1,0 +1,58 @@
+"""A concise progress line for a person watching a study, as a Ray Tune callback.
+
+Every ``every`` seconds (and when the study ends) it prints one line::
+
+    [leafbn 0:42] 23/70 done · 2 running · 45 pending · 3 diverged · best val_loss 0.412 (lr=0.01 bn=on) · ~1:05 left
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import timedelta
+from typing import Any, Callable
+
+from ray import tune
+
+__all__ = ["ProgressLine"]
+
+
+def _clock(seconds: float) -> str:
+    return str(timedelta(seconds=int(seconds))).removeprefix("0:")
+
+
+class ProgressLine(tune.Callback):
+    """Prints finished/running/pending counts, the best trial so far, elapsed and remaining time."""
+
+    def __init__(self, total: int, every: float = 10.0, echo: Callable[[str], Any] = print) -> None:
+        self.total, self.every, self.echo = total, every, echo
+        self.start = time.monotonic()
+        self.last = -math.inf
+
+    def line(self, trials: list) -> str:
+        done = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+        running = sum(t.status == "RUNNING" for t in trials)
+        pending = max(self.total - len(done) - running, 0)
+        results = [t.last_result or {} for t in done]
+        diverged = sum(bool(r.get("diverged")) for r in results)
+        finite = [(r["val_loss"], t) for r, t in zip(results, done) if math.isfinite(r.get("val_loss", math.nan))]
+        elapsed = time.monotonic() - self.start
+        parts = [f"[leafbn {_clock(elapsed)}] {len(done)}/{self.total} done", f"{running} running", f"{pending} pending"]
+        if diverged:
+            parts.append(f"{diverged} diverged")
+        if finite:
+            loss, best = min(finite, key=lambda pair: pair[0])
+            cfg = {**best.config.get("trial", {}), **best.config}
+            bn = "on" if cfg.get("bn") else "off"
+            parts.append(f"best val_loss {loss:.3f} (lr={cfg.get('lr'):.3g} bn={bn})")
+        if done and len(done) < self.total:
+            parts.append(f"~{_clock(elapsed / len(done) * (self.total - len(done)))} left")
+        return " · ".join(parts)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            self.echo(self.line(trials))
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.echo(self.line(trials))

@@ -1,0 +1,91 @@
+"""Search spaces: named sets of axis values, their Optuna form, and what a space costs.
+
+``seed`` is the blog's grid (learning rate × BN at the seed architecture); ``full`` adds hidden
+depth, hidden width, BN momentum and BN placement as axes. Command-line axis flags narrow or
+override any of them. Google's tuning playbook's terms: BN is the scientific axis, the learning
+rate and the seed are nuisance axes, and the architecture axes are what the answer may depend on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from leafbn.config import TRIAL_FIELDS, StudyConfig
+
+__all__ = ["SPACES", "space_axes", "optuna_space", "objective", "WORST_LOSS", "estimate_seconds"]
+
+#: The axes each named space sets; axes it does not name keep the StudyConfig defaults.
+SPACES: dict[str, dict[str, tuple]] = {
+    "seed": {},
+    "full": {
+        "depth": (1, 2, 3, 4, 5),
+        "width": (25, 50, 100, 200, 400),
+        "bn_momentum": (0.5, 0.9, 0.99, 0.999),
+        "bn_placement": ("before", "after"),
+    },
+}
+
+#: The worst validation loss Keras reports (cross-entropy clips probabilities at 1e-7): what a
+#: diverged trial is worth to Optuna and ASHA, so they learn the region is bad without NaN/inf.
+WORST_LOSS = -math.log(1e-7)
+
+
+def space_axes(name: str) -> dict[str, tuple]:
+    """Every axis of space ``name``: its own values, else the StudyConfig default."""
+    if name not in SPACES:
+        raise KeyError(name)
+    defaults = StudyConfig()
+    return {axis: SPACES[name].get(axis, getattr(defaults, axis)) for axis in TRIAL_FIELDS}
+
+
+def objective(val_loss: float) -> float:
+    """The value a searcher minimises: the validation loss, or :data:`WORST_LOSS` if not finite."""
+    return val_loss if math.isfinite(val_loss) else WORST_LOSS
+
+
+def optuna_space(config: StudyConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Optuna distributions for the axes with several values, and the fixed values of the rest.
+
+    The learning rate is log-uniform between the smallest and largest ``config.lr`` (a single
+    value stays fixed); every other axis is categorical over its values.
+    """
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    searched: dict[str, Any] = {}
+    fixed: dict[str, Any] = {}
+    for axis in TRIAL_FIELDS:
+        values = getattr(config, axis)
+        if len(values) == 1:
+            fixed[axis] = values[0]
+        elif axis == "lr":
+            searched[axis] = FloatDistribution(min(values), max(values), log=True)
+        else:
+            searched[axis] = CategoricalDistribution(list(values))
+    return searched, fixed
+
+
+# Costs measured on the 2-core development machine (one thread per trial, compiled trainer):
+# the seed network (192 → 192 → 3×100 → 99) takes about 0.15 ms per minibatch step, roughly
+# half of it per-step overhead and half arithmetic that grows with the multiply-adds.
+_STEP_OVERHEAD_S = 75e-6
+_SEED_MACS = 192 * 192 + 192 * 100 + 2 * 100 * 100 + 100 * 99
+_COMPILE_S = 5.0  # per worker and architecture, with an empty XLA cache
+
+
+def estimate_seconds(
+    config: StudyConfig, trials: list[dict[str, Any]], n_train: int, cpus: int, n_trials: int | None = None
+) -> float:
+    """A rough wall-time estimate, in seconds, of ``n_trials`` trials like ``trials`` (default: all
+    of them) on ``cpus`` parallel workers."""
+    steps = config.epochs * math.ceil(n_train / config.batch_size)
+    total = 0.0
+    for t in trials:
+        widths = [192] + [t["width"]] * t["depth"] + [99]
+        macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        total += steps * _STEP_OVERHEAD_S * (1 + macs / _SEED_MACS)
+    if n_trials is not None and trials:
+        total *= n_trials / len(trials)
+    architectures = {(t["depth"], t["width"], t["bn"], t["bn_momentum"], t["bn_placement"]) for t in trials}
+    # Every worker compiles each architecture it meets, in parallel with the others.
+    return total / max(cpus, 1) + _COMPILE_S * len(architectures) + 5.0
