@@ -26,8 +26,9 @@ SPACES: dict[str, dict[str, tuple]] = {
     },
 }
 
-#: The worst validation loss Keras reports (cross-entropy clips probabilities at 1e-7): what a
-#: diverged trial is worth to Optuna and ASHA, so they learn the region is bad without NaN/inf.
+#: The cross-entropy of giving the true class probability 1e-7 (Keras' epsilon): the objective's
+#: ceiling. A diverged trial is worth exactly this to Optuna and ASHA, so they learn the region is
+#: bad without ever seeing NaN or inf, and no finite loss counts as worse than diverging.
 WORST_LOSS = -math.log(1e-7)
 
 
@@ -40,8 +41,9 @@ def space_axes(name: str) -> dict[str, tuple]:
 
 
 def objective(val_loss: float) -> float:
-    """The value a searcher minimises: the validation loss, or :data:`WORST_LOSS` if not finite."""
-    return val_loss if math.isfinite(val_loss) else WORST_LOSS
+    """The value a searcher minimises: the validation loss capped at :data:`WORST_LOSS`, which is
+    also the value of a non-finite (diverged) loss."""
+    return min(val_loss, WORST_LOSS) if math.isfinite(val_loss) else WORST_LOSS
 
 
 def optuna_space(config: StudyConfig) -> tuple[dict[str, Any], dict[str, Any]]:

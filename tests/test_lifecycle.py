@@ -1,0 +1,121 @@
+"""Issue 3: Optuna search, resume after SIGKILL, spaces and their size announcement."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from leafbn.config import StudyConfig
+from leafbn.spaces import WORST_LOSS, estimate_seconds, objective, optuna_space, space_axes
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = [sys.executable, str(ROOT / "study" / "run.py")]
+
+
+def test_objective_never_rewards_divergence():
+    assert objective(0.5) == 0.5
+    assert objective(math.nan) == objective(math.inf) == WORST_LOSS
+    assert objective(40.0) == WORST_LOSS  # no finite loss counts as worse than diverging
+
+
+def test_full_space_and_overrides():
+    axes = space_axes("full")
+    assert axes["depth"] == (1, 2, 3, 4, 5) and axes["width"] == (25, 50, 100, 200, 400)
+    assert min(axes["bn_momentum"]) == 0.5 and max(axes["bn_momentum"]) == 0.999
+    assert axes["lr"] == StudyConfig().lr and set(axes["bn_placement"]) == {"before", "after"}
+    searched, fixed = optuna_space(StudyConfig(**axes))
+    assert searched["lr"].log and searched["lr"].low == 0.001 and searched["lr"].high == 1000
+    assert set(searched) == {"lr", "bn", "depth", "width", "bn_momentum", "bn_placement"} and not fixed
+
+
+def test_estimate_grows_with_the_space():
+    seed = StudyConfig(seeds=1)
+    small = estimate_seconds(seed, seed.trial_configs(), 1267, cpus=2)
+    wide = StudyConfig(**{**space_axes("full"), "seeds": 1})
+    assert estimate_seconds(wide, wide.trial_configs(), 1267, cpus=2) > 20 * small
+    assert estimate_seconds(seed, seed.trial_configs(), 1267, cpus=4) < small
+
+
+def test_too_large_a_grid_is_announced_and_refused(tmp_path):
+    done = subprocess.run(
+        [*RUN, "--space", "full", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    line = done.stderr.strip().splitlines()[-1]
+    assert "7875 trials" in line and "CPUs" in line and "--max-trials" in line
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_optuna_search_keeps_its_study_and_never_sees_nan(tmp_path):
+    done = subprocess.run(
+        [*RUN, "--optuna", "6", "--lr", "0.001,1000", "--epochs", "3", "--max-concurrent", "2",
+         "--out", str(tmp_path), "--name", "opt", "--num-cpus", "2"],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = pd.read_csv(tmp_path / "opt" / "trials.csv")
+    assert len(trials) == 6 and trials["trial_id"].is_unique
+    assert trials["lr"].between(0.001, 1000).all() and trials["lr"].nunique() == 6  # log-uniform draws
+    study = optuna.load_study(study_name="opt", storage=f"sqlite:///{tmp_path / 'opt' / 'optuna.db'}")
+    values = [t.value for t in study.trials]
+    assert len(values) == 6 and all(v is not None and math.isfinite(v) for v in values)
+    assert all(v <= WORST_LOSS for v in values)
+    assert json.loads((tmp_path / "opt" / "config.json").read_text())["study"]["optuna"] == 6
+
+
+def finished_trials(path: Path, epochs: int) -> dict[str, str]:
+    """Trial folder → its result.json text, for trials that reported all their epochs."""
+    out = {}
+    for result in path.glob("*/result.json"):
+        text = result.read_text()
+        if text.count("\n") >= epochs:
+            out[result.parent.name] = text
+    return out
+
+
+def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
+    epochs = 60
+    args = ["--lr", "0.001,0.01,0.1,1", "--seeds", "2", "--epochs", str(epochs),
+            "--out", str(tmp_path), "--name", "killed", "--num-cpus", "2"]  # fmt: skip
+    path = tmp_path / "killed"
+    study = subprocess.Popen([*RUN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while len(finished_trials(path, epochs)) < 2 and study.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert study.poll() is None, "the study ended before it could be killed: make it longer"
+        os.killpg(study.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        study.wait(timeout=30)
+    finally:
+        if study.poll() is None:
+            os.killpg(study.pid, signal.SIGKILL)
+    before = finished_trials(path, epochs)
+    assert 2 <= len(before) < 16 and not (path / "trials.csv").exists()
+
+    again = subprocess.run([*RUN, *args, "--resume"], capture_output=True, text=True, timeout=600,
+                           stdin=subprocess.DEVNULL)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    trials = pd.read_csv(path / "trials.csv")
+    assert len(trials) == 16 and trials["trial_id"].is_unique
+    assert ((trials["epochs_run"] == epochs) | trials["diverged"]).all()
+    after = finished_trials(path, epochs)
+    for name, text in before.items():  # finished trials were not run again
+        assert after[name] == text, name
+    meta = json.loads((path / "config.json").read_text())
+    assert meta["run"]["complete"] and meta["run"]["trials_finished"] == 16
+
+    twice = subprocess.run([*RUN, *args, "--resume"], capture_output=True, text=True, timeout=300)
+    assert twice.returncode == 0 and "already complete" in twice.stdout
+    assert pd.read_csv(path / "trials.csv").equals(trials)
+
+    fresh = subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 2 and "--resume" in fresh.stderr
