@@ -33,6 +33,7 @@ from leafbn.config import TRIAL_FIELDS
 
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "pair_nobn",
     "load_tables",
     "load_optuna_study",
     "aggregate",
@@ -252,6 +253,27 @@ def _context_axes(trials: pd.DataFrame) -> list[str]:
     return [f for f in _axes(trials) if f not in ("lr", "bn")]
 
 
+def pair_nobn(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with each no-BN trial repeated in every BN momentum × placement family.
+
+    A network without BN has no BN momentum or placement, so a study runs it once per depth ×
+    width (see ``StudyConfig.trial_configs``). To compare BN with no BN within each BN family,
+    the no-BN trials are shared by every (``bn_momentum``, ``bn_placement``) the BN trials of the
+    same other axes have. Use it for comparisons only: it counts a no-BN trial more than once.
+    """
+    trials = _prepare(trials)
+    free = [f for f in ("bn_momentum", "bn_placement") if f in trials.columns]
+    if not free or "bn" not in trials.columns or trials["bn"].all() or not trials["bn"].any():
+        return trials
+    rest = [f for f in _context_axes(trials) if f not in free]
+    on, off = trials[trials["bn"]], trials[~trials["bn"]]
+    combos = on[[*rest, *free]].drop_duplicates()
+    shared = off.drop(columns=free).merge(combos, on=rest, how="inner") if rest else off.drop(columns=free).merge(combos, how="cross")
+    unmatched = off.merge(combos[rest].drop_duplicates(), on=rest, how="left", indicator=True) if rest else off.iloc[0:0]
+    unmatched = unmatched[unmatched.get("_merge", pd.Series(dtype=str)) == "left_only"].drop(columns="_merge", errors="ignore")
+    return pd.concat([on, shared[trials.columns], unmatched[trials.columns]], ignore_index=True)
+
+
 def _finite_ok(trials: pd.DataFrame, column: str) -> pd.Series:
     """Values of ``column`` of the non-diverged trials, non-finite ones dropped."""
     if column not in trials.columns:
@@ -366,7 +388,9 @@ def format_summary(df: pd.DataFrame) -> str:
 # ------------------------------------------------------------------------------------------------
 # Robustness
 # ------------------------------------------------------------------------------------------------
-def stable_lr_range(trials: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+def stable_lr_range(
+    trials: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE, chance: float | None = None
+) -> pd.DataFrame:
     """Per family (bn × depth × width × bn_momentum × bn_placement): how wide a range of LRs works.
 
     A learning rate is **stable** in a family when none of its trials diverged, at least one
@@ -376,9 +400,14 @@ def stable_lr_range(trials: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) 
     rates (in the family's sorted grid) around the best one; its width is ``log10(max / min)``
     decades (0 when only the best LR is stable; NaN when no LR is).
 
+    With ``chance`` (the loss of a uniform guess, ``ln(n_classes)``), a learning rate whose mean
+    validation loss is not below it did not learn and is not stable either: otherwise a family
+    that learns nothing at any rate would look stable everywhere.
+
     Args:
         trials: the trials table.
         tolerance: the allowed excess over the best mean validation loss, in nats (>= 0).
+        chance: the loss a stable learning rate must beat (None: no such condition).
 
     Returns:
         One row per family: its axis columns, ``n_lrs``, ``n_runs``, ``n_diverged``, ``best_lr``,
@@ -410,6 +439,8 @@ def stable_lr_range(trials: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) 
         for key, fam in _groups(per_config, keys):
             fam = fam.sort_values("lr").reset_index(drop=True)
             clean = (fam["n_diverged"] == 0) & (fam["n_ok"] > 0)
+            if chance is not None:
+                clean &= fam["val_loss_mean"] < chance
             row: dict[str, Any] = dict(zip(keys, key))
             row.update(
                 n_lrs=len(fam), n_runs=int(fam["n_runs"].sum()), n_diverged=int(fam["n_diverged"].sum())

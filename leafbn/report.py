@@ -118,10 +118,13 @@ def _build(
         return blocks + _warning_block(caught) + body
 
     stats = analysis.aggregate(trials, confidence)
-    ranges = analysis.stable_lr_range(trials, tolerance)
-    effect = analysis.bn_effect(trials, confidence)
+    paired = analysis.pair_nobn(trials)  # no-BN trials shared by every BN momentum/placement
+    classes = (config.get("data") or {}).get("classes") if isinstance(config.get("data"), dict) else None
+    chance = math.log(classes if isinstance(classes, int) and classes > 1 else 99)
+    ranges = analysis.stable_lr_range(paired, tolerance, chance=chance)
+    effect = analysis.bn_effect(paired, confidence)
     body += [("h2", "Answer")]
-    body += _answer(stats, ranges, effect, tolerance, confidence)
+    body += _answer(analysis.aggregate(paired, confidence), ranges, effect, tolerance, confidence)
     body += _best(stats)
     body += _figures(root, out, trials, curves, stats, effect, confidence)
     body += _tables(trials, stats, ranges, effect, tolerance, confidence)
@@ -294,7 +297,8 @@ def _answer(
 ) -> list[Block]:
     """The seed's question — does BN make the net robust to its learning rate? — in sentences."""
     definition = (
-        f"Stable learning rate: no run diverged and the mean final validation loss is within "
+        f"Stable learning rate: no run diverged, the mean final validation loss beats a uniform "
+        f"guess (ln of the number of classes) and is within "
         f"{tolerance:g} nats of the family's best; the stable range is the contiguous run of such "
         f"learning rates around the best one, in decades (log10 max/min)."
     )

@@ -323,3 +323,32 @@ def test_optuna_study_is_loaded_from_pickle_and_sqlite(tmp_path):
     (tmp_path / "optuna_study.pkl").write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="cannot load"):
         assert analysis.load_optuna_study(tmp_path) is None
+
+
+# --- no-BN trials shared across BN momentum/placement; "stable" requires learning -------------
+def _row(lr, bn, momentum, loss, seed=0, diverged=False):
+    return {"trial_id": f"{lr}-{bn}-{momentum}-{seed}", "lr": lr, "bn": bn, "depth": 3, "width": 100,
+            "bn_momentum": momentum, "bn_placement": "before", "seed": seed,
+            "final_val_loss": math.nan if diverged else loss, "final_val_accuracy": 0.5,
+            "final_train_loss": loss, "diverged": diverged}  # fmt: skip
+
+
+def test_pair_nobn_shares_nobn_trials_with_every_bn_family():
+    rows = [_row(lr, True, m, 1.0 + 0.1 * s, s) for lr in (0.01, 0.1) for m in (0.9, 0.99) for s in (0, 1)]
+    rows += [_row(lr, False, 0.9, 2.0 + 0.1 * s, s) for lr in (0.01, 0.1) for s in (0, 1)]  # run once
+    trials = pd.DataFrame(rows)
+    paired = analysis.pair_nobn(trials)
+    nobn = paired[~paired["bn"]]
+    assert sorted(nobn["bn_momentum"].unique()) == [0.9, 0.99] and len(nobn) == 8
+    assert len(paired[paired["bn"]]) == 8  # BN trials untouched
+    effect = analysis.bn_effect(paired)
+    assert len(effect) == 4 and (effect["status"] == "ok").all()
+    assert np.allclose(effect["diff"], -1.0)
+    assert len(analysis.summary(trials)) == 4  # the summary still counts each trial once
+
+
+def test_stable_range_requires_beating_chance():
+    rows = [_row(lr, False, 0.99, 4.62 + 0.001 * i, s) for i, lr in enumerate((0.01, 0.1, 1.0)) for s in (0, 1)]
+    trials = pd.DataFrame(rows)
+    assert analysis.stable_lr_range(trials)["stable_decades"].iat[0] == pytest.approx(2.0)
+    assert math.isnan(analysis.stable_lr_range(trials, chance=math.log(99))["stable_decades"].iat[0])
