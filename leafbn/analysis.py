@@ -378,9 +378,9 @@ def format_summary(df: pd.DataFrame) -> str:
         if math.isnan(row.val_loss_mean):
             loss = "—"
         elif math.isnan(row.val_loss_std):
-            loss = f"{row.val_loss_mean:.4f}"
+            loss = f"{row.val_loss_mean:.4g}"
         else:
-            loss = f"{row.val_loss_mean:.4f} ± {row.val_loss_std:.4f}"
+            loss = f"{row.val_loss_mean:.4g} ± {row.val_loss_std:.2g}"
         lines.append(f"{row.lr:>8g}  {'on' if row.bn else 'off':<5}  {loss:<22}  {row.diverged}/{row.runs}")
     return "\n".join(lines)
 

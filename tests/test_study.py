@@ -83,7 +83,7 @@ def test_cli_on_the_real_kaggle_data_records_divergence(tmp_path, leaf_dir):
     train_csv = leaf_dir / "kaggle" / "train.csv"
     done = run_cli(
         "--grid", "--data", str(train_csv), "--lr", "0.01,1000", "--seeds", "2", "--epochs", "4",
-        "--out", str(tmp_path), "--name", "kaggle", "--num-cpus", "2",
+        "--out", str(tmp_path), "--name", "kaggle", "--num-cpus", "2", "--report",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
@@ -105,6 +105,10 @@ def test_cli_on_the_real_kaggle_data_records_divergence(tmp_path, leaf_dir):
     )
     # ...and the end summary says so, per learning rate and BN
     assert "diverged" in done.stdout and "2/2" in done.stdout
+    # --report wrote the report from these tables
+    report = tmp_path / "kaggle" / "report"
+    assert (report / "report.md").exists() and (report / "report.html").exists()
+    assert "diverged" in (report / "report.md").read_text()
 
 
 @pytest.mark.parametrize(
