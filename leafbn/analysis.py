@@ -369,6 +369,11 @@ def summary(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _number(value: float) -> str:
+    """4 decimals, or scientific notation for a loss that exploded."""
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.3e}"
+
+
 def format_summary(df: pd.DataFrame) -> str:
     """A terminal table of :func:`summary`'s output: ``lr  bn  val_loss (mean ± std)  diverged/runs``."""
     if df.empty:
@@ -378,9 +383,9 @@ def format_summary(df: pd.DataFrame) -> str:
         if math.isnan(row.val_loss_mean):
             loss = "—"
         elif math.isnan(row.val_loss_std):
-            loss = f"{row.val_loss_mean:.4g}"
+            loss = _number(row.val_loss_mean)
         else:
-            loss = f"{row.val_loss_mean:.4g} ± {row.val_loss_std:.2g}"
+            loss = f"{_number(row.val_loss_mean)} ± {_number(row.val_loss_std)}"
         lines.append(f"{row.lr:>8g}  {'on' if row.bn else 'off':<5}  {loss:<22}  {row.diverged}/{row.runs}")
     return "\n".join(lines)
 
