@@ -57,6 +57,7 @@ class StudyConfig:
     # --- training (the blog's) --------------------------------------------------------------
     epochs: int = 100
     batch_size: int = 10
+    report_every: int = 10  # epochs per Ray Tune report (each report carries every epoch's numbers)
     momentum: float = 0.9  # SGD momentum, Nesterov
     decay: float = 1e-6  # legacy Keras decay: lr_t = lr / (1 + decay * iterations)
     # --- how the space is searched -----------------------------------------------------------
@@ -105,6 +106,8 @@ class StudyConfig:
             fail("seeds", self.seeds, "must be >= 1")
         if self.epochs < 1:
             fail("epochs", self.epochs, "must be >= 1")
+        if self.report_every < 1:
+            fail("report-every", self.report_every, "must be >= 1")
         if self.batch_size < 1:
             fail("batch-size", self.batch_size, "must be >= 1")
         if not 0.0 < self.val_fraction < 1.0:

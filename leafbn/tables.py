@@ -15,7 +15,8 @@ import pandas as pd
 from leafbn.config import TRIAL_FIELDS
 
 __all__ = [
-    "CURVE_COLUMNS", "TRIAL_COLUMNS", "curves_from_history", "last_attempt", "trial_row", "trials_frame",
+    "CURVE_COLUMNS", "TRIAL_COLUMNS", "curves_from_history", "epochs_of", "last_attempt", "trial_row",
+    "trials_frame",
 ]  # fmt: skip
 
 CURVE_COLUMNS = ["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"]
@@ -26,17 +27,35 @@ TRIAL_COLUMNS = [
 ]  # fmt: skip
 
 
-def last_attempt(history: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a trial's report history since its last start (its last ``epoch == 1``)."""
+def epochs_of(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per epoch from a trial's report history (Ray Tune's rows of ``result.json``).
+
+    A report carries the epochs since the previous one in its ``curve`` list
+    (``[epoch, train_loss, val_loss, val_accuracy]`` each); a report without one is one epoch.
+    """
+    metrics = CURVE_COLUMNS[1:]
     if history.empty or "epoch" not in history:
-        return history.iloc[0:0]
-    starts = np.flatnonzero(history["epoch"].to_numpy() == 1)
-    return history.iloc[starts[-1] if len(starts) else 0 :]
+        return pd.DataFrame(columns=metrics)
+    if "curve" not in history:
+        return history[[c for c in metrics if c in history]].reset_index(drop=True)
+    rows = [entry for curve in history["curve"] if isinstance(curve, list) for entry in curve]
+    frame = pd.DataFrame(rows, columns=metrics).astype(float)
+    frame["epoch"] = frame["epoch"].astype(int)
+    return frame
+
+
+def last_attempt(epochs: pd.DataFrame) -> pd.DataFrame:
+    """The epochs of a trial since its last start (its last ``epoch == 1``): a trial Ray Tune
+    retried from scratch reports its first epochs again."""
+    if epochs.empty or "epoch" not in epochs:
+        return epochs.iloc[0:0]
+    starts = np.flatnonzero(epochs["epoch"].to_numpy() == 1)
+    return epochs.iloc[starts[-1] if len(starts) else 0 :]
 
 
 def curves_from_history(trial_id: str, history: pd.DataFrame) -> pd.DataFrame:
-    """``curves.csv`` rows of one trial from its report history (Ray Tune's ``metrics_dataframe``)."""
-    rows = last_attempt(history)
+    """``curves.csv`` rows of one trial from its report history."""
+    rows = last_attempt(epochs_of(history))
     out = pd.DataFrame({c: rows[c].to_numpy() if c in rows else [] for c in CURVE_COLUMNS[1:]})
     out.insert(0, "trial_id", trial_id)
     return out
@@ -50,12 +69,13 @@ def trial_row(
     error: str = "",
 ) -> dict[str, Any]:
     """One ``trials.csv`` row from a trial's config and its report history."""
-    rows = last_attempt(history)
+    rows = last_attempt(epochs_of(history))
     row: dict[str, Any] = {"trial_id": trial_id}
     row.update({k: config.get(k) for k in (*TRIAL_FIELDS, "batch_size", "epochs", "seed")})
     finite = rows[np.isfinite(rows["val_loss"].to_numpy(dtype=float))] if len(rows) else rows
     last = rows.iloc[-1] if len(rows) else None
-    diverged = bool(last is not None and last.get("diverged", False))
+    report = history.iloc[-1] if len(rows) else None  # the last report: time and node
+    diverged = bool(last is not None and not (np.isfinite(last["train_loss"]) and np.isfinite(last["val_loss"])))
     best = finite.loc[finite["val_loss"].idxmin()] if len(finite) else None
     row.update(
         final_val_loss=math.nan if last is None or diverged else float(last["val_loss"]),
@@ -66,8 +86,8 @@ def trial_row(
         diverged=diverged,
         diverged_epoch=int(last["epoch"]) if diverged else None,
         epochs_run=0 if last is None else int(last["epoch"]),
-        time_s=math.nan if last is None else float(last["time_s"]),
-        node_id="" if last is None else str(last.get("node_id", "")),
+        time_s=math.nan if report is None else float(report["time_s"]),
+        node_id="" if report is None else str(report.get("node_id", "")),
         retries=int(retries),
         error=error,
     )

@@ -76,7 +76,12 @@ def finished_trials(path: Path, epochs: int) -> dict[str, str]:
     out = {}
     for result in path.glob("*/result.json"):
         text = result.read_text()
-        if text.count("\n") >= epochs:
+        lines = text.strip().splitlines()
+        try:
+            last = json.loads(lines[-1]) if lines else {}
+        except ValueError:  # a line being written
+            continue
+        if last.get("epoch") == epochs or last.get("diverged"):
             out[result.parent.name] = text
     return out
 

@@ -1,0 +1,52 @@
+"""Report history → trials.csv/curves.csv rows: batched reports, retries, divergence."""
+
+import math
+
+import pandas as pd
+
+from leafbn.tables import curves_from_history, epochs_of, trial_row
+
+CONFIG = {"lr": 0.1, "bn": True, "depth": 3, "width": 100, "bn_momentum": 0.99, "bn_placement": "before",
+          "batch_size": 10, "epochs": 4, "seed": 0}  # fmt: skip
+
+
+def report(epochs, time_s, node="n1"):
+    last = epochs[-1]
+    return {"epoch": last[0], "train_loss": last[1], "val_loss": last[2], "val_accuracy": last[3],
+            "time_s": time_s, "node_id": node, "curve": [list(e) for e in epochs]}  # fmt: skip
+
+
+def test_batched_reports_expand_to_every_epoch():
+    history = pd.DataFrame([
+        report([(1, 4.0, 3.0, 0.1), (2, 3.0, 2.0, 0.3)], 1.0),
+        report([(3, 2.0, 1.5, 0.5), (4, 1.0, 1.8, 0.6)], 2.0),
+    ])  # fmt: skip
+    assert epochs_of(history)["epoch"].tolist() == [1, 2, 3, 4]
+    row = trial_row("t", CONFIG, history)
+    assert (row["final_val_loss"], row["best_val_loss"], row["best_epoch"]) == (1.8, 1.5, 3)
+    assert (row["epochs_run"], row["time_s"], row["diverged"]) == (4, 2.0, False)
+    assert curves_from_history("t", history)["val_loss"].tolist() == [3.0, 2.0, 1.5, 1.8]
+
+
+def test_a_retried_trial_keeps_only_its_last_attempt():
+    history = pd.DataFrame([
+        report([(1, 4.0, 3.0, 0.1), (2, 3.0, 2.0, 0.3)], 1.0, node="lost"),
+        report([(1, 4.1, 3.1, 0.1), (2, 3.1, 2.1, 0.3)], 1.1, node="n2"),
+        report([(3, 2.1, 1.6, 0.5), (4, 1.1, 1.7, 0.6)], 2.2, node="n2"),
+    ])  # fmt: skip
+    curves = curves_from_history("t", history)
+    assert curves["epoch"].tolist() == [1, 2, 3, 4] and curves["val_loss"].iat[0] == 3.1
+    row = trial_row("t", CONFIG, history, retries=1)
+    assert row["node_id"] == "n2" and row["retries"] == 1 and row["final_val_loss"] == 1.7
+
+
+def test_divergence_is_read_from_the_last_epoch():
+    history = pd.DataFrame([report([(1, 4.0, 3.0, 0.1), (2, math.nan, math.nan, 0.01)], 0.5)])
+    row = trial_row("t", CONFIG, history)
+    assert row["diverged"] and row["diverged_epoch"] == 2 and row["epochs_run"] == 2
+    assert math.isnan(row["final_val_loss"]) and row["best_val_loss"] == 3.0 and row["best_epoch"] == 1
+
+
+def test_a_trial_that_never_reported():
+    row = trial_row("t", CONFIG, pd.DataFrame(), error="worker died")
+    assert row["epochs_run"] == 0 and math.isnan(row["final_val_loss"]) and row["error"] == "worker died"
