@@ -1,0 +1,323 @@
+"""Benchmark the compiled-epoch trainer and the Ray Tune study against Keras ``model.fit``.
+
+Run from the repository root::
+
+    python benchmarks/bench_trainer.py [--quick] [--full] [--data SPEC]
+
+It prints tables (pandas ``to_markdown``) of measured figures, their ratios against a Keras
+``model.fit`` baseline measured in the same run, and PASS/MISS against the project's targets.
+Every single-trial figure comes from a FRESH Python process (this script's ``--child`` mode), with
+single-threaded TensorFlow (:func:`leafbn.train.single_thread`), so tracing and XLA compiling are
+counted honestly:
+
+1. baseline: Keras ``model.fit`` of the seed network (100 epochs, batch 10, lr 0.01, validation
+   data passed), BN off and on, XLA persistent cache off;
+2. trainer :func:`leafbn.train.train`, same settings: (a) "cold" = fresh process, empty XLA
+   persistent cache; (b) "warm" = another fresh process with the cache (a) filled; (c) "reused" =
+   a second trial (next seed) in the same process as (a), the compiled program reused: the
+   per-trial cost inside a Ray worker;
+3. the seed grid end to end: ``python study/run.py --seeds 1`` (14 trials), cold and warm cache;
+4. with ``--full``, the default study (``--seeds 5``, 70 trials), cold and warm cache.
+
+``--quick`` runs a reduced version only to check the script works (10 epochs; BN on only; a
+2-trial grid, learning rates 0.01 and 1 with BN on, cold cache only); its figures are not
+comparable with the targets. Other work on the machine skews timings:
+the 1-minute load average is recorded at the start and end of every measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MARK = "BENCH-RESULT "  # the child's one result line on stdout
+
+# Targets (the full settings only).
+TARGET_SPEEDUP = 7.0  # trainer vs model.fit, compile included
+TARGET_SEED_GRID_S = 40.0  # 14 trials, wall
+TARGET_FULL_GRID_S = 90.0  # 70 trials, wall
+TARGET_RAY_OVERHEAD_S = 0.5  # per trial
+
+
+# ------------------------------------------------------------------------------------------------
+# Child mode: one measurement in a fresh process.
+# ------------------------------------------------------------------------------------------------
+def _child(job: dict) -> dict:
+    t_proc = time.perf_counter()
+    from leafbn import data as leafdata
+    from leafbn.model import ModelSpec, build_model, build_optimizer
+    from leafbn.train import single_thread, train  # sets TF_XLA_FLAGS from LEAFBN_XLA_CACHE
+
+    single_thread()  # before TensorFlow executes anything
+    import keras
+    import tensorflow as tf
+
+    split = leafdata.split(leafdata.load(job["data"]))
+    n_classes = int(max(split.y_train.max(), split.y_val.max())) + 1
+    spec = ModelSpec(n_features=split.x_train.shape[1], n_classes=n_classes, bn=job["bn"])
+    out: dict = {"import_s": time.perf_counter() - t_proc, "n_train": len(split.x_train)}
+    lr, seed, epochs, batch = job["lr"], job["seed"], job["epochs"], job["batch_size"]
+
+    if job["mode"] == "fit":
+        t0 = time.perf_counter()
+        keras.utils.set_random_seed(seed)  # fit's shuffling
+        model = build_model(spec, seed)
+        model.compile(optimizer=build_optimizer(lr), loss=keras.losses.SparseCategoricalCrossentropy())
+        history = model.fit(
+            split.x_train, split.y_train, batch_size=batch, epochs=epochs,
+            validation_data=(split.x_val, split.y_val), shuffle=True, verbose=0,
+        )
+        out["time_s"] = time.perf_counter() - t0
+        out["val_loss"] = float(history.history["val_loss"][-1])
+        out["jit_compile"] = bool(model.jit_compile)
+    else:  # trainer: a first trial (program built and compiled) and a second one (program reused)
+        for key, trial_seed in (("first", seed), ("second", seed + 1)):
+            t0 = time.perf_counter()
+            result = train(
+                spec, split.x_train, split.y_train, split.x_val, split.y_val,
+                lr=lr, seed=trial_seed, epochs=epochs, batch_size=batch,
+            )
+            out[f"{key}_s"] = time.perf_counter() - t0
+            out[f"{key}_val_loss"] = result.final.val_loss if result.final else float("nan")
+            out[f"{key}_epochs"] = len(result.epochs)
+    out["threads"] = [tf.config.threading.get_intra_op_parallelism_threads(),
+                      tf.config.threading.get_inter_op_parallelism_threads()]
+    out["process_s"] = time.perf_counter() - t_proc
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Parent: run children and commands, keep load averages.
+# ------------------------------------------------------------------------------------------------
+def _env(xla_cache: str) -> dict:
+    env = dict(os.environ)
+    env.pop("TF_XLA_FLAGS", None)  # only LEAFBN_XLA_CACHE decides the persistent cache
+    env["LEAFBN_XLA_CACHE"] = xla_cache
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def _load1() -> float:
+    return os.getloadavg()[0]
+
+
+LOADS: list[tuple[str, tuple, tuple]] = []  # (measurement, loadavg at start, at end)
+
+
+def _run(label: str, cmd: list[str], env: dict, log: Path, timeout: float = 3600) -> tuple[float, str, tuple, tuple]:
+    """Run ``cmd``; returns (wall seconds, stdout, loadavg at start, at end). Exits on failure."""
+    start_load = os.getloadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    end_load = os.getloadavg()
+    LOADS.append((label, start_load, end_load))
+    log.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+        sys.exit(f"bench_trainer: {label} failed (exit {proc.returncode}); log {log}\n{tail}")
+    print(f"  {label}: {wall:.1f} s (load {start_load[0]:.2f} → {end_load[0]:.2f})", flush=True)
+    return wall, proc.stdout, start_load, end_load
+
+
+def _child_run(label: str, job: dict, xla_cache: str, tmp: Path) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
+    wall, stdout, l0, l1 = _run(label, cmd, _env(xla_cache), tmp / f"{label.replace(' ', '_')}.log")
+    line = next(x for x in stdout.splitlines() if x.startswith(MARK))
+    return {**json.loads(line[len(MARK):]), "wall_s": wall, "load": (l0[0], l1[0])}
+
+
+def _grid_run(label: str, args: list[str], xla_cache: str, tmp: Path, name: str) -> dict:
+    out = tmp / "results"
+    cmd = [sys.executable, "study/run.py", *args, "--out", str(out), "--name", name]
+    wall, _, l0, l1 = _run(label, cmd, _env(xla_cache), tmp / f"{name}.log")
+    import pandas as pd
+
+    trials = pd.read_csv(out / name / "trials.csv")
+    meta = json.loads((out / name / "config.json").read_text())
+    cpus = int(meta.get("run", {}).get("ray_cpus") or os.cpu_count() or 1)
+    n = len(trials)
+    total = float(trials["time_s"].sum())
+    return {
+        "wall_s": wall, "trials": n, "cpus": cpus, "sum_time_s": total, "mean_time_s": total / n,
+        "tuner_wall_s": float(meta.get("run", {}).get("wall_time_s", float("nan"))),
+        "overhead_s": (wall * cpus - total) / n, "load": (l0[0], l1[0]),
+        "diverged": int(trials["diverged"].astype(str).str.lower().eq("true").sum()),
+        "first_time_s": float(trials["time_s"].max()), "min_time_s": float(trials["time_s"].min()),
+    }
+
+
+def _status(ok: bool, quick: bool) -> str:
+    return "n/a (quick)" if quick else ("PASS" if ok else "MISS")
+
+
+def _loads(load: tuple[float, float]) -> str:
+    return f"{load[0]:.2f} → {load[1]:.2f}"
+
+
+def _code_state() -> str:
+    """The commit measured, and whether the measured code (leafbn/, study/) had local changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "leafbn", "study"], cwd=REPO,
+                               capture_output=True, text=True, timeout=30).stdout.split("\n")
+        changed = [line[3:] for line in dirty if line.strip()]
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return f"commit {head or '?'}" + (f" + uncommitted changes in {', '.join(changed)}" if changed else " (clean)")
+
+
+def default_data() -> tuple[str, str]:
+    shared = Path(os.environ.get("LEAFBN_SHARED") or REPO.parent / "shared")
+    kaggle = shared / "data" / "leaf" / "kaggle" / "train.csv"
+    if kaggle.is_file():
+        return str(kaggle), "Kaggle train.csv (default, found under LEAFBN_SHARED)"
+    return "embedded", f"embedded UCI copy (default; {kaggle} not found)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench_trainer.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="reduced run (10 epochs, BN on, 2-trial grid): checks the script only")
+    p.add_argument("--full", action="store_true", help="also the default 70-trial study (--seeds 5)")
+    p.add_argument("--data", default=None, help="data spec as for study/run.py (default: Kaggle train.csv if present, else embedded)")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child is not None:
+        result = _child(json.loads(args.child))
+        print(MARK + json.dumps(result), flush=True)
+        return 0
+
+    import pandas as pd
+
+    if args.data:
+        data, data_note = args.data, "given with --data"
+    else:
+        data, data_note = default_data()
+    epochs = 10 if args.quick else 100
+    lr, batch, seed = 0.01, 10, 0
+    # --quick: BN on only, a 2-trial grid (2 LRs, BN on), cold cache only: about a minute idle.
+    bn_values = (True,) if args.quick else (False, True)
+    grid_extra = ["--epochs", "10", "--lr", "0.01,1", "--bn", "on"] if args.quick else []
+    grid_states = ("cold",) if args.quick else ("cold", "warm")
+    n_cpu = os.cpu_count()
+
+    print(f"# leafbn trainer benchmark{' (--quick: reduced, NOT comparable with the targets)' if args.quick else ''}")
+    print(f"data: {data} — {data_note}")
+    print(f"settings: {epochs} epochs, batch {batch}, lr {lr}, seed {seed}; one TF thread per process; "
+          f"{n_cpu} CPUs; python {sys.version.split()[0]}")
+    print(f"code: {_code_state()}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("measuring (each in a fresh process):", flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="leafbn-bench-"))
+    try:
+        job = dict(data=data, lr=lr, seed=seed, epochs=epochs, batch_size=batch)
+        single: dict[bool, dict] = {}
+        for bn in bn_values:
+            tag = "BN on" if bn else "BN off"
+            cache = tmp / f"xla-{'bn' if bn else 'nobn'}"
+            cache.mkdir()
+            fit = _child_run(f"model.fit {tag}", {**job, "bn": bn, "mode": "fit"}, "off", tmp)
+            cold = _child_run(f"trainer cold {tag}", {**job, "bn": bn, "mode": "train"}, str(cache), tmp)
+            warm = _child_run(f"trainer warm {tag}", {**job, "bn": bn, "mode": "train"}, str(cache), tmp)
+            single[bn] = dict(fit=fit, cold=cold, warm=warm)
+
+        grids: dict[str, dict] = {}
+        grid_specs = [("seed grid", ["--seeds", "1"], TARGET_SEED_GRID_S)]
+        if args.full:
+            grid_specs.append(("default study", ["--seeds", "5"], TARGET_FULL_GRID_S))
+        for name, seeds_args, _ in grid_specs:
+            cache = tmp / f"xla-{name.replace(' ', '-')}"
+            cache.mkdir()
+            for state in grid_states:
+                label = f"{name} {state}"
+                grids[label] = _grid_run(
+                    label, ["--data", data, *seeds_args, *grid_extra], str(cache), tmp,
+                    f"bench-{name.replace(' ', '-')}-{state}",
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # ---------------- single trial table ----------------
+    rows = []
+    for bn, m in single.items():
+        tag = "on" if bn else "off"
+        fit_s = m["fit"]["time_s"]
+        rows.append({
+            "measurement": "Keras model.fit (baseline)", "BN": tag, "seconds": fit_s,
+            "process wall s": m["fit"]["wall_s"], "final val_loss": m["fit"]["val_loss"],
+            "model.fit / this": 1.0, "target": "—", "status": "—", "load 1m start → end": _loads(m["fit"]["load"]),
+        })
+        for key, what, sec in (
+            ("cold", "trainer, fresh process, empty XLA cache (cold)", m["cold"]["first_s"]),
+            ("warm", "trainer, fresh process, filled XLA cache (warm)", m["warm"]["first_s"]),
+            ("reused", "trainer, 2nd trial in same process (reused)", m["cold"]["second_s"]),
+        ):
+            src = m["warm" if key == "warm" else "cold"]
+            ratio = fit_s / sec
+            compiled = key != "reused"
+            rows.append({
+                "measurement": what, "BN": tag, "seconds": sec,
+                "process wall s": src["wall_s"] if compiled else float("nan"),
+                "final val_loss": src["second_val_loss" if key == "reused" else "first_val_loss"],
+                "model.fit / this": ratio,
+                "target": f"≥ {TARGET_SPEEDUP:g}×" if compiled else "(info)",
+                "status": _status(ratio >= TARGET_SPEEDUP, args.quick) if compiled else "—",
+                "load 1m start → end": _loads(src["load"]),
+            })
+    table1 = pd.DataFrame(rows)
+
+    # ---------------- grid table ----------------
+    rows = []
+    for label, g in grids.items():
+        target = TARGET_FULL_GRID_S if label.startswith("default study") else TARGET_SEED_GRID_S
+        rows.append({
+            "measurement": f"{label} ({g['trials']} trials)", "wall s": g["wall_s"],
+            "wall target": f"≤ {target:g} s", "wall status": _status(g["wall_s"] <= target, args.quick),
+            "Tuner.fit s": g["tuner_wall_s"], "Σ time_s": g["sum_time_s"], "mean time_s": g["mean_time_s"],
+            "CPUs": g["cpus"], "Ray overhead s/trial": g["overhead_s"],
+            "overhead target": f"≤ {TARGET_RAY_OVERHEAD_S:g} s",
+            "overhead status": _status(g["overhead_s"] <= TARGET_RAY_OVERHEAD_S, args.quick),
+            "load 1m start → end": _loads(g["load"]),
+        })
+    table2 = pd.DataFrame(rows)
+
+    print()
+    print("## One trial (fresh process each; 'seconds' = build + compile + train, imports excluded)")
+    print()
+    print(table1.to_markdown(index=False, floatfmt=".2f"))
+    print()
+    print("## Study end to end (`python study/run.py`, Ray start included)")
+    print()
+    print(table2.to_markdown(index=False, floatfmt=".2f"))
+    print()
+    print("Formulas: model.fit / this = baseline seconds ÷ row seconds (same BN).")
+    print("Ray overhead per trial = (wall s × CPUs − Σ time_s) / trials; time_s is each trial's trainer time "
+          "as reported by the trainable (trials.csv), wall s is the whole command. Tuner.fit s = config.json wall_time_s.")
+    some = next(iter(single.values()))
+    print(f"model.fit jit_compile={some['fit']['jit_compile']}; TF threads (intra, inter) in children: "
+          f"{some['fit']['threads']}; TF import + data load per process ≈ "
+          f"{min(m[k]['import_s'] for m in single.values() for k in ('fit', 'cold', 'warm')):.1f}–"
+          f"{max(m[k]['import_s'] for m in single.values() for k in ('fit', 'cold', 'warm')):.1f} s (not in 'seconds').")
+    for label, g in grids.items():
+        print(f"{label}: slowest trial time_s {g['first_time_s']:.2f} s (includes its worker's compile), "
+              f"fastest {g['min_time_s']:.2f} s; diverged trials {g['diverged']}.")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min); per measurement:")
+    for label, l0, l1 in LOADS:
+        print(f"  {label}: {' '.join(f'{x:.2f}' for x in l0)} → {' '.join(f'{x:.2f}' for x in l1)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
