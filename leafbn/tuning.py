@@ -232,7 +232,9 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             ray.shutdown()
         return
     with _loopback_only():
-        ray.init(num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+        ray.init(  # "local": a new instance of our own, never a cluster that happens to run here
+            address="local", num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **common
+        )
         try:
             yield
         finally:
@@ -267,18 +269,20 @@ def _loopback_only() -> Iterator[None]:
 # The study.
 # --------------------------------------------------------------------------------------------
 def _versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
+    """Installed versions, read from package metadata (no TensorFlow import in the driver)."""
+    from importlib.metadata import PackageNotFoundError, version
 
     from leafbn import __version__
 
-    return {
-        "leafbn": __version__,
-        "ray": ray.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-    }
+    found = {"leafbn": __version__, "ray": ray.__version__, "python": platform.python_version()}
+    for name, dists in (("tensorflow", ("tensorflow-cpu", "tensorflow")), ("keras", ("keras",))):
+        for dist in dists:
+            try:
+                found[name] = version(dist)
+                break
+            except PackageNotFoundError:
+                continue
+    return found
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
