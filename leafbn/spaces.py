@@ -73,6 +73,7 @@ def optuna_space(config: StudyConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 _STEP_OVERHEAD_S = 75e-6
 _SEED_MACS = 192 * 192 + 192 * 100 + 2 * 100 * 100 + 100 * 99
 _COMPILE_S = 5.0  # per worker and architecture, with an empty XLA cache
+_START_S = 15.0  # Ray start, worker processes importing TensorFlow, tables at the end
 
 
 def estimate_seconds(
@@ -90,4 +91,4 @@ def estimate_seconds(
         total *= n_trials / len(trials)
     architectures = {(t["depth"], t["width"], t["bn"], t["bn_momentum"], t["bn_placement"]) for t in trials}
     # Every worker compiles each architecture it meets, in parallel with the others.
-    return total / max(cpus, 1) + _COMPILE_S * len(architectures) + 5.0
+    return total / max(cpus, 1) + _COMPILE_S * len(architectures) + _START_S

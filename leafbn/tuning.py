@@ -12,6 +12,7 @@ dashboard.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the loggers 
 
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow.fs as pafs  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.logger import JsonLoggerCallback  # noqa: E402
@@ -41,7 +43,7 @@ from leafbn.progress import ProgressLine  # noqa: E402
 from leafbn.spaces import estimate_seconds, objective, optuna_space  # noqa: E402
 from leafbn.tables import CURVE_COLUMNS, curves_from_history, trial_row, trials_frame  # noqa: E402
 
-__all__ = ["StudyError", "StudyResult", "trainable", "build_tuner", "run_study", "study_dir"]
+__all__ = ["StudyError", "StudyResult", "trainable", "build_tuner", "run_study", "study_dir", "experiment_path"]
 
 
 class StudyError(RuntimeError):
@@ -58,9 +60,54 @@ class StudyResult:
     complete: bool
 
 
+def is_uri(out: str) -> bool:
+    """Whether ``--out`` names a storage URI (``s3://``, ``gs://``, ``file://`` …), not a folder."""
+    return "://" in out
+
+
+def experiment_path(config: StudyConfig) -> str:
+    """Where Ray Tune keeps the study's experiment folder: ``OUT/NAME`` (a folder or a URI)."""
+    if is_uri(config.out):
+        return f"{config.out.rstrip('/')}/{config.name}"
+    return str(study_dir(config))
+
+
 def study_dir(config: StudyConfig) -> Path:
-    """``OUT/NAME`` as an absolute path."""
+    """The local folder of the study's own files (tables, ``config.json``, report).
+
+    ``OUT/NAME`` for a local ``--out``. For a URI, a working folder under ``LEAFBN_STAGING``
+    (default ``~/.cache/leafbn/studies``) whose files are copied to ``OUT/NAME`` at the end.
+    """
+    if is_uri(config.out):
+        digest = hashlib.sha1(experiment_path(config).encode()).hexdigest()[:10]
+        root = Path(os.environ.get("LEAFBN_STAGING", Path.home() / ".cache" / "leafbn" / "studies"))
+        return (root / f"{config.name}-{digest}").resolve()
     return (Path(config.out).expanduser() / config.name).resolve()
+
+
+def _remote(config: StudyConfig) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path of ``OUT/NAME`` for a URI ``--out``."""
+    try:
+        return pafs.FileSystem.from_uri(experiment_path(config))
+    except Exception as exc:  # pyarrow raises several kinds for a bad or unreachable URI
+        raise StudyError(f"--out {config.out}: cannot use this storage ({str(exc).splitlines()[0]})")
+
+
+def _publish(config: StudyConfig, path: Path) -> None:
+    """Copy the study's own files from ``path`` to ``OUT/NAME`` when ``--out`` is a URI."""
+    if is_uri(config.out):
+        fs, base = _remote(config)
+        pafs.copy_files(str(path), base, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def _fetch(config: StudyConfig, path: Path) -> None:
+    """Bring ``config.json`` and ``optuna.db`` back from ``OUT/NAME`` (a URI) to resume there."""
+    fs, base = _remote(config)
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "optuna.db"):
+        if fs.get_file_info(f"{base}/{name}").type == pafs.FileType.File:
+            pafs.copy_files(f"{base}/{name}", str(path / name), source_filesystem=fs,
+                            destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +220,7 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=config.name,
-            storage_path=str(study_dir(config).parent),
+            storage_path=config.out if is_uri(config.out) else str(study_dir(config).parent),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             callbacks=[JsonLoggerCallback(), *(callbacks or [])],  # result.json only: no CSV, no TensorBoard
             verbose=0,
@@ -291,23 +338,33 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _prepare_dir(path: Path) -> None:
+def _prepare_dir(config: StudyConfig, path: Path) -> None:
+    """Make sure the study's folder (and, for a URI ``--out``, its storage) can be written."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".leafbn-write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise StudyError(f"--out {path.parent}: cannot write there ({exc.strerror or exc})")
+        raise StudyError(f"--out {config.out if not is_uri(config.out) else path}: cannot write there ({exc.strerror or exc})")
+    if is_uri(config.out):
+        fs, base = _remote(config)
+        try:
+            fs.create_dir(base, recursive=True)
+            with fs.open_output_stream(f"{base}/.leafbn-write-test") as probe:
+                probe.write(b"")
+            fs.delete_file(f"{base}/.leafbn-write-test")
+        except Exception as exc:
+            raise StudyError(f"--out {config.out}: cannot write there ({str(exc).splitlines()[0]})")
 
 
-def collect_tables(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """``trials.csv`` and ``curves.csv`` from Ray Tune's experiment folder at ``path``.
+def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """``trials.csv`` and ``curves.csv`` from Ray Tune's experiment folder at ``path`` (or URI).
 
     Read from disk (``tune.ExperimentAnalysis``), so a finished, an interrupted and a resumed
     study are read alike. Also returns the count of trials per Ray Tune status.
     """
-    analysis = tune.ExperimentAnalysis(str(path))
+    analysis = tune.ExperimentAnalysis(path)
     frames = analysis.trial_dataframes
     rows, curves, statuses = [], [], {}
     for trial in analysis.trials:
@@ -330,7 +387,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise StudyError(f"{path / 'config.json'}: cannot read the study's configuration ({exc})")
 
 
-def run_study(config: StudyConfig, echo=print, resume: bool = False) -> StudyResult:  # noqa: ANN001
+def run_study(config: StudyConfig, echo=print, resume: bool = False, report: bool = False) -> StudyResult:  # noqa: ANN001
     """Run ``config``'s study on Ray Tune and write its results; returns where they are.
 
     With ``resume``, continue the study already in ``OUT/NAME`` (its own ``config.json`` wins;
@@ -339,24 +396,30 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False) -> StudyRes
     is not run again. Raises :class:`StudyError` (one line) for an unwritable ``--out``, an
     unreachable ``--address``, a grid larger than ``max_trials``, or an existing study without
     ``resume``; :class:`leafbn.data.DataError` for bad data. An interrupted study still writes the
-    tables of what it finished.
+    tables of what it finished. With ``report``, the robustness report is written at the end.
+    With a URI ``--out``, Ray Tune writes there directly and the study's own files are copied
+    there at the end; the returned path is the local working folder.
     """
-    path = study_dir(config)
+    path, experiment = study_dir(config), experiment_path(config)
     if config.address:
         _check_reachable(config.address)  # before anything is written
-    restorable = tune.Tuner.can_restore(str(path))
+    if is_uri(config.out):
+        _remote(config)  # a bad URI fails here, before anything is written
+    restorable = tune.Tuner.can_restore(experiment)
     if resume:
         if not restorable:
-            raise StudyError(f"{path}: no study to resume there (check --out and --name)")
+            raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
+        if is_uri(config.out):
+            _fetch(config, path)
         meta = _read_meta(path)
         where = {k: getattr(config, k) for k in ("address", "num_cpus", "out")}
         config = StudyConfig.from_dict(meta["study"]).replace(**where)
         if meta.get("run", {}).get("complete"):
             echo(f"leafbn: {path} is already complete ({meta['run'].get('trials_finished')} trials): nothing to resume")
-            trials_df, curves_df, _ = collect_tables(path)
+            trials_df, curves_df, _ = collect_tables(experiment)
             return StudyResult(path, trials_df, curves_df, True)
     elif restorable or (path / "trials.csv").exists():
-        raise StudyError(f"{path} already holds a study: continue it with --resume, or use another --name")
+        raise StudyError(f"{experiment} already holds a study: continue it with --resume, or use another --name")
     data = leafdata.load(config.data)
     if resume and data.record()["sha256"] != meta["data"]["sha256"]:
         raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
@@ -371,7 +434,7 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False) -> StudyRes
             "use --optuna N, or raise --max-trials"
         )
     if not resume:
-        _prepare_dir(path)
+        _prepare_dir(config, path)
         meta = {
             "study": config.to_dict(),
             "data": data.record(),
@@ -388,18 +451,18 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False) -> StudyRes
         mode = f"Optuna TPE, {expected} trials" if config.optuna else f"{expected} trials"
         echo(
             f"leafbn: {'resuming ' if resume else ''}{mode} on {cpus} CPUs, {data.record()['rows']} rows of "
-            f"{data.source}; estimated {timedelta(seconds=int(guess))} → {path}"
+            f"{data.source}; estimated {timedelta(seconds=int(guess))} → {experiment}"
         )
         progress = ProgressLine(expected, echo=echo)
         if resume:
-            tuner = tune.Tuner.restore(str(path), trainable=_trainable(split), resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(experiment, trainable=_trainable(split), resume_unfinished=True, resume_errored=True)
         else:
             tuner = build_tuner(config, split, callbacks=[progress])
         try:
             tuner.fit()
         except KeyboardInterrupt:
             echo("leafbn: interrupted; writing what finished (continue with --resume)")
-    trials_df, curves_df, statuses = collect_tables(path)
+    trials_df, curves_df, statuses = collect_tables(experiment)
     trials_df.to_csv(path / "trials.csv", index=False)
     curves_df.to_csv(path / "curves.csv", index=False)
     finished = statuses.get("TERMINATED", 0)
@@ -412,4 +475,9 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False) -> StudyRes
         complete=complete,
     )
     _write_json(path / "config.json", meta)
+    if report:
+        from leafbn.report import write_report
+
+        echo(f"report: {write_report(path)}")
+    _publish(config, path)
     return StudyResult(path, trials_df, curves_df, complete)

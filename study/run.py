@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from leafbn.tuning import StudyError, run_study
 
     try:
-        result = run_study(config, resume=args.resume)
+        result = run_study(config, resume=args.resume, report=args.report)
     except (DataError, StudyError) as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
@@ -133,13 +133,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(format_summary(summary(result.trials)))
     print(f"results: {result.path}")
+    if "://" in config.out:
+        print(f"copied to: {config.out.rstrip('/')}/{config.name}")
     if not result.complete:
         print("warning: the study is incomplete (interrupted or failed trials; see trials.csv): "
               "continue it with --resume", file=sys.stderr)
-    if args.report:
-        from leafbn.report import write_report
-
-        print(f"report: {write_report(result.path)}")
     return 0 if result.complete else 1
 
 

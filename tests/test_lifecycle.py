@@ -124,3 +124,24 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
 
     fresh = subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 2 and "--resume" in fresh.stderr
+
+
+def test_out_as_a_storage_uri_ends_in_one_place(tmp_path):
+    store = tmp_path / "store"
+    env = {**os.environ, "LEAFBN_STAGING": str(tmp_path / "staging")}
+    args = ["--out", f"file://{store}", "--name", "u", "--lr", "0.01", "--bn", "on",
+            "--seeds", "1", "--epochs", "2", "--num-cpus", "1"]  # fmt: skip
+    done = subprocess.run([*RUN, *args, "--report"], capture_output=True, text=True, timeout=600, env=env,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("config.json", "trials.csv", "curves.csv", "tuner.pkl", "report/report.md", "report/report.html"):
+        assert (store / "u" / name).is_file(), name
+    assert len(pd.read_csv(store / "u" / "trials.csv")) == 1
+
+    env["LEAFBN_STAGING"] = str(tmp_path / "elsewhere")  # another machine: nothing local
+    again = subprocess.run([*RUN, *args, "--resume"], capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and "already complete" in again.stdout, again.stderr[-2000:]
+
+    bad = subprocess.run([*RUN, "--out", "nosuchscheme://bucket/x"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "--out nosuchscheme://bucket/x: cannot use this storage" in bad.stderr
