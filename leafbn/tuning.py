@@ -111,16 +111,18 @@ def _fetch(config: StudyConfig, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The trainable: one trial, one CPU, one report per epoch.
+# The trainable: one trial, one CPU, a report every `report_every` epochs.
 # --------------------------------------------------------------------------------------------
 def trainable(config: dict[str, Any], split: leafdata.Split) -> None:
-    """Ray Tune function trainable: train one network on ``split`` and report every epoch.
+    """Ray Tune function trainable: train one network on ``split``, reporting as it goes.
 
     ``config`` holds the trial's axes (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``,
-    ``bn_placement``), its ``seed``, and the study's ``epochs``, ``batch_size``, ``momentum`` and
-    ``decay``. Each report carries the epoch's losses, ``diverged``, the trainer's cumulative
-    ``time_s`` and the Ray ``node_id``.
+    ``bn_placement``), its ``seed``, and the study's ``epochs``, ``batch_size``, ``momentum``,
+    ``decay`` and ``report_every``. Each report carries the latest epoch's losses, its
+    ``objective``, ``diverged``, the trainer's cumulative ``time_s``, the Ray ``node_id``, and a
+    ``curve`` list with every epoch since the previous report.
     """
+    # Imported here, in the worker: the driver never needs TensorFlow.
     from leafbn.model import ModelSpec
     from leafbn.train import train
 
