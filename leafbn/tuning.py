@@ -18,7 +18,7 @@ import os
 import platform
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -271,14 +271,17 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
     common = dict(log_to_driver=False, configure_logging=False)
     if config.address:
         _check_reachable(config.address)
-        try:
-            ray.init(address=config.address, **common)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise StudyError(f"--address {config.address}: cannot join ({exc})".splitlines()[0])
-        try:
-            yield
-        finally:
-            ray.shutdown()
+        # A cluster on this machine's loopback: join it as a local study starts one, or Ray dials
+        # the machine's network address, where such a cluster does not listen.
+        with _loopback_only() if _is_loopback(config.address) else nullcontext():
+            try:
+                ray.init(address=config.address, **common)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise StudyError(f"--address {config.address}: cannot join ({exc})".splitlines()[0])
+            try:
+                yield
+            finally:
+                ray.shutdown()
         return
     with _loopback_only():
         ray.init(  # "local": a new instance of our own, never a cluster that happens to run here
@@ -288,6 +291,12 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             yield
         finally:
             ray.shutdown()
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether ``HOST:PORT`` (or ``ray://HOST:PORT``) names this machine's loopback interface."""
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 @contextmanager
