@@ -277,7 +277,8 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             try:
                 ray.init(address=config.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise StudyError(f"--address {config.address}: cannot join ({exc})".splitlines()[0])
+                hint = "" if os.environ.get("RAY_AUTH_MODE") else "; a cluster with token authentication needs RAY_AUTH_MODE=token"
+                raise StudyError(f"--address {config.address}: cannot join ({str(exc).splitlines()[0]}){hint}")
             try:
                 yield
             finally:
