@@ -26,8 +26,17 @@ class ProgressLine(tune.Callback):
 
     def __init__(self, total: int, every: float = 10.0, echo: Callable[[str], Any] = print) -> None:
         self.total, self.every, self.echo = total, every, echo
+        self.setup()
+
+    def setup(self, **info: Any) -> None:
+        """Start the clock; Ray Tune calls this when a run starts, also one resumed by ``Tuner.restore``.
+
+        A resumed study restores this callback as it was pickled: the clock restarts here, and the
+        remaining time counts only trials finished since, not those finished before the interruption.
+        """
         self.start = time.monotonic()
         self.last = -math.inf
+        self.done_before: int | None = None  # trials already done when this run's first line was drawn
 
     def line(self, trials: list) -> str:
         done = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
@@ -37,6 +46,9 @@ class ProgressLine(tune.Callback):
         diverged = sum(bool(r.get("diverged")) for r in results)
         finite = [(r["val_loss"], t) for r, t in zip(results, done) if math.isfinite(r.get("val_loss", math.nan))]
         elapsed = time.monotonic() - self.start
+        if self.done_before is None:
+            self.done_before = len(done)
+        new = len(done) - self.done_before
         parts = [f"[leafbn {_clock(elapsed)}] {len(done)}/{self.total} done", f"{running} running", f"{pending} pending"]
         if diverged:
             parts.append(f"{diverged} diverged")
@@ -45,8 +57,8 @@ class ProgressLine(tune.Callback):
             cfg = {**best.config.get("trial", {}), **best.config}
             bn = "on" if cfg.get("bn") else "off"
             parts.append(f"best val_loss {loss:.3f} (lr={cfg.get('lr'):.3g} bn={bn})")
-        if done and len(done) < self.total:
-            parts.append(f"~{_clock(elapsed / len(done) * (self.total - len(done)))} left")
+        if new > 0 and len(done) < self.total:
+            parts.append(f"~{_clock(elapsed / new * (self.total - len(done)))} left")
         return " · ".join(parts)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

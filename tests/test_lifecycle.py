@@ -109,6 +109,7 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
     again = subprocess.run([*RUN, *args, "--resume"], capture_output=True, text=True, timeout=600,
                            stdin=subprocess.DEVNULL)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
+    assert "16/16 done" in again.stdout  # the restored progress line still reports
     trials = pd.read_csv(path / "trials.csv")
     assert len(trials) == 16 and trials["trial_id"].is_unique
     assert ((trials["epochs_run"] == epochs) | trials["diverged"]).all()
