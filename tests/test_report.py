@@ -15,17 +15,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from leafbn.report import write_report
+from synthetic import BN, LRS, NOBN, make_curves, make_trials
 
 ROOT = Path(__file__).resolve().parents[1]
-OFFS = np.array([-0.02, -0.01, 0.0, 0.01, 0.02])
-LRS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
-NOBN = {1e-3: 1.0, 1e-2: 0.6, 1e-1: 0.3}  # diverges at every LR >= 1
-BN = {1e-3: 1.005, 1e-2: 0.4, 1e-1: 0.2, 1.0: 0.25, 10.0: 0.5, 100.0: 1.5, 1000.0: 3.0}  # never diverges
 
 
 def write_study(
@@ -40,56 +36,10 @@ def write_study(
 ) -> pd.DataFrame:
     """Write trials.csv (+ curves.csv, config.json) of a synthetic study with known answers."""
     folder.mkdir(parents=True, exist_ok=True)
-    trials, curve_rows = [], []
-    for depth in depths:
-        for lr in lrs:
-            for on in (False, True):
-                for s in range(5):
-                    mean = (bn if on else nobn).get(lr)
-                    div = mean is None
-                    loss = math.nan if div else mean + (OFFS[(s + 2) % 5] if on else OFFS[s])
-                    tid = f"d{depth}-{lr:g}-{int(on)}-{s}"
-                    trials.append(
-                        dict(
-                            trial_id=tid,
-                            lr=lr,
-                            bn=on,
-                            depth=depth,
-                            width=100,
-                            bn_momentum=0.99,
-                            bn_placement="before",
-                            batch_size=10,
-                            epochs=3,
-                            seed=s,
-                            final_val_loss=loss,
-                            best_val_loss=loss,
-                            best_epoch=3,
-                            final_val_accuracy=1 - loss / 5,
-                            final_train_loss=math.inf if div else loss / 2,
-                            diverged=div,
-                            diverged_epoch=2 if div else None,
-                            epochs_run=2 if div else 3,
-                            time_s=1.0,
-                            node_id="n0",
-                            retries=0,
-                        )
-                    )
-                    for epoch in range(1, (2 if div else 3) + 1):
-                        last = div and epoch == 2
-                        final = 3.0 if div else loss
-                        curve_rows.append(
-                            dict(
-                                trial_id=tid,
-                                epoch=epoch,
-                                train_loss=math.nan if last else final / 2 + 1 / epoch,
-                                val_loss=math.nan if last else final + 1 / epoch,
-                                val_accuracy=0.5,
-                            )
-                        )
-    table = pd.DataFrame(trials)
+    table = make_trials(nobn, bn, lrs, depths, epochs=3)
     table.to_csv(folder / "trials.csv", index=False)
     if curves:
-        pd.DataFrame(curve_rows).to_csv(folder / "curves.csv", index=False)
+        make_curves(table).to_csv(folder / "curves.csv", index=False)
     if config:
         cfg = {
             "study": {
