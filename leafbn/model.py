@@ -45,17 +45,19 @@ def build_model(spec: ModelSpec, seed: int) -> keras.Model:
     """
     widths = [spec.n_features] + [spec.width] * spec.depth
     init = keras.initializers.RandomUniform(-INIT_LIMIT, INIT_LIMIT)
-    layers: list[keras.layers.Layer] = [keras.Input((spec.n_features,))]
-    for units in widths:
+    # Fixed names (not Keras' per-process counters: dense_7, ...) keep a compiled program's
+    # XLA cache key the same in every process, whatever it built before.
+    layers: list[keras.layers.Layer] = [keras.Input((spec.n_features,), name="features")]
+    for i, units in enumerate(widths):
         if not spec.bn:
-            layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer=init))
+            layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"dense_{i}"))
             continue
-        bn = keras.layers.BatchNormalization(momentum=spec.bn_momentum)
-        relu = keras.layers.ReLU()
+        bn = keras.layers.BatchNormalization(momentum=spec.bn_momentum, name=f"bn_{i}")
+        relu = keras.layers.ReLU(name=f"relu_{i}")
         pair = [bn, relu] if spec.bn_placement == "before" else [relu, bn]
-        layers += [keras.layers.Dense(units, kernel_initializer=init), *pair]
-    layers.append(keras.layers.Dense(spec.n_classes, activation="softmax", kernel_initializer=init))
-    model = keras.Sequential(layers)
+        layers += [keras.layers.Dense(units, kernel_initializer=init, name=f"dense_{i}"), *pair]
+    layers.append(keras.layers.Dense(spec.n_classes, activation="softmax", kernel_initializer=init, name="softmax"))
+    model = keras.Sequential(layers, name="leafbn")
     reset_weights(model, seed)
     return model
 
@@ -87,4 +89,4 @@ def build_optimizer(lr: float | tf.Variable, momentum: float = 0.9, decay: float
     program can be reused for another learning rate by assigning the variable.
     """
     schedule = keras.optimizers.schedules.InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=momentum, nesterov=True)
+    return keras.optimizers.SGD(learning_rate=schedule, momentum=momentum, nesterov=True, name="sgd")

@@ -10,7 +10,9 @@ later trial with the same architecture and data shapes: a trial re-draws the mod
 (:func:`leafbn.model.reset_weights`), zeroes the optimizer's state and assigns its learning rate
 to a variable the schedule reads. Ray Tune's ``reuse_actors`` keeps the process, so a worker
 compiles each architecture once per study. XLA's persistent cache (``LEAFBN_XLA_CACHE``, default
-``~/.cache/leafbn/xla``; ``off`` disables it) lets a new process skip most of the compiling.
+``~/.cache/leafbn/xla``; ``off`` disables it) lets a new process skip most of the compiling: a
+program is traced under names that do not depend on what the process traced before, so every
+worker, in any order, finds what another worker or an earlier study compiled.
 
 Divergence is a result, not an error: the trial stops after the first epoch whose training or
 validation loss is not finite, and the result says so.
@@ -18,12 +20,16 @@ validation loss is not finite, and the result says so.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
 import os
 import time
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -45,6 +51,7 @@ _set_xla_cache()
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
 from leafbn.model import ModelSpec, build_model, build_optimizer, reset_weights  # noqa: E402
 
@@ -102,10 +109,36 @@ def epoch_order(seed: int, epochs: int, n: int) -> np.ndarray:
     return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int32)
 
 
+_TRACED: Counter = Counter()  # programs traced per key in this process (normally one)
+
+
+@contextmanager
+def _stable_uids(key: tuple) -> Iterator[None]:
+    """Trace with TensorFlow unique ids that depend on ``key`` only, not on the process's history.
+
+    XLA's persistent cache keys a compiled program by its function and HLO names, and TensorFlow
+    numbers those from one process-wide counter (``__inference_epoch_1994``). A worker that traced
+    BN first and no-BN second named both differently from one that went the other way, so the
+    cache missed and the program was compiled again. Here a program's ids come from a range of its
+    own (2**21 ids, one of 2**30 ranges picked by a hash of ``key`` and how many times this process
+    traced it before), far above the process counter: every process names the same program alike.
+    Layer and optimizer names are fixed for the same reason (:func:`leafbn.model.build_model`).
+    """
+    digest = hashlib.sha256(repr((key, _TRACED[key])).encode()).digest()
+    _TRACED[key] += 1
+    ids = itertools.count((1 << 40) + (int.from_bytes(digest[:8], "big") % (1 << 30)) * (1 << 21))
+    process_uid = tf_ops.uid
+    tf_ops.uid = lambda: next(ids)
+    try:
+        yield
+    finally:
+        tf_ops.uid = process_uid
+
+
 class _Program:
     """One architecture's model, optimizer and compiled epoch, reusable across trials."""
 
-    def __init__(self, spec: ModelSpec, momentum: float, decay: float, batch_size: int, n_train: int):
+    def __init__(self, spec: ModelSpec, momentum: float, decay: float, batch_size: int, n_train: int, n_val: int):
         self.model = build_model(spec, seed=0)
         self.lr = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
@@ -136,6 +169,11 @@ class _Program:
             return total / n_train, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32))
 
         self.epoch = epoch
+        n_features = spec.n_features
+        arrays = [((n_train, n_features), tf.float32), ((n_train,), tf.int32), ((n_train,), tf.int32),
+                  ((n_val, n_features), tf.float32), ((n_val,), tf.int32)]  # fmt: skip
+        with _stable_uids((spec, momentum, decay, batch_size, n_train, n_val)):
+            epoch.get_concrete_function(*(tf.TensorSpec(shape, dtype) for shape, dtype in arrays))
 
     def reset(self, seed: int, lr: float) -> None:
         reset_weights(self.model, seed)
@@ -184,7 +222,7 @@ def train(
     key = (spec, momentum, decay, batch_size, n_train, len(x_val))
     program = _PROGRAMS.get(key)
     if program is None:
-        program = _PROGRAMS[key] = _Program(spec, momentum, decay, batch_size, n_train)
+        program = _PROGRAMS[key] = _Program(spec, momentum, decay, batch_size, n_train, len(x_val))
     program.reset(seed, lr)
 
     x, y = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.int32)

@@ -1,6 +1,9 @@
 """The compiled trainer: same numbers as Keras model.fit, divergence as a result, reproducible."""
 
 import math
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -114,3 +117,35 @@ def test_model_matches_the_seed_architecture():
     weights = dense[1].kernel.numpy()
     assert np.abs(weights).max() <= 0.05 and weights.std() > 0.02  # U(-0.05, 0.05)
     assert not np.array_equal(weights, build_model(ModelSpec(bn=True), seed=1).layers[3].kernel.numpy())
+
+
+TRAIN_IN_ORDER = """
+import sys
+from leafbn import data as leafdata
+from leafbn.model import ModelSpec
+from leafbn.train import _PROGRAMS, train
+split = leafdata.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
+n_classes = int(split.y_train.max()) + 1
+for bn in sys.argv[1:]:  # the architectures, in this order
+    spec = ModelSpec(n_classes=n_classes, bn=bn == "bn")
+    train(spec, split.x_train, split.y_train, split.x_val, split.y_val, lr=0.01, seed=0, epochs=1)
+print("traces", sorted(p.epoch.experimental_get_tracing_count() for p in _PROGRAMS.values()))
+"""
+
+
+def test_xla_cache_hits_whatever_the_order_programs_were_built_in(tmp_path):
+    # Two Ray workers build the same programs in different orders; the second must find both
+    # in XLA's persistent cache, not compile them again under other names.
+    cache = tmp_path / "xla"
+    env = {k: v for k, v in os.environ.items() if k != "TF_XLA_FLAGS"} | {"LEAFBN_XLA_CACHE": str(cache)}
+
+    def run(*order):
+        done = subprocess.run([sys.executable, "-c", TRAIN_IN_ORDER, *order], capture_output=True, text=True,
+                              env=env, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "traces [1, 1]" in done.stdout  # traced once each: training reused the named trace
+        return sorted(path.name for path in cache.iterdir())
+
+    first = run("bn", "nobn")
+    assert len(first) == 2  # one compiled program per architecture
+    assert run("nobn", "bn") == first
