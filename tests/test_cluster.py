@@ -220,6 +220,11 @@ def _serve(root: str, workers: int, cpus: int) -> None:
     from ray._common.network_utils import find_free_port
     from ray.cluster_utils import Cluster
 
+    # Cluster records its address in Ray's default temp folder whatever temp_dir says, and does
+    # not create that folder: on a machine that never ran Ray before, it does not exist yet.
+    from ray._private.utils import get_ray_address_file
+
+    os.makedirs(os.path.dirname(get_ray_address_file(None)), exist_ok=True)
     node = {"num_cpus": cpus, "node_ip_address": "127.0.0.1", "min_worker_port": 0, "max_worker_port": 0}
     cluster = Cluster(
         initialize_head=True,
