@@ -4,6 +4,10 @@ Keras ``model.fit`` spends most of a trial of this tiny network on framework ove
 100 epochs on one core). Here the Keras model and the Keras SGD optimizer run inside
 ``tf.function(jit_compile=True)`` around a ``tf.while_loop`` over the minibatches, with
 ``tf.slice`` taking each batch's indices (Python slicing of a tensor there costs 30× more).
+Every minibatch runs the same step: when the batch size does not divide the training rows, the
+last batch (smaller in Keras too) is padded to full size and its padding masked out of the loss
+and out of BatchNormalization's batch statistics (Keras' own ``mask``). One step body instead of a
+second copy for that batch makes the program about a quarter cheaper to trace and compile.
 
 Compiling costs more than an epoch, so a compiled program is kept per process and reused by every
 later trial with the same architecture and data shapes: a trial re-draws the model's weights
@@ -25,6 +29,7 @@ import itertools
 import math
 import os
 import time
+import warnings
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -143,28 +148,31 @@ class _Program:
         self.lr = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
         self.optimizer.build(self.model.trainable_variables)
-        self.loss = keras.losses.SparseCategoricalCrossentropy()
-        full, tail = divmod(n_train, batch_size)
+        self.loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+        steps = -(-n_train // batch_size)  # Keras keeps the last, smaller batch: so do we
+        padding = steps * batch_size - n_train
+        positions = tf.range(batch_size)
         model, optimizer, loss_fn = self.model, self.optimizer, self.loss
 
-        def step(x: tf.Tensor, y: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
+        def step(x: tf.Tensor, y: tf.Tensor, perm: tf.Tensor, i: tf.Tensor) -> tf.Tensor:
+            idx = tf.slice(perm, [i * batch_size], [batch_size])
+            real = i * batch_size + positions < n_train  # False only for the last batch's padding
+            weight = tf.cast(real, tf.float32)
             xb, yb = tf.gather(x, idx), tf.gather(y, idx)
             with tf.GradientTape() as tape:
-                loss = loss_fn(yb, model(xb, training=True))
+                total = loss_fn(yb, model(xb, training=True, mask=real), sample_weight=weight)
+                loss = total / tf.reduce_sum(weight)  # the mean over the batch's real rows
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss * tf.cast(tf.shape(idx)[0], tf.float32)
+            return total
 
         @tf.function(jit_compile=True)
         def epoch(x, y, perm, x_val, y_val):
-            def body(i, total):
-                return i + 1, total + step(x, y, tf.slice(perm, [i * batch_size], [batch_size]))
-
-            _, total = tf.while_loop(lambda i, _: i < full, body, (tf.constant(0), tf.constant(0.0)))
-            if tail:  # Keras keeps the last, smaller batch: so do we
-                total += step(x, y, tf.slice(perm, [full * batch_size], [tail]))
+            perm = tf.concat([perm, tf.zeros([padding], tf.int32)], axis=0)
+            body = lambda i, total: (i + 1, total + step(x, y, perm, i))  # noqa: E731
+            _, total = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), tf.constant(0.0)))
             probs = model(x_val, training=False)
-            val_loss = loss_fn(y_val, probs)
+            val_loss = loss_fn(y_val, probs) / n_val
             hits = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y_val)
             return total / n_train, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32))
 
@@ -172,7 +180,10 @@ class _Program:
         n_features = spec.n_features
         arrays = [((n_train, n_features), tf.float32), ((n_train,), tf.int32), ((n_train,), tf.int32),
                   ((n_val, n_features), tf.float32), ((n_val,), tf.int32)]  # fmt: skip
-        with _stable_uids((spec, momentum, decay, batch_size, n_train, n_val)):
+        with _stable_uids((spec, momentum, decay, batch_size, n_train, n_val)), warnings.catch_warnings():
+            # The mask reaches every layer inside the model; Keras warns that the model's output
+            # carries none, which is as it should be.
+            warnings.filterwarnings("ignore", message=".*does not support masking.*")
             epoch.get_concrete_function(*(tf.TensorSpec(shape, dtype) for shape, dtype in arrays))
 
     def reset(self, seed: int, lr: float) -> None:
