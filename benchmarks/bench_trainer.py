@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_trainer.py [--quick] [--full] [--data SPEC]
+    python benchmarks/bench_trainer.py [--quick] [--full] [--repeat N] [--data SPEC]
 
 It prints tables (pandas ``to_markdown``) of measured figures, their ratios against a Keras
 ``model.fit`` baseline measured in the same run, and PASS/MISS against the project's targets.
@@ -16,8 +16,13 @@ counted honestly:
    persistent cache; (b) "warm" = another fresh process with the cache (a) filled; (c) "reused" =
    a second trial (next seed) in the same process as (a), the compiled program reused: the
    per-trial cost inside a Ray worker;
-3. the seed grid end to end: ``python study/run.py --seeds 1`` (14 trials), cold and warm cache;
-4. with ``--full``, the default study (``--seeds 5``, 70 trials), cold and warm cache.
+3. the same model.fit and cold trainer pinned to one core (``os.sched_setaffinity``): without it,
+   model.fit's input pipeline and XLA's two code-generation threads both use the second core;
+4. the seed grid end to end: ``python study/run.py --seeds 1`` (14 trials), cold and warm cache;
+5. with ``--full``, the default study (``--seeds 5``, 70 trials), cold and warm cache.
+
+Every single-trial measurement runs ``--repeat`` times (default 3), each in its own fresh process
+(a cold run with its own empty cache); the tables give the median and the range.
 
 ``--quick`` runs a reduced version only to check the script works (10 epochs; BN on only; a
 2-trial grid, learning rates 0.01 and 1 with BN on, cold cache only); its figures are not
@@ -31,6 +36,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +57,8 @@ TARGET_RAY_OVERHEAD_S = 0.5  # per trial
 # Child mode: one measurement in a fresh process.
 # ------------------------------------------------------------------------------------------------
 def _child(job: dict) -> dict:
+    if job.get("cpu") is not None:  # before TensorFlow starts its threads
+        os.sched_setaffinity(0, {job["cpu"]})
     t_proc = time.perf_counter()
     from leafbn import data as leafdata
     from leafbn.model import ModelSpec, build_model, build_optimizer
@@ -191,9 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_trainer.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="reduced run (10 epochs, BN on, 2-trial grid): checks the script only")
     p.add_argument("--full", action="store_true", help="also the default 70-trial study (--seeds 5)")
+    p.add_argument("--repeat", type=int, default=3, help="fresh processes per single-trial measurement (default 3; median reported)")
     p.add_argument("--data", default=None, help="data spec as for study/run.py (default: Kaggle train.csv if present, else embedded)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error(f"--repeat {args.repeat}: must be >= 1")
 
     if args.child is not None:
         result = _child(json.loads(args.child))
@@ -225,16 +236,25 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="leafbn-bench-"))
     try:
         job = dict(data=data, lr=lr, seed=seed, epochs=epochs, batch_size=batch)
-        single: dict[bool, dict] = {}
+        single: dict[bool, dict[str, list[dict]]] = {}
+        one_cpu = min(os.sched_getaffinity(0))
         for bn in bn_values:
             tag = "BN on" if bn else "BN off"
-            cache = tmp / f"xla-{'bn' if bn else 'nobn'}"
-            cache.mkdir()
-            fit = _child_run(f"model.fit {tag}", {**job, "bn": bn, "mode": "fit"}, "off", tmp)
-            fit_xla = _child_run(f"model.fit jit_compile=True {tag}", {**job, "bn": bn, "mode": "fit_xla"}, "off", tmp)
-            cold = _child_run(f"trainer cold {tag}", {**job, "bn": bn, "mode": "train"}, str(cache), tmp)
-            warm = _child_run(f"trainer warm {tag}", {**job, "bn": bn, "mode": "train"}, str(cache), tmp)
-            single[bn] = dict(fit=fit, fit_xla=fit_xla, cold=cold, warm=warm)
+            runs: dict[str, list[dict]] = {k: [] for k in ("fit", "fit_xla", "cold", "warm", "fit_1cpu", "cold_1cpu")}
+            for r in range(args.repeat):  # interleaved, so a change in the machine's load hits every kind
+                n = f" #{r + 1}" if args.repeat > 1 else ""
+                cache = tmp / f"xla-{'bn' if bn else 'nobn'}-{r}"
+                cache.mkdir()
+                pinned = tmp / f"xla-{'bn' if bn else 'nobn'}-{r}-1cpu"
+                pinned.mkdir()
+                train_job, fit_job = {**job, "bn": bn, "mode": "train"}, {**job, "bn": bn, "mode": "fit"}
+                runs["fit"].append(_child_run(f"model.fit {tag}{n}", fit_job, "off", tmp))
+                runs["fit_xla"].append(_child_run(f"model.fit jit_compile=True {tag}{n}", {**fit_job, "mode": "fit_xla"}, "off", tmp))
+                runs["cold"].append(_child_run(f"trainer cold {tag}{n}", train_job, str(cache), tmp))
+                runs["warm"].append(_child_run(f"trainer warm {tag}{n}", train_job, str(cache), tmp))
+                runs["fit_1cpu"].append(_child_run(f"model.fit one core {tag}{n}", {**fit_job, "cpu": one_cpu}, "off", tmp))
+                runs["cold_1cpu"].append(_child_run(f"trainer cold one core {tag}{n}", {**train_job, "cpu": one_cpu}, str(pinned), tmp))
+            single[bn] = runs
 
         grids: dict[str, dict] = {}
         grid_specs = [("seed grid", ["--seeds", "1"], TARGET_SEED_GRID_S)]
@@ -253,34 +273,47 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     # ---------------- single trial table ----------------
+    def med(runs: list[dict], key: str) -> float:
+        return float(statistics.median(r[key] for r in runs))
+
+    def spread(runs: list[dict], key: str) -> str:
+        return f"{min(r[key] for r in runs):.2f}–{max(r[key] for r in runs):.2f}"
+
+    def loads(runs: list[dict]) -> str:
+        return f"{min(r['load'][0] for r in runs):.2f}–{max(r['load'][1] for r in runs):.2f}"
+
     rows = []
     for bn, m in single.items():
         tag = "on" if bn else "off"
         # The baseline is the faster of Keras' two ways to run fit: default (graph) and XLA.
-        fit_s = min(m["fit"]["time_s"], m["fit_xla"]["time_s"])
-        for key, what in (("fit", "Keras model.fit (default compile)"), ("fit_xla", "Keras model.fit, jit_compile=True")):
-            rows.append({
-                "measurement": what, "BN": tag, "seconds": m[key]["time_s"],
-                "process wall s": m[key]["wall_s"], "final val_loss": m[key]["val_loss"],
-                "model.fit / this": fit_s / m[key]["time_s"], "target": "—", "status": "—",
-                "load 1m start → end": _loads(m[key]["load"]),
-            })
-        for key, what, sec in (
-            ("cold", "trainer, fresh process, empty XLA cache (cold)", m["cold"]["first_s"]),
-            ("warm", "trainer, fresh process, filled XLA cache (warm)", m["warm"]["first_s"]),
-            ("reused", "trainer, 2nd trial in same process (reused)", m["cold"]["second_s"]),
+        fit_s = min(med(m["fit"], "time_s"), med(m["fit_xla"], "time_s"))
+        fit_1cpu_s = med(m["fit_1cpu"], "time_s")
+        for key, what, base, target in (
+            ("fit", "Keras model.fit (default compile)", fit_s, None),
+            ("fit_xla", "Keras model.fit, jit_compile=True", fit_s, None),
+            ("fit_1cpu", "Keras model.fit (default compile), one core", fit_1cpu_s, None),
         ):
-            src = m["warm" if key == "warm" else "cold"]
-            ratio = fit_s / sec
-            compiled = key != "reused"
             rows.append({
-                "measurement": what, "BN": tag, "seconds": sec,
-                "process wall s": src["wall_s"] if compiled else float("nan"),
-                "final val_loss": src["second_val_loss" if key == "reused" else "first_val_loss"],
+                "measurement": what, "BN": tag, "seconds (median)": med(m[key], "time_s"),
+                "range": spread(m[key], "time_s"), "final val_loss": m[key][0]["val_loss"],
+                "model.fit / this": base / med(m[key], "time_s"), "target": "—", "status": "—",
+                "load 1m": loads(m[key]),
+            })
+        for key, what, runs, field, base, targeted in (
+            ("cold", "trainer, fresh process, empty XLA cache (cold)", m["cold"], "first_s", fit_s, True),
+            ("warm", "trainer, fresh process, filled XLA cache (warm)", m["warm"], "first_s", fit_s, True),
+            ("reused", "trainer, 2nd trial in same process (reused)", m["cold"], "second_s", fit_s, False),
+            ("cold_1cpu", "trainer, cold, one core (vs model.fit on one core)", m["cold_1cpu"], "first_s", fit_1cpu_s, False),
+        ):
+            sec = med(runs, field)
+            ratio = base / sec
+            rows.append({
+                "measurement": what, "BN": tag, "seconds (median)": sec, "range": spread(runs, field),
+                "final val_loss": runs[0]["second_val_loss" if key == "reused" else "first_val_loss"],
                 "model.fit / this": ratio,
-                "target": f"≥ {TARGET_SPEEDUP:g}×" if compiled else "(info)",
-                "status": _status(ratio >= TARGET_SPEEDUP, args.quick) if compiled else "—",
-                "load 1m start → end": _loads(src["load"]),
+                "target": f"≥ {TARGET_SPEEDUP:g}×" if targeted else "(info)",
+                "status": _status(ratio >= TARGET_SPEEDUP, args.quick) if targeted else "—",
+                "load 1m": loads(runs),
             })
     table1 = pd.DataFrame(rows)
 
@@ -302,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     table2 = pd.DataFrame(rows)
 
     print()
-    print("## One trial (fresh process each; 'seconds' = build + compile + train, imports excluded)")
+    print(f"## One trial ({args.repeat} fresh processes each; 'seconds' = build + compile + train, imports excluded)")
     print()
     print(table1.to_markdown(index=False, floatfmt=".2f"))
     print()
@@ -310,16 +343,17 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table2.to_markdown(index=False, floatfmt=".2f"))
     print()
-    print("Formulas: model.fit / this = the faster model.fit's seconds (default or jit_compile=True, same BN) ÷ row seconds.")
+    print("Formulas: model.fit / this = the faster model.fit's median seconds (default or jit_compile=True, same BN) "
+          "÷ row seconds; for the one-core rows, model.fit on one core ÷ row seconds.")
     print("Overhead per trial (command) = (wall s × CPUs − Σ time_s) / trials, wall s being the whole command "
           "(driver imports, data, Ray start, trials, tables); (Ray part) uses Tuner.fit s instead = config.json "
           "wall_time_s (Ray start + Tuner.fit + shutdown). time_s is each trial's trainer time (trials.csv: "
           "compile and training, without Ray's scheduling, worker start-up and result handling).")
-    some = next(iter(single.values()))
-    print(f"model.fit jit_compile={some['fit']['jit_compile']}; TF threads (intra, inter) in children: "
-          f"{some['fit']['threads']}; TF import + data load per process ≈ "
-          f"{min(m[k]['import_s'] for m in single.values() for k in ('fit', 'cold', 'warm')):.1f}–"
-          f"{max(m[k]['import_s'] for m in single.values() for k in ('fit', 'cold', 'warm')):.1f} s (not in 'seconds').")
+    some = next(iter(single.values()))["fit"][0]
+    imports = [r["import_s"] for m in single.values() for runs in m.values() for r in runs]
+    print(f"model.fit jit_compile={some['jit_compile']}; TF threads (intra, inter) in children: "
+          f"{some['threads']}; TF import + data load per process ≈ {min(imports):.1f}–{max(imports):.1f} s "
+          "(not in 'seconds').")
     for label, g in grids.items():
         print(f"{label}: slowest trial time_s {g['first_time_s']:.2f} s (includes its worker's compile), "
               f"fastest {g['min_time_s']:.2f} s; diverged trials {g['diverged']}.")
