@@ -317,13 +317,15 @@ def aggregate(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         ``n_diverged``, ``divergence_rate``, ``n_ok`` (non-diverged trials with a finite validation
         loss) and, for ``val_loss``, ``val_accuracy`` and ``train_loss`` (the final values):
         ``<m>_mean``, ``<m>_std`` (sample std) and ``<m>_ci`` (the CI's half-width; NaN below two
-        values), over the non-diverged trials with a finite value.
+        values), over the non-diverged trials with a finite value; and ``val_loss_median``, which a
+        few seeds whose loss spiked in the last epoch cannot pull up as they pull up the mean.
     """
     trials = _prepare(trials)
     keys = _axes(trials)
     columns = [*keys, "n_runs", "n_diverged", "divergence_rate", "n_ok"]
     for short in _METRICS.values():
         columns += [f"{short}_mean", f"{short}_std", f"{short}_ci"]
+    columns.append("val_loss_median")
     rows = []
     if not trials.empty:
         for key, group in _groups(trials, keys):
@@ -334,6 +336,8 @@ def aggregate(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
             for col, short in _METRICS.items():
                 _, mean, std, half = _mean_std_ci(_finite_ok(group, col), confidence)
                 row.update({f"{short}_mean": mean, f"{short}_std": std, f"{short}_ci": half})
+            ok = _finite_ok(group, "final_val_loss")
+            row["val_loss_median"] = float(ok.median()) if len(ok) else math.nan
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 

@@ -114,7 +114,7 @@ def _build(
     body += _what_was_run(config, trials, expected)
     if trials.empty:
         body += [("h2", "Answer"), ("p", "No trials in `trials.csv`: nothing to analyse yet.")]
-        body += _caveats(config, trials, expected, None, tolerance, confidence)
+        body += _caveats(config, trials, expected, None, None, tolerance, confidence)
         return blocks + _warning_block(caught) + body
 
     stats = analysis.aggregate(trials, confidence)
@@ -128,7 +128,7 @@ def _build(
     body += _best(stats)
     body += _figures(root, out, trials, curves, stats, effect, confidence)
     body += _tables(trials, stats, ranges, effect, tolerance, confidence)
-    body += _caveats(config, trials, expected, effect, tolerance, confidence)
+    body += _caveats(config, trials, expected, stats, effect, tolerance, confidence)
     return blocks + _warning_block(caught) + body
 
 
@@ -650,6 +650,7 @@ def _caveats(
     config: dict[str, Any],
     trials: pd.DataFrame,
     expected: int | None,
+    stats: pd.DataFrame | None,
     effect: pd.DataFrame | None,
     tolerance: float,
     confidence: float,
@@ -697,6 +698,8 @@ def _caveats(
         few = trials.groupby(keys, dropna=False).size()
         if (few < 2).any():
             items.append(f"{int((few < 2).sum())} configuration(s) have a single seed: no CI or test there.")
+    if stats is not None and len(stats):
+        items += _skew_caveat(stats, tolerance)
     if effect is not None:
         n_tests = int((effect["status"] == "ok").sum())
         if n_tests > 1:
@@ -729,6 +732,30 @@ def _caveats(
             "no-BN trials that differ only there repeat each other."
         )
     return [("h2", "Caveats"), ("ul", items)]
+
+
+def _skew_caveat(stats: pd.DataFrame, tolerance: float) -> list[str]:
+    """Configurations whose mean final validation loss exceeds its median by more than ``tolerance``.
+
+    There a few seeds' final losses are far above the rest (a loss that spikes from one epoch to
+    the next does this), and the mean, on which the stable range and the t-tests rest, follows them.
+    """
+    skewed = stats[stats["val_loss_mean"] - stats["val_loss_median"] > tolerance]
+    if skewed.empty:
+        return []
+    axes = [a for a in ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement") if a in stats.columns]
+    varying = [a for a in axes if stats[a].nunique(dropna=False) > 1] or ["lr"]
+    shown = []
+    for _, r in skewed.iterrows():
+        label = ", ".join(f"{a}={_fmt(r[a])}" for a in varying)
+        shown.append(f"{label} (mean {_fmt(r['val_loss_mean'])}, median {_fmt(r['val_loss_median'])})")
+    more = f"; and {len(shown) - 10} more" if len(shown) > 10 else ""
+    return [
+        f"{len(shown)} configuration(s) have a mean final validation loss more than {tolerance:g} nats above "
+        f"their median: {'; '.join(shown[:10])}{more}. A few seeds ended far above the others (a validation "
+        "loss that spikes from epoch to epoch does this), and the stable range and the t-tests, which use "
+        "means, follow those seeds: look at the learning curves before reading the answer."
+    ]
 
 
 def _missing_configs(config: dict[str, Any], trials: pd.DataFrame) -> list[str]:

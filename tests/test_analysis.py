@@ -48,6 +48,18 @@ def test_aggregate_known_values():
     assert agg.loc[agg["bn"], "n_diverged"].sum() == 0
 
 
+def test_aggregate_median_resists_one_spiking_seed():
+    trials = make_trials()
+    spike = (trials["lr"] == 1e-2) & trials["bn"] & (trials["seed"] == 4)
+    trials.loc[spike, "final_val_loss"] = 100.0  # one seed's last epoch spiked
+    r = row(analysis.aggregate(trials), lr=1e-2, bn=True)
+    others = trials.loc[(trials["lr"] == 1e-2) & trials["bn"] & ~spike, "final_val_loss"]
+    assert r.val_loss_mean == pytest.approx((others.sum() + 100.0) / 5)
+    assert r.val_loss_median == pytest.approx(others.sort_values().iloc[2])  # the 3rd of 5 values
+    assert r.val_loss_median < 0.5 < r.val_loss_mean
+    assert math.isnan(row(analysis.aggregate(trials), lr=10.0, bn=False).val_loss_median)  # all diverged
+
+
 def test_aggregate_ci_level_and_single_seed():
     agg = analysis.aggregate(make_trials(), confidence=0.99)
     assert row(agg, lr=1e-1, bn=True).val_loss_ci == pytest.approx(stats.t.ppf(0.995, 4) * STD / math.sqrt(5))

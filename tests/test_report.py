@@ -137,6 +137,20 @@ def test_full_report_answer_follows_the_numbers(full_report):
     assert re.search(r"^\| *0\.01 *\| *off *\|", md, re.MULTILINE)
 
 
+def test_a_mean_pulled_up_by_few_seeds_is_a_caveat(tmp_path, full_report):
+    assert "above their median" not in report_text(full_report)  # the synthetic spread is small
+    table = write_study(tmp_path, curves=False)
+    spike = (table["lr"] == 1e-2) & table["bn"] & (table["seed"] >= 3)
+    table.loc[spike, "final_val_loss"] = [40.0, 120.0]  # two seeds' last epochs spiked
+    table.to_csv(tmp_path / "trials.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md = report_text(write_report(tmp_path))
+    caveat = next(line for line in md.splitlines() if "above their median" in line)
+    assert caveat.startswith("- 1 configuration(s) have a mean final validation loss more than 0.5 nats")
+    assert "lr=0.01, bn=on (mean 32.25, median 0.42)" in caveat
+
+
 def test_opposite_result_is_reported(tmp_path):
     write_study(tmp_path, nobn=BN, bn=NOBN, curves=False, lrs=LRS[:5])
     with warnings.catch_warnings():
