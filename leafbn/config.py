@@ -57,6 +57,7 @@ class StudyConfig:
     # --- training (the blog's) --------------------------------------------------------------
     epochs: int = 100
     batch_size: int = 10
+    drop_last: bool = False  # drop each epoch's last, smaller batch (Keras keeps it; BN then normalises a few rows)
     report_every: int = 10  # epochs per Ray Tune report (each report carries every epoch's numbers)
     momentum: float = 0.9  # SGD momentum, Nesterov
     decay: float = 1e-6  # legacy Keras decay: lr_t = lr / (1 + decay * iterations)

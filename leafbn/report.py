@@ -188,6 +188,7 @@ def _what_was_run(config: dict[str, Any], trials: pd.DataFrame, expected: int | 
                 "seed_base",
                 "epochs",
                 "batch_size",
+                "drop_last",
                 "momentum",
                 "decay",
                 "val_fraction",

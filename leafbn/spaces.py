@@ -81,7 +81,8 @@ def estimate_seconds(
 ) -> float:
     """A rough wall-time estimate, in seconds, of ``n_trials`` trials like ``trials`` (default: all
     of them) on ``cpus`` parallel workers."""
-    steps = config.epochs * math.ceil(n_train / config.batch_size)
+    per_epoch = n_train // config.batch_size if config.drop_last else math.ceil(n_train / config.batch_size)
+    steps = config.epochs * per_epoch
     total = 0.0
     for t in trials:
         widths = [192] + [t["width"]] * t["depth"] + [99]

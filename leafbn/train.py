@@ -7,7 +7,9 @@ Keras ``model.fit`` spends most of a trial of this tiny network on framework ove
 Every minibatch runs the same step: when the batch size does not divide the training rows, the
 last batch (smaller in Keras too) is padded to full size and its padding masked out of the loss
 and out of BatchNormalization's batch statistics (Keras' own ``mask``). One step body instead of a
-second copy for that batch makes the program about a quarter cheaper to trace and compile.
+second copy for that batch makes the program about a quarter cheaper to trace and compile. With
+``drop_last`` that batch is left out instead (its rows are trained in other epochs, whose
+shuffles differ): with BN on, a batch of a few rows normalises by their statistics alone.
 
 Compiling costs more than an epoch, so a compiled program is kept per process and reused by every
 later trial with the same architecture and data shapes: a trial re-draws the model's weights
@@ -143,14 +145,18 @@ def _stable_uids(key: tuple) -> Iterator[None]:
 class _Program:
     """One architecture's model, optimizer and compiled epoch, reusable across trials."""
 
-    def __init__(self, spec: ModelSpec, momentum: float, decay: float, batch_size: int, n_train: int, n_val: int):
+    def __init__(
+        self, spec: ModelSpec, momentum: float, decay: float, batch_size: int, drop_last: bool, n_train: int, n_val: int
+    ):
         self.model = build_model(spec, seed=0)
         self.lr = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
         self.optimizer.build(self.model.trainable_variables)
         self.loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
-        steps = -(-n_train // batch_size)  # Keras keeps the last, smaller batch: so do we
-        padding = steps * batch_size - n_train
+        # Keras keeps the last, smaller batch: so do we, unless asked to drop it.
+        steps = n_train // batch_size if drop_last else -(-n_train // batch_size)
+        padding = max(steps * batch_size - n_train, 0)
+        n_trained = min(steps * batch_size, n_train)  # rows trained per epoch
         positions = tf.range(batch_size)
         model, optimizer, loss_fn = self.model, self.optimizer, self.loss
 
@@ -174,13 +180,13 @@ class _Program:
             probs = model(x_val, training=False)
             val_loss = loss_fn(y_val, probs) / n_val
             hits = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y_val)
-            return total / n_train, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32))
+            return total / n_trained, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32))
 
         self.epoch = epoch
         n_features = spec.n_features
         arrays = [((n_train, n_features), tf.float32), ((n_train,), tf.int32), ((n_train,), tf.int32),
                   ((n_val, n_features), tf.float32), ((n_val,), tf.int32)]  # fmt: skip
-        with _stable_uids((spec, momentum, decay, batch_size, n_train, n_val)), warnings.catch_warnings():
+        with _stable_uids((spec, momentum, decay, batch_size, drop_last, n_train, n_val)), warnings.catch_warnings():
             # The mask reaches every layer inside the model; Keras warns that the model's output
             # carries none, which is as it should be.
             warnings.filterwarnings("ignore", message=".*does not support masking.*")
@@ -207,6 +213,7 @@ def train(
     seed: int,
     epochs: int = 100,
     batch_size: int = 10,
+    drop_last: bool = False,
     momentum: float = 0.9,
     decay: float = 1e-6,
     on_epoch: Callable[[EpochResult], bool | None] | None = None,
@@ -219,6 +226,8 @@ def train(
     x_train, y_train, x_val, y_val : float32 features ``(n, n_features)`` and int labels ``(n,)``.
     lr, seed : base learning rate; seed of the initial weights and of the minibatch order.
     epochs, batch_size, momentum, decay : the blog's SGD settings by default.
+    drop_last : leave out each epoch's last batch when it is smaller than ``batch_size`` (Keras
+        keeps it: the default); needs ``batch_size <= len(x_train)``.
     on_epoch : called after every epoch with its :class:`EpochResult`; returning True stops the
         trial (early stopping). Ray Tune's report goes here.
 
@@ -230,10 +239,12 @@ def train(
     start = time.perf_counter()
     single_thread()
     n_train = len(x_train)
-    key = (spec, momentum, decay, batch_size, n_train, len(x_val))
+    if drop_last and batch_size > n_train:
+        raise ValueError(f"batch_size {batch_size}: must be <= the {n_train} training rows with drop_last")
+    key = (spec, momentum, decay, batch_size, drop_last, n_train, len(x_val))
     program = _PROGRAMS.get(key)
     if program is None:
-        program = _PROGRAMS[key] = _Program(spec, momentum, decay, batch_size, n_train, len(x_val))
+        program = _PROGRAMS[key] = _Program(spec, momentum, decay, batch_size, drop_last, n_train, len(x_val))
     program.reset(seed, lr)
 
     x, y = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.int32)

@@ -117,7 +117,7 @@ def trainable(config: dict[str, Any], split: leafdata.Split) -> None:
     """Ray Tune function trainable: train one network on ``split``, reporting as it goes.
 
     ``config`` holds the trial's axes (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``,
-    ``bn_placement``), its ``seed``, and the study's ``epochs``, ``batch_size``, ``momentum``,
+    ``bn_placement``), its ``seed``, and the study's ``epochs``, ``batch_size``, ``drop_last``, ``momentum``,
     ``decay`` and ``report_every``. Each report carries the latest epoch's losses, its
     ``objective``, ``diverged``, the trainer's cumulative ``time_s``, the Ray ``node_id``, and a
     ``curve`` list with every epoch since the previous report.
@@ -172,6 +172,7 @@ def trainable(config: dict[str, Any], split: leafdata.Split) -> None:
         seed=int(config["seed"]),
         epochs=int(config["epochs"]),
         batch_size=int(config["batch_size"]),
+        drop_last=bool(config.get("drop_last", False)),
         momentum=float(config["momentum"]),
         decay=float(config["decay"]),
         on_epoch=report,
@@ -191,7 +192,7 @@ def build_tuner(
     validation loss; :data:`leafbn.spaces.WORST_LOSS` for a diverged trial). ``config.asha``
     adds Ray Tune's ASHA scheduler on the same metric.
     """
-    fixed = {k: getattr(config, k) for k in ("epochs", "batch_size", "momentum", "decay", "report_every")}
+    fixed = {k: getattr(config, k) for k in ("epochs", "batch_size", "drop_last", "momentum", "decay", "report_every")}
     search_alg = scheduler = None
     if config.optuna:
         searched, constant = optuna_space(config)
@@ -436,6 +437,11 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
     if resume and data.record()["sha256"] != meta["data"]["sha256"]:
         raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
     split = leafdata.split(data, config.val_fraction, config.split_seed, config.standardize)
+    if config.drop_last and config.batch_size > len(split.x_train):
+        raise StudyError(
+            f"--batch-size {config.batch_size}: must be <= the {len(split.x_train)} training rows with "
+            "--drop-last, or no batch is left: lower it or leave out --drop-last"
+        )
     expected = config.optuna or len(config.trial_configs())
     if not config.optuna and expected > config.max_trials:
         cpus = config.num_cpus or os.cpu_count() or 1

@@ -82,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr = p.add_argument_group("training")
     tr.add_argument("--epochs", type=number(int), default=d.epochs, help=f"(default: {d.epochs})")
     tr.add_argument("--batch-size", type=number(int), default=d.batch_size, help=f"(default: {d.batch_size})")
+    tr.add_argument("--drop-last", action="store_true", help="drop each epoch's last, smaller batch, which Keras keeps (default: keep it)")
     tr.add_argument("--report-every", type=number(int), default=d.report_every, help=f"epochs per Ray Tune report; every epoch is kept either way (default: {d.report_every})")
     tr.add_argument("--momentum", type=number(float), default=d.momentum, help=f"SGD Nesterov momentum (default: {d.momentum})")
     tr.add_argument("--decay", type=number(float), default=d.decay, help=f"legacy Keras lr decay per step (default: {d.decay})")

@@ -123,6 +123,7 @@ def test_cli_on_the_real_kaggle_data_records_divergence(tmp_path, leaf_dir):
         (["--data", "/nonexistent/train.csv"], "/nonexistent/train.csv"),
         (["--out", "/proc/leafbn"], "--out /proc/leafbn: cannot write there"),
         (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
+        (["--drop-last", "--batch-size", "5000"], "--batch-size 5000: must be <= the 1267 training rows with --drop-last"),
     ],
 )
 def test_cli_bad_values_one_line_exit_2(tmp_path, args, message):

@@ -23,14 +23,18 @@ def spec_for(split, **kw):
     return ModelSpec(n_features=split.x_train.shape[1], n_classes=int(split.y_train.max()) + 1, **kw)
 
 
-def fit_with_keras(spec, split, lr, seed, epochs, batch_size=10):
-    """Keras model.fit with the trainer's initial weights, batch order, optimizer and schedule."""
+def fit_with_keras(spec, split, lr, seed, epochs, batch_size=10, rows=None):
+    """Keras model.fit with the trainer's initial weights, batch order, optimizer and schedule.
+
+    ``rows``: train on only the first ``rows`` of each epoch's order (what dropping the last batch
+    leaves).
+    """
     model = build_model(spec, seed)
     model.compile(optimizer=build_optimizer(lr), loss="sparse_categorical_crossentropy")
     order = epoch_order(seed, epochs, len(split.x_train))
     train_losses, val_losses = [], []
     for e in range(epochs):
-        x, y = split.x_train[order[e]], split.y_train[order[e]]
+        x, y = split.x_train[order[e][:rows]], split.y_train[order[e][:rows]]
         history = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
         train_losses.append(history.history["loss"][0])
         val_losses.append(model.evaluate(split.x_val, split.y_val, batch_size=len(split.x_val), verbose=0))
@@ -53,7 +57,7 @@ def test_trainer_matches_keras_fit(split, bn, lr):
     model, fit_train, fit_val = fit_with_keras(spec, split, lr=lr, seed=3, epochs=1)
     assert one.epochs[0].train_loss == pytest.approx(fit_train[0], rel=1e-5)
     assert one.epochs[0].val_loss == pytest.approx(fit_val[0], rel=1e-5)
-    trained = next(p for k, p in _PROGRAMS.items() if k[0] == spec).model
+    trained = next(p for k, p in _PROGRAMS.items() if k[0] == spec and not k[4]).model
     for ours, theirs in zip(trained.variables, model.variables):
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-6, err_msg=ours.path)
 
@@ -63,6 +67,25 @@ def test_trainer_matches_keras_fit(split, bn, lr):
     assert ours_train[-1] < ours_train[0] - 0.05  # it learns, so the comparison means something
     np.testing.assert_allclose(ours_train, fit_train, rtol=2.5e-2)
     np.testing.assert_allclose([e.val_loss for e in three.epochs], fit_val, rtol=2.5e-2)
+
+
+def test_drop_last_is_keras_fit_without_the_last_batch(split):
+    spec = spec_for(split, bn=True)
+    n = len(split.x_train)
+    rows = n - n % 10
+    one = train(spec, split.x_train, split.y_train, split.x_val, split.y_val, lr=0.01, seed=3, epochs=1,
+                drop_last=True)  # fmt: skip
+    model, fit_train, fit_val = fit_with_keras(spec, split, lr=0.01, seed=3, epochs=1, rows=rows)
+    assert one.epochs[0].train_loss == pytest.approx(fit_train[0], rel=1e-5)
+    assert one.epochs[0].val_loss == pytest.approx(fit_val[0], rel=1e-5)
+    trained = next(p for k, p in _PROGRAMS.items() if k[0] == spec and k[4]).model  # k[4]: drop_last
+    for ours, theirs in zip(trained.variables, model.variables):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-6, err_msg=ours.path)
+    keep = train(spec, split.x_train, split.y_train, split.x_val, split.y_val, lr=0.01, seed=3, epochs=1)
+    assert keep.epochs[0].val_loss != one.epochs[0].val_loss  # the last batch made a difference
+    with pytest.raises(ValueError, match=f"batch_size {n + 1}: must be <= the {n} training rows"):
+        train(spec, split.x_train, split.y_train, split.x_val, split.y_val, lr=0.01, seed=3, epochs=1,
+              batch_size=n + 1, drop_last=True)  # fmt: skip
 
 
 def test_optimizer_is_nesterov_sgd_with_legacy_decay():
