@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StudyConfig", "ConfigError", "SEED_LRS", "TRIAL_FIELDS"]
+__all__ = ["StudyConfig", "ConfigError", "SEED_LRS", "TRIAL_FIELDS", "steps_per_epoch"]
 
 #: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
 SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
@@ -22,6 +22,12 @@ SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
 TRIAL_FIELDS: tuple[str, ...] = ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement")
 
 BN_PLACEMENTS = ("before", "after")
+
+
+def steps_per_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
+    """Minibatches per epoch of ``n_train`` rows: Keras keeps the last, smaller batch, and so does
+    the trainer unless ``drop_last`` (then 0 when ``batch_size > n_train``: nothing to train on)."""
+    return n_train // batch_size if drop_last else math.ceil(n_train / batch_size)
 
 
 class ConfigError(ValueError):

@@ -744,11 +744,10 @@ def _skew_caveat(stats: pd.DataFrame, tolerance: float) -> list[str]:
     skewed = stats[stats["val_loss_mean"] - stats["val_loss_median"] > tolerance]
     if skewed.empty:
         return []
-    axes = [a for a in ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement") if a in stats.columns]
-    varying = [a for a in axes if stats[a].nunique(dropna=False) > 1] or ["lr"]
+    varying = [a for a in TRIAL_FIELDS if a in stats.columns and stats[a].nunique(dropna=False) > 1] or ["lr"]
     shown = []
     for _, r in skewed.iterrows():
-        label = ", ".join(f"{a}={_fmt(r[a])}" for a in varying)
+        label = _context_label({a: r[a] for a in varying})
         shown.append(f"{label} (mean {_fmt(r['val_loss_mean'])}, median {_fmt(r['val_loss_median'])})")
     more = f"; and {len(shown) - 10} more" if len(shown) > 10 else ""
     return [

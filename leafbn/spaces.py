@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from leafbn.config import TRIAL_FIELDS, StudyConfig
+from leafbn.config import TRIAL_FIELDS, StudyConfig, steps_per_epoch
 
 __all__ = ["SPACES", "space_axes", "optuna_space", "objective", "WORST_LOSS", "estimate_seconds"]
 
@@ -81,8 +81,7 @@ def estimate_seconds(
 ) -> float:
     """A rough wall-time estimate, in seconds, of ``n_trials`` trials like ``trials`` (default: all
     of them) on ``cpus`` parallel workers."""
-    per_epoch = n_train // config.batch_size if config.drop_last else math.ceil(n_train / config.batch_size)
-    steps = config.epochs * per_epoch
+    steps = config.epochs * steps_per_epoch(n_train, config.batch_size, config.drop_last)
     total = 0.0
     for t in trials:
         widths = [192] + [t["width"]] * t["depth"] + [99]

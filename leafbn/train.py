@@ -60,6 +60,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
+from leafbn.config import steps_per_epoch  # noqa: E402
 from leafbn.model import ModelSpec, build_model, build_optimizer, reset_weights  # noqa: E402
 
 __all__ = ["EpochResult", "TrialResult", "train", "single_thread", "epoch_order"]
@@ -153,8 +154,7 @@ class _Program:
         self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
         self.optimizer.build(self.model.trainable_variables)
         self.loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
-        # Keras keeps the last, smaller batch: so do we, unless asked to drop it.
-        steps = n_train // batch_size if drop_last else -(-n_train // batch_size)
+        steps = steps_per_epoch(n_train, batch_size, drop_last)
         padding = max(steps * batch_size - n_train, 0)
         n_trained = min(steps * batch_size, n_train)  # rows trained per epoch
         positions = tf.range(batch_size)
@@ -239,7 +239,7 @@ def train(
     start = time.perf_counter()
     single_thread()
     n_train = len(x_train)
-    if drop_last and batch_size > n_train:
+    if steps_per_epoch(n_train, batch_size, drop_last) == 0:
         raise ValueError(f"batch_size {batch_size}: must be <= the {n_train} training rows with drop_last")
     key = (spec, momentum, decay, batch_size, drop_last, n_train, len(x_val))
     program = _PROGRAMS.get(key)

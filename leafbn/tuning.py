@@ -38,7 +38,7 @@ from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from leafbn import data as leafdata  # noqa: E402
-from leafbn.config import StudyConfig  # noqa: E402
+from leafbn.config import StudyConfig, steps_per_epoch  # noqa: E402
 from leafbn.progress import ProgressLine  # noqa: E402
 from leafbn.spaces import estimate_seconds, objective, optuna_space  # noqa: E402
 from leafbn.tables import CURVE_COLUMNS, curves_from_history, trial_row, trials_frame  # noqa: E402
@@ -437,7 +437,7 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
     if resume and data.record()["sha256"] != meta["data"]["sha256"]:
         raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
     split = leafdata.split(data, config.val_fraction, config.split_seed, config.standardize)
-    if config.drop_last and config.batch_size > len(split.x_train):
+    if steps_per_epoch(len(split.x_train), config.batch_size, config.drop_last) == 0:
         raise StudyError(
             f"--batch-size {config.batch_size}: must be <= the {len(split.x_train)} training rows with "
             "--drop-last, or no batch is left: lower it or leave out --drop-last"
