@@ -37,7 +37,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -144,12 +144,23 @@ def _stable_uids(key: tuple) -> Iterator[None]:
         tf_ops.uid = process_uid
 
 
+class _Key(NamedTuple):
+    """What a compiled program depends on: trials that agree on all of it share one program."""
+
+    spec: ModelSpec
+    momentum: float
+    decay: float
+    batch_size: int
+    drop_last: bool
+    n_train: int
+    n_val: int
+
+
 class _Program:
     """One architecture's model, optimizer and compiled epoch, reusable across trials."""
 
-    def __init__(
-        self, spec: ModelSpec, momentum: float, decay: float, batch_size: int, drop_last: bool, n_train: int, n_val: int
-    ):
+    def __init__(self, key: _Key):
+        spec, momentum, decay, batch_size, drop_last, n_train, n_val = key
         self.model = build_model(spec, seed=0)
         self.lr = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
@@ -187,7 +198,8 @@ class _Program:
         n_features = spec.n_features
         arrays = [((n_train, n_features), tf.float32), ((n_train,), tf.int32), ((n_train,), tf.int32),
                   ((n_val, n_features), tf.float32), ((n_val,), tf.int32)]  # fmt: skip
-        with _stable_uids((spec, momentum, decay, batch_size, drop_last, n_train, n_val)), warnings.catch_warnings():
+        # tuple(key): a plain tuple's repr, as before _Key, keeps the programs' cache names.
+        with _stable_uids(tuple(key)), warnings.catch_warnings():
             # The mask reaches every layer inside the model; Keras warns that the model's output
             # carries none, which is as it should be.
             warnings.filterwarnings("ignore", message=".*does not support masking.*")
@@ -200,7 +212,7 @@ class _Program:
         self.lr.assign(lr)
 
 
-_PROGRAMS: dict[tuple, _Program] = {}
+_PROGRAMS: dict[_Key, _Program] = {}
 
 
 def train(
@@ -242,14 +254,14 @@ def train(
     n_train = len(x_train)
     if steps_per_epoch(n_train, batch_size, drop_last) == 0:
         raise ValueError(f"batch_size {batch_size}: must be <= the {n_train} training rows with drop_last")
-    key = (spec, momentum, decay, batch_size, drop_last, n_train, len(x_val))
+    key = _Key(spec, momentum, decay, batch_size, drop_last, n_train, len(x_val))
     program = _PROGRAMS.get(key)
     if program is None:
         # TensorFlow, Keras and Ray leave ~0.5 million long-lived objects: one full collection of
         # them costs 0.2-0.3 s, as much as a third of a trial. They live as long as the process,
         # and so does the program's graph; the collector leaves frozen objects alone.
         gc.freeze()
-        program = _PROGRAMS[key] = _Program(spec, momentum, decay, batch_size, drop_last, n_train, len(x_val))
+        program = _PROGRAMS[key] = _Program(key)
         gc.freeze()
     program.reset(seed, lr)
 

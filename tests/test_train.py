@@ -58,7 +58,7 @@ def test_trainer_matches_keras_fit(split, bn, lr):
     model, fit_train, fit_val = fit_with_keras(spec, split, lr=lr, seed=3, epochs=1)
     assert one.epochs[0].train_loss == pytest.approx(fit_train[0], rel=1e-5)
     assert one.epochs[0].val_loss == pytest.approx(fit_val[0], rel=1e-5)
-    trained = next(p for k, p in _PROGRAMS.items() if k[0] == spec and not k[4]).model
+    trained = next(p for k, p in _PROGRAMS.items() if k.spec == spec and not k.drop_last).model
     for ours, theirs in zip(trained.variables, model.variables):
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-6, err_msg=ours.path)
 
@@ -79,7 +79,7 @@ def test_drop_last_is_keras_fit_without_the_last_batch(split):
     model, fit_train, fit_val = fit_with_keras(spec, split, lr=0.01, seed=3, epochs=1, rows=rows)
     assert one.epochs[0].train_loss == pytest.approx(fit_train[0], rel=1e-5)
     assert one.epochs[0].val_loss == pytest.approx(fit_val[0], rel=1e-5)
-    trained = next(p for k, p in _PROGRAMS.items() if k[0] == spec and k[4]).model  # k[4]: drop_last
+    trained = next(p for k, p in _PROGRAMS.items() if k.spec == spec and k.drop_last).model
     for ours, theirs in zip(trained.variables, model.variables):
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-6, err_msg=ours.path)
     keep = train(spec, split.x_train, split.y_train, split.x_val, split.y_val, lr=0.01, seed=3, epochs=1)
