@@ -278,13 +278,15 @@ def _context_label(key: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in key.items())
 
 
+def _varying(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The axes of TRIAL_FIELDS that ``df`` has and that take several values there, less ``exclude``."""
+    present = [f for f in TRIAL_FIELDS if f in df.columns and f not in exclude]
+    return [f for f in present if df[f].nunique(dropna=False) > 1]
+
+
 def _contexts(df: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """Split by the axes other than lr and bn that take several values."""
-    axes = [
-        f
-        for f in TRIAL_FIELDS
-        if f in df.columns and f not in ("lr", "bn") and df[f].nunique(dropna=False) > 1
-    ]
+    axes = _varying(df, exclude=("lr", "bn"))
     if not axes:
         return [({}, df)]
     return [
@@ -567,11 +569,7 @@ def _tables(
 ) -> list[Block]:
     level = f"{confidence:.0%}"
     blocks: list[Block] = [("h2", "Tables")]
-    vary = [
-        f
-        for f in TRIAL_FIELDS
-        if f in trials.columns and f not in ("lr", "bn") and trials[f].nunique(dropna=False) > 1
-    ]
+    vary = _varying(trials, exclude=("lr", "bn"))
 
     r = ranges[
         [
@@ -744,7 +742,7 @@ def _skew_caveat(stats: pd.DataFrame, tolerance: float) -> list[str]:
     skewed = stats[stats["val_loss_mean"] - stats["val_loss_median"] > tolerance]
     if skewed.empty:
         return []
-    varying = [a for a in TRIAL_FIELDS if a in stats.columns and stats[a].nunique(dropna=False) > 1] or ["lr"]
+    varying = _varying(stats) or ["lr"]
     shown = []
     for _, r in skewed.iterrows():
         label = _context_label({a: r[a] for a in varying})
