@@ -20,8 +20,10 @@ __all__ = [
 ]  # fmt: skip
 
 CURVE_COLUMNS = ["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"]
+# The trial's own settings, copied from its Ray Tune config into its trials.csv row.
+_CONFIG_COLUMNS = (*TRIAL_FIELDS, "batch_size", "drop_last", "epochs", "seed")
 TRIAL_COLUMNS = [
-    "trial_id", *TRIAL_FIELDS, "batch_size", "drop_last", "epochs", "seed",
+    "trial_id", *_CONFIG_COLUMNS,
     "final_val_loss", "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss",
     "diverged", "diverged_epoch", "epochs_run", "time_s", "node_id", "retries", "error",
 ]  # fmt: skip
@@ -71,7 +73,7 @@ def trial_row(
     """One ``trials.csv`` row from a trial's config and its report history."""
     rows = last_attempt(epochs_of(history))
     row: dict[str, Any] = {"trial_id": trial_id}
-    row.update({k: config.get(k) for k in (*TRIAL_FIELDS, "batch_size", "drop_last", "epochs", "seed")})
+    row.update({k: config.get(k) for k in _CONFIG_COLUMNS})
     finite = rows[np.isfinite(rows["val_loss"].to_numpy(dtype=float))] if len(rows) else rows
     last = rows.iloc[-1] if len(rows) else None
     report = history.iloc[-1] if len(rows) else None  # the last report: time and node
