@@ -99,7 +99,6 @@ def _child(job: dict) -> dict:
             out[f"{key}_epochs"] = len(result.epochs)
     out["threads"] = [tf.config.threading.get_intra_op_parallelism_threads(),
                       tf.config.threading.get_inter_op_parallelism_threads()]
-    out["process_s"] = time.perf_counter() - t_proc
     return out
 
 
@@ -140,9 +139,9 @@ def _run(label: str, cmd: list[str], env: dict, log: Path, timeout: float = 3600
 
 def _child_run(label: str, job: dict, xla_cache: str, tmp: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
-    wall, stdout, l0, l1 = _run(label, cmd, _env(xla_cache), tmp / f"{label.replace(' ', '_')}.log")
+    _, stdout, l0, l1 = _run(label, cmd, _env(xla_cache), tmp / f"{label.replace(' ', '_')}.log")
     line = next(x for x in stdout.splitlines() if x.startswith(MARK))
-    return {**json.loads(line[len(MARK):]), "wall_s": wall, "load": (l0[0], l1[0])}
+    return {**json.loads(line[len(MARK):]), "load": (l0[0], l1[0])}
 
 
 def _grid_run(label: str, args: list[str], xla_cache: str, tmp: Path, name: str) -> dict:
