@@ -106,8 +106,11 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
     args = ["--lr", "0.001,0.01,0.1,1", "--seeds", "2", "--epochs", str(epochs),
             "--out", str(tmp_path), "--name", "killed", "--num-cpus", "2"]  # fmt: skip
     path = tmp_path / "killed"
+    # Ray Tune saves its experiment state every 10 s at first ("auto"): with a filled XLA cache the
+    # whole study can finish between two saves, leaving nothing recorded to kill in between.
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
     study = subprocess.Popen([*RUN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while len(recorded_finished(path, epochs)) < 2 and study.poll() is None and time.monotonic() < deadline:
