@@ -89,8 +89,9 @@ def finished_trials(path: Path, epochs: int) -> dict[str, str]:
 def recorded_finished(path: Path, epochs: int) -> dict[str, str]:
     """Like :func:`finished_trials`, for trials Ray Tune's latest experiment state records as done.
 
-    Ray Tune writes that state every few seconds: a trial that finished after the last write is
-    unfinished to a restore, and runs again. So only these trials must not run again.
+    Ray Tune writes that state periodically (``TUNE_GLOBAL_CHECKPOINT_S``): a trial that finished
+    after the last write is unfinished to a restore, and runs again. So only these trials must not
+    run again.
     """
     states = sorted(path.glob("experiment_state-*.json"))
     try:
@@ -106,8 +107,8 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
     args = ["--lr", "0.001,0.01,0.1,1", "--seeds", "2", "--epochs", str(epochs),
             "--out", str(tmp_path), "--name", "killed", "--num-cpus", "2"]  # fmt: skip
     path = tmp_path / "killed"
-    # Ray Tune saves its experiment state every 10 s at first ("auto"): with a filled XLA cache the
-    # whole study can finish between two saves, leaving nothing recorded to kill in between.
+    # Ray Tune's "auto" period saves the experiment state no more often than every 10 s: with a
+    # filled XLA cache the whole study can finish between two saves, with nothing recorded between.
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
     study = subprocess.Popen([*RUN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              stdin=subprocess.DEVNULL, start_new_session=True, env=env)  # fmt: skip
