@@ -19,7 +19,9 @@ counted honestly:
 3. the same model.fit and cold trainer pinned to one core (``os.sched_setaffinity``): without it,
    model.fit's input pipeline and XLA's two code-generation threads both use the second core;
 4. the seed grid end to end: ``python study/run.py --seeds 1`` (14 trials), cold and warm cache;
-5. with ``--full``, the default study (``--seeds 5``, 70 trials), cold and warm cache.
+5. with ``--full``, the default study (``--seeds 5``, 70 trials), cold and warm cache;
+6. from each study's ``trials.csv``, the trainer's cost per trial as the study pays it, every
+   worker's compiles included: Σ time_s ÷ Σ epochs_run per BN value, scaled to 100 epochs.
 
 Every single-trial measurement runs ``--repeat`` times (default 3), each in its own fresh process
 (a cold run with its own empty cache); the tables give the median and the range.
@@ -373,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table2.to_markdown(index=False, floatfmt=".2f"))
     print()
     if not table3.empty:
-        print("## The trainer inside the study (each worker compiles each program once; trials run two at a time)")
+        print("## The trainer inside the study (each worker compiles each program once; one trial per CPU at a time)")
         print()
         print(table3.to_markdown(index=False, floatfmt=".2f"))
         print()
