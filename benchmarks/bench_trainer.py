@@ -146,6 +146,11 @@ def _child_run(label: str, job: dict, xla_cache: str, tmp: Path) -> dict:
     return {**json.loads(line[len(MARK):]), "load": (l0[0], l1[0])}
 
 
+def _is_true(column: pd.Series) -> pd.Series:  # noqa: F821 (pandas is imported where used)
+    """A trials.csv boolean column as bools, whether pandas read it as bool or as text."""
+    return column.astype(str).str.lower().eq("true")
+
+
 def _grid_run(label: str, args: list[str], xla_cache: str, tmp: Path, name: str) -> dict:
     out = tmp / "results"
     cmd = [sys.executable, "study/run.py", *args, "--out", str(out), "--name", name]
@@ -162,13 +167,13 @@ def _grid_run(label: str, args: list[str], xla_cache: str, tmp: Path, name: str)
         "tuner_wall_s": float(meta.get("run", {}).get("wall_time_s", float("nan"))),
         "overhead_s": (wall * cpus - total) / n, "load": (l0[0], l1[0]),
         "ray_overhead_s": (float(meta.get("run", {}).get("wall_time_s", float("nan"))) * cpus - total) / n,
-        "diverged": int(trials["diverged"].astype(str).str.lower().eq("true").sum()),
+        "diverged": int(_is_true(trials["diverged"]).sum()),
         "first_time_s": float(trials["time_s"].max()), "min_time_s": float(trials["time_s"].min()),
         # Per BN value: the trainer's seconds per epoch over the whole study, every worker's
         # tracing and compiling included (trials that diverged or stopped early count their epochs).
         "per_epoch_s": {
             bool(bn): float(g["time_s"].sum() / g["epochs_run"].sum())
-            for bn, g in trials.groupby(trials["bn"].astype(str).str.lower().eq("true"))
+            for bn, g in trials.groupby(_is_true(trials["bn"]))
         },
     }
 
@@ -289,11 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     def loads(runs: list[dict]) -> str:
         return f"{min(r['load'][0] for r in runs):.2f}–{max(r['load'][1] for r in runs):.2f}"
 
+    # The baseline per BN value is the faster of Keras' two ways to run fit: default (graph) and XLA.
+    fit_base = {bn: min(med(m["fit"], "time_s"), med(m["fit_xla"], "time_s")) for bn, m in single.items()}
     rows = []
     for bn, m in single.items():
         tag = "on" if bn else "off"
-        # The baseline is the faster of Keras' two ways to run fit: default (graph) and XLA.
-        fit_s = min(med(m["fit"], "time_s"), med(m["fit_xla"], "time_s"))
+        fit_s = fit_base[bn]
         fit_1cpu_s = med(m["fit_1cpu"], "time_s")
         for key, what, base, target in (
             ("fit", "Keras model.fit (default compile)", fit_s, None),
@@ -353,11 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label, g in grids.items():
         for bn, per_epoch in sorted(g["per_epoch_s"].items()):
-            if bn not in single:
+            if bn not in fit_base:
                 continue
-            m = single[bn]
-            fit_s = min(med(m["fit"], "time_s"), med(m["fit_xla"], "time_s"))
-            sec = per_epoch * epochs
+            fit_s, sec = fit_base[bn], per_epoch * epochs
             rows.append({
                 "measurement": f"{label}: trainer per {epochs}-epoch trial, compiles included",
                 "BN": "on" if bn else "off", "seconds": sec, "model.fit / this": fit_s / sec,
