@@ -34,13 +34,17 @@ from leafbn.config import TRIAL_FIELDS
 __all__ = [
     "DEFAULT_TOLERANCE",
     "pair_nobn",
+    "prepare",
+    "config_axes",
+    "context_axes",
+    "groups",
     "load_tables",
     "load_optuna_study",
     "aggregate",
     "summary",
     "format_summary",
-    "stable_lr_range",
     "bn_effect",
+    "holm",
     "curve_summary",
     "heatmap_data",
     "heatmap_axes",
@@ -59,7 +63,7 @@ _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _FALSE = {"false", "0", "no", "f", "n", "0.0", ""}
 #: The per-trial metrics aggregated by :func:`aggregate`, with their short output names.
 _METRICS = {
-    "final_val_loss": "val_loss",
+    "outcome": "val_loss",
     "final_val_accuracy": "val_accuracy",
     "final_train_loss": "train_loss",
 }
@@ -148,15 +152,19 @@ def _to_bool(series: pd.Series) -> pd.Series:
     return text.isin(_TRUE)
 
 
-def _prepare(trials: pd.DataFrame) -> pd.DataFrame:
-    """``trials`` as :func:`load_tables` returns it (normalised once; a loaded table passes through)."""
-    if (
+def prepare(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` as :func:`load_tables` returns it, with an ``outcome`` column (normalised once; a
+    loaded table passes through). Without :func:`leafbn.robustness.add_outcomes`, a run's outcome is
+    its final validation loss (NaN when it diverged)."""
+    if not (
         "diverged" in trials.columns
         and trials["diverged"].dtype == bool
         and ("bn" not in trials.columns or trials["bn"].dtype == bool)
     ):
-        return trials
-    return _normalise_trials(trials)
+        trials = _normalise_trials(trials)
+    if "outcome" not in trials.columns:
+        trials = trials.assign(outcome=trials["final_val_loss"].astype(float).where(~trials["diverged"]))
+    return trials
 
 
 def _normalise_trials(trials: pd.DataFrame) -> pd.DataFrame:
@@ -171,6 +179,9 @@ def _normalise_trials(trials: pd.DataFrame) -> pd.DataFrame:
         "bn_momentum",
         "seed",
         *_METRICS,
+        "final_val_loss",
+        "split",
+        "batch_size",
         "best_val_loss",
         "epochs_run",
         "diverged_epoch",
@@ -239,18 +250,20 @@ def load_optuna_study(results_dir: str | Path) -> Any | None:
 # ------------------------------------------------------------------------------------------------
 # Aggregates
 # ------------------------------------------------------------------------------------------------
-def _axes(trials: pd.DataFrame) -> list[str]:
-    """The configuration's axes: the fields of TRIAL_FIELDS the table has."""
-    return [f for f in TRIAL_FIELDS if f in trials.columns]
+def config_axes(trials: pd.DataFrame) -> list[str]:
+    """The configuration's axes: the fields of TRIAL_FIELDS (and ``batch_size``) the table has.
+    The seed and the split are nuisance axes: never part of a configuration."""
+    fields = dict.fromkeys((*TRIAL_FIELDS, "batch_size"))
+    return [f for f in fields if f in trials.columns and f not in ("seed", "split")]
 
 
 def _family_axes(trials: pd.DataFrame) -> list[str]:
-    return [f for f in _axes(trials) if f != "lr"]
+    return [f for f in config_axes(trials) if f != "lr"]
 
 
-def _context_axes(trials: pd.DataFrame) -> list[str]:
+def context_axes(trials: pd.DataFrame) -> list[str]:
     """A family without bn: what BN is compared within."""
-    return [f for f in _axes(trials) if f not in ("lr", "bn")]
+    return [f for f in config_axes(trials) if f not in ("lr", "bn")]
 
 
 def pair_nobn(trials: pd.DataFrame) -> pd.DataFrame:
@@ -261,11 +274,11 @@ def pair_nobn(trials: pd.DataFrame) -> pd.DataFrame:
     the no-BN trials are shared by every (``bn_momentum``, ``bn_placement``) the BN trials of the
     same other axes have. Use it for comparisons only: it counts a no-BN trial more than once.
     """
-    trials = _prepare(trials)
+    trials = prepare(trials)
     free = [f for f in ("bn_momentum", "bn_placement") if f in trials.columns]
     if not free or "bn" not in trials.columns or trials["bn"].all() or not trials["bn"].any():
         return trials
-    rest = [f for f in _context_axes(trials) if f not in free]
+    rest = [f for f in context_axes(trials) if f not in free]
     on, off = trials[trials["bn"]], trials[~trials["bn"]]
     combos = on[[*rest, *free]].drop_duplicates()
     shared = off.drop(columns=free).merge(combos, on=rest, how="inner") if rest else off.drop(columns=free).merge(combos, how="cross")
@@ -296,7 +309,7 @@ def _mean_std_ci(values: pd.Series | np.ndarray, confidence: float) -> tuple[int
     return n, mean, std, half
 
 
-def _groups(trials: pd.DataFrame, keys: list[str]):
+def groups(trials: pd.DataFrame, keys: list[str]):
     """groupby over ``keys`` keeping NaN keys, or the whole table as one group when keys is empty."""
     if not keys:
         yield (), trials
@@ -315,29 +328,32 @@ def aggregate(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     Returns:
         One row per configuration: the axis columns, ``n_runs`` (trials, i.e. seeds),
         ``n_diverged``, ``divergence_rate``, ``n_ok`` (non-diverged trials with a finite validation
-        loss) and, for ``val_loss``, ``val_accuracy`` and ``train_loss`` (the final values):
-        ``<m>_mean``, ``<m>_std`` (sample std) and ``<m>_ci`` (the CI's half-width; NaN below two
-        values), over the non-diverged trials with a finite value; and ``val_loss_median``, which a
-        few seeds whose loss spiked in the last epoch cannot pull up as they pull up the mean.
+        loss) and, for ``val_loss`` (the run's outcome: the median of its last epochs when
+        :func:`leafbn.robustness.add_outcomes` ran, else the final value), ``val_accuracy`` and
+        ``train_loss`` (final values): ``<m>_mean``, ``<m>_std`` (sample std) and ``<m>_ci`` (the
+        CI's half-width; NaN below two values), over the non-diverged trials with a finite value;
+        and ``val_loss_median``, ``val_loss_q1``, ``val_loss_q3`` (median and quartiles), which a
+        few seeds far above the rest cannot pull up as they pull up the mean.
     """
-    trials = _prepare(trials)
-    keys = _axes(trials)
+    trials = prepare(trials)
+    keys = config_axes(trials)
     columns = [*keys, "n_runs", "n_diverged", "divergence_rate", "n_ok"]
     for short in _METRICS.values():
         columns += [f"{short}_mean", f"{short}_std", f"{short}_ci"]
-    columns.append("val_loss_median")
+    columns += ["val_loss_median", "val_loss_q1", "val_loss_q3"]
     rows = []
     if not trials.empty:
-        for key, group in _groups(trials, keys):
+        for key, group in groups(trials, keys):
             row: dict[str, Any] = dict(zip(keys, key))
             n_div = int(group["diverged"].sum())
             row.update(n_runs=len(group), n_diverged=n_div, divergence_rate=n_div / len(group))
-            row["n_ok"] = int(_finite_ok(group, "final_val_loss").size)
+            row["n_ok"] = int(_finite_ok(group, "outcome").size)
             for col, short in _METRICS.items():
                 _, mean, std, half = _mean_std_ci(_finite_ok(group, col), confidence)
                 row.update({f"{short}_mean": mean, f"{short}_std": std, f"{short}_ci": half})
-            ok = _finite_ok(group, "final_val_loss")
-            row["val_loss_median"] = float(ok.median()) if len(ok) else math.nan
+            ok = _finite_ok(group, "outcome")
+            q1, med, q3 = np.percentile(ok, [25, 50, 75]) if len(ok) else (math.nan,) * 3
+            row.update(val_loss_median=float(med), val_loss_q1=float(q1), val_loss_q3=float(q3))
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 
@@ -397,172 +413,67 @@ def format_summary(df: pd.DataFrame) -> str:
 # ------------------------------------------------------------------------------------------------
 # Robustness
 # ------------------------------------------------------------------------------------------------
-def stable_lr_range(
-    trials: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE, chance: float | None = None
-) -> pd.DataFrame:
-    """Per family (bn × depth × width × bn_momentum × bn_placement): how wide a range of LRs works.
-
-    A learning rate is **stable** in a family when none of its trials diverged, at least one
-    finished with a finite validation loss, and its mean final validation loss is at most
-    ``best + tolerance`` nats, where ``best`` is the lowest such mean over the family's
-    never-diverged learning rates. The **stable range** is the contiguous run of stable learning
-    rates (in the family's sorted grid) around the best one; its width is ``log10(max / min)``
-    decades (0 when only the best LR is stable; NaN when no LR is).
-
-    With ``chance`` (the loss of a uniform guess, ``ln(n_classes)``), a learning rate whose mean
-    validation loss is not below it did not learn and is not stable either: otherwise a family
-    that learns nothing at any rate would look stable everywhere.
-
-    Args:
-        trials: the trials table.
-        tolerance: the allowed excess over the best mean validation loss, in nats (>= 0).
-        chance: the loss a stable learning rate must beat (None: no such condition).
-
-    Returns:
-        One row per family: its axis columns, ``n_lrs``, ``n_runs``, ``n_diverged``, ``best_lr``,
-        ``best_val_loss``, ``stable_lr_min``, ``stable_lr_max``, ``stable_decades``,
-        ``n_stable_lrs`` (in the contiguous range), ``max_lr_no_divergence`` (highest LR at which
-        no trial diverged) and ``min_lr_divergence`` (lowest LR at which one did; NaN if none).
-    """
-    trials = _prepare(trials)
-    if tolerance < 0 or not math.isfinite(tolerance):
-        raise ValueError(f"tolerance {tolerance}: must be >= 0 and finite (nats)")
-    keys = _family_axes(trials)
-    columns = [
-        *keys,
-        "n_lrs",
-        "n_runs",
-        "n_diverged",
-        "best_lr",
-        "best_val_loss",
-        "stable_lr_min",
-        "stable_lr_max",
-        "stable_decades",
-        "n_stable_lrs",
-        "max_lr_no_divergence",
-        "min_lr_divergence",
-    ]
-    per_config = aggregate(trials)
-    rows = []
-    if not per_config.empty:
-        for key, fam in _groups(per_config, keys):
-            fam = fam.sort_values("lr").reset_index(drop=True)
-            clean = (fam["n_diverged"] == 0) & (fam["n_ok"] > 0)
-            if chance is not None:
-                clean &= fam["val_loss_mean"] < chance
-            row: dict[str, Any] = dict(zip(keys, key))
-            row.update(
-                n_lrs=len(fam), n_runs=int(fam["n_runs"].sum()), n_diverged=int(fam["n_diverged"].sum())
-            )
-            never = fam.loc[fam["n_diverged"] == 0, "lr"]
-            ever = fam.loc[fam["n_diverged"] > 0, "lr"]
-            row["max_lr_no_divergence"] = float(never.max()) if len(never) else math.nan
-            row["min_lr_divergence"] = float(ever.min()) if len(ever) else math.nan
-            if clean.any():
-                best_i = int(fam.loc[clean, "val_loss_mean"].idxmin())
-                best = float(fam.at[best_i, "val_loss_mean"])
-                ok = clean & (fam["val_loss_mean"] <= best + tolerance + 1e-12)
-                lo = hi = best_i
-                while lo - 1 >= 0 and ok.iat[lo - 1]:
-                    lo -= 1
-                while hi + 1 < len(fam) and ok.iat[hi + 1]:
-                    hi += 1
-                lr_min, lr_max = float(fam.at[lo, "lr"]), float(fam.at[hi, "lr"])
-                row.update(
-                    best_lr=float(fam.at[best_i, "lr"]),
-                    best_val_loss=best,
-                    stable_lr_min=lr_min,
-                    stable_lr_max=lr_max,
-                    stable_decades=math.log10(lr_max / lr_min),
-                    n_stable_lrs=hi - lo + 1,
-                )
-            else:
-                row.update(
-                    best_lr=math.nan,
-                    best_val_loss=math.nan,
-                    stable_lr_min=math.nan,
-                    stable_lr_max=math.nan,
-                    stable_decades=math.nan,
-                    n_stable_lrs=0,
-                )
-            rows.append(row)
-    return pd.DataFrame(rows, columns=columns)
+def holm(p_values: np.ndarray | pd.Series) -> np.ndarray:
+    """Holm's step-down adjusted p-values of a family of tests (NaN entries are not tests)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    m = tested.size
+    if m:
+        order = tested[np.argsort(p[tested], kind="stable")]
+        adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+        out[order] = np.minimum(adjusted, 1.0)
+    return out
 
 
 def bn_effect(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per learning rate (and depth × width × bn_momentum × bn_placement): BN − no-BN val loss.
+    """Per learning rate (and the other axes but bn): BN − no-BN outcome, tested two ways.
 
-    Compares the final validation losses of the non-diverged seeds with BN and without, by
-    Welch's unequal-variance t-test (``scipy.stats.ttest_ind(equal_var=False)``) and its
-    confidence interval of the difference (Welch–Satterthwaite degrees of freedom). Negative
-    ``diff`` means BN reached a lower loss. No test is run (``p_value`` NaN) when a side has fewer
-    than two finite losses; ``status`` says why:
+    Compares the outcomes of the non-diverged runs with BN and without by Welch's unequal-variance
+    t-test (``scipy.stats.ttest_ind(equal_var=False)``, with its confidence interval of the
+    difference of means) and by the Mann–Whitney U rank test (``scipy.stats.mannwhitneyu``), which
+    a few runs far from the rest cannot drive. Both p-values are Holm-corrected across the learning
+    rates of each context (``p_welch_holm``, ``p_mw_holm``); ``significant`` is the Holm-corrected
+    Welch p below ``1 - confidence``, and ``tests_agree`` says whether the rank test agrees. Negative
+    ``diff`` means BN reached a lower loss. No test is run (p NaN) when a side has fewer than two
+    finite outcomes; ``status`` says why:
 
     * ``"ok"``: tested;
     * ``"no-BN diverged in all seeds"`` / ``"BN diverged in all seeds"`` / ``"both diverged in
-      all seeds"``: a side has trials but every one diverged — reported as divergence, not tested;
-    * ``"no BN side"`` / ``"no no-BN side"``: a side has no trials at all;
-    * ``"too few seeds"``: fewer than two finite losses on a side (means are still given);
+      all seeds"``: a side has runs but every one diverged — reported as divergence, not tested;
+    * ``"no BN side"`` / ``"no no-BN side"``: a side has no runs at all;
+    * ``"too few seeds"``: fewer than two finite outcomes on a side (means are still given);
     * ``"no variance"``: both sides are constant, so the t statistic is undefined.
-
-    Args:
-        trials: the trials table.
-        confidence: level of the confidence interval; ``significant`` is ``p_value < 1 - confidence``.
 
     Returns:
         One row per LR × context: the context axes, ``lr``, ``n_bn``, ``n_bn_ok``,
         ``n_bn_diverged``, ``n_nobn``, ``n_nobn_ok``, ``n_nobn_diverged``, ``val_loss_bn``,
-        ``val_loss_nobn`` (means), ``diff``, ``ci_low``, ``ci_high``, ``t``, ``df``, ``p_value``,
-        ``significant`` (bool) and ``status``.
+        ``val_loss_nobn`` (means), ``diff``, ``ci_low``, ``ci_high``, ``t``, ``df``, ``p_value``
+        (Welch), ``p_mw``, ``p_welch_holm``, ``p_mw_holm``, ``significant``, ``tests_agree`` and
+        ``status``.
     """
-    trials = _prepare(trials)
-    context = _context_axes(trials)
+    trials = prepare(trials)
+    context = context_axes(trials)
     keys = [*context, "lr"]
     columns = [
-        *keys,
-        "n_bn",
-        "n_bn_ok",
-        "n_bn_diverged",
-        "n_nobn",
-        "n_nobn_ok",
-        "n_nobn_diverged",
-        "val_loss_bn",
-        "val_loss_nobn",
-        "diff",
-        "ci_low",
-        "ci_high",
-        "t",
-        "df",
-        "p_value",
-        "significant",
-        "status",
-    ]
+        *keys, "n_bn", "n_bn_ok", "n_bn_diverged", "n_nobn", "n_nobn_ok", "n_nobn_diverged",
+        "val_loss_bn", "val_loss_nobn", "diff", "ci_low", "ci_high", "t", "df", "p_value", "p_mw",
+        "p_welch_holm", "p_mw_holm", "significant", "tests_agree", "status",
+    ]  # fmt: skip
     rows = []
     if not trials.empty and "bn" in trials.columns:
-        alpha = 1 - confidence
-        for key, group in _groups(trials, keys):
+        for key, group in groups(trials, keys):
             on, off = group[group["bn"]], group[~group["bn"]]
-            a, b = _finite_ok(on, "final_val_loss").to_numpy(), _finite_ok(off, "final_val_loss").to_numpy()
+            a, b = _finite_ok(on, "outcome").to_numpy(), _finite_ok(off, "outcome").to_numpy()
             row: dict[str, Any] = dict(zip(keys, key))
             row.update(
-                n_bn=len(on),
-                n_bn_ok=a.size,
-                n_bn_diverged=int(on["diverged"].sum()),
-                n_nobn=len(off),
-                n_nobn_ok=b.size,
-                n_nobn_diverged=int(off["diverged"].sum()),
+                n_bn=len(on), n_bn_ok=a.size, n_bn_diverged=int(on["diverged"].sum()),
+                n_nobn=len(off), n_nobn_ok=b.size, n_nobn_diverged=int(off["diverged"].sum()),
                 val_loss_bn=float(a.mean()) if a.size else math.nan,
                 val_loss_nobn=float(b.mean()) if b.size else math.nan,
-            )
+                ci_low=math.nan, ci_high=math.nan, t=math.nan, df=math.nan, p_value=math.nan, p_mw=math.nan,
+            )  # fmt: skip
             row["diff"] = row["val_loss_bn"] - row["val_loss_nobn"]
-            row.update(
-                ci_low=math.nan,
-                ci_high=math.nan,
-                t=math.nan,
-                df=math.nan,
-                p_value=math.nan,
-                significant=False,
-            )
             all_on = len(on) > 0 and row["n_bn_diverged"] == len(on)
             all_off = len(off) > 0 and row["n_nobn_diverged"] == len(off)
             if len(on) == 0:
@@ -583,17 +494,21 @@ def bn_effect(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
                 res = stats.ttest_ind(a, b, equal_var=False)
                 ci = res.confidence_interval(confidence_level=confidence)
                 row.update(
-                    ci_low=float(ci.low),
-                    ci_high=float(ci.high),
-                    t=float(res.statistic),
-                    df=float(res.df),
-                    p_value=float(res.pvalue),
-                    significant=bool(res.pvalue < alpha),
-                    status="ok",
-                )
+                    ci_low=float(ci.low), ci_high=float(ci.high), t=float(res.statistic), df=float(res.df),
+                    p_value=float(res.pvalue), p_mw=float(stats.mannwhitneyu(a, b).pvalue), status="ok",
+                )  # fmt: skip
             rows.append(row)
     out = pd.DataFrame(rows, columns=columns)
-    return out.sort_values([*context, "lr"], kind="stable").reset_index(drop=True) if len(out) else out
+    if out.empty:
+        return out
+    out = out.sort_values(keys, kind="stable").reset_index(drop=True)
+    alpha = 1 - confidence
+    for _, idx in (out.groupby(context, dropna=False).groups.items() if context else [((), out.index)]):
+        out.loc[idx, "p_welch_holm"] = holm(out.loc[idx, "p_value"])
+        out.loc[idx, "p_mw_holm"] = holm(out.loc[idx, "p_mw"])
+    out["significant"] = (out["p_welch_holm"] < alpha).to_numpy()
+    out["tests_agree"] = ((out["p_welch_holm"] < alpha) == (out["p_mw_holm"] < alpha)) | out["p_value"].isna()
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -614,8 +529,8 @@ def curve_summary(trials: pd.DataFrame, curves: pd.DataFrame, confidence: float 
         trials still finite at that epoch, so after a divergence they describe the survivors only.
         Empty when either table is empty or they share no ``trial_id``.
     """
-    trials = _prepare(trials)
-    keys = _axes(trials)
+    trials = prepare(trials)
+    keys = config_axes(trials)
     columns = [
         *keys,
         "epoch",
@@ -631,7 +546,7 @@ def curve_summary(trials: pd.DataFrame, curves: pd.DataFrame, confidence: float 
         return pd.DataFrame(columns=columns)
     merged = curves.merge(trials[["trial_id", *keys]], on="trial_id", how="inner")
     rows = []
-    for key, group in _groups(merged, [*keys, "epoch"]):
+    for key, group in groups(merged, [*keys, "epoch"]):
         row: dict[str, Any] = dict(zip([*keys, "epoch"], key))
         train = group["train_loss"].astype(float)
         val = group["val_loss"].astype(float)
@@ -645,8 +560,8 @@ def curve_summary(trials: pd.DataFrame, curves: pd.DataFrame, confidence: float 
 
 def heatmap_axes(trials: pd.DataFrame) -> list[str]:
     """The axes besides ``lr`` and ``bn`` that take more than one value in the study."""
-    trials = _prepare(trials)
-    return [f for f in _context_axes(trials) if trials[f].nunique(dropna=False) > 1]
+    trials = prepare(trials)
+    return [f for f in context_axes(trials) if trials[f].nunique(dropna=False) > 1]
 
 
 def heatmap_data(trials: pd.DataFrame, axis: str) -> pd.DataFrame:
@@ -659,7 +574,7 @@ def heatmap_data(trials: pd.DataFrame, axis: str) -> pd.DataFrame:
         One row per ``bn`` × ``axis`` × ``lr``: those columns, ``val_loss_mean`` (over the
         non-diverged trials with a finite loss), ``divergence_rate`` and ``n_runs``.
     """
-    trials = _prepare(trials)
+    trials = prepare(trials)
     columns = ["bn", axis, "lr", "val_loss_mean", "divergence_rate", "n_runs"]
     if trials.empty or axis not in trials.columns:
         return pd.DataFrame(columns=columns)
@@ -667,7 +582,7 @@ def heatmap_data(trials: pd.DataFrame, axis: str) -> pd.DataFrame:
         trials = trials[trials["bn"]]
     rows = []
     for (bn, value, lr), group in trials.groupby(["bn", axis, "lr"], sort=True):
-        ok = _finite_ok(group, "final_val_loss")
+        ok = _finite_ok(group, "outcome")
         rows.append(
             {
                 "bn": bool(bn),
