@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 from leafbn.config import TRIAL_FIELDS
+from leafbn.robustness_plots import CAP, off_scale
 
 __all__ = [
     "plot_loss_vs_lr",
@@ -87,8 +88,9 @@ def _plain_log_y(ax: Axes) -> None:
 
 
 def _log_ylim(ax: Axes, values: np.ndarray, headroom: float = 6.0) -> None:
-    """Log y limits around the finite positive ``values``, with room at the top for the markers."""
-    v = values[np.isfinite(values) & (values > 0)]
+    """Log y limits around the finite positive ``values`` up to :data:`CAP` nats (larger ones are
+    off-scale markers, not the scale), with room at the top for the markers."""
+    v = values[np.isfinite(values) & (values > 0) & (values <= CAP)]
     if v.size:
         ax.set_ylim(v.min() / 1.5, v.max() * headroom)
     else:  # nothing finite to draw (every run diverged): a fixed range keeps the log axis valid
@@ -190,6 +192,7 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
                     linewidth=0,
                 )
                 _mark_divergence(ax, side["lr"], side["n_diverged"], side["n_runs"], bn)
+                off_scale(ax, side["lr"].to_numpy(float), mean, _COLORS[bn])
                 if (side["n_diverged"] > 0).any():
                     diverged.add(bn)
             ax.set_xscale("log")
@@ -329,6 +332,10 @@ def plot_learning_curves(curve_stats: pd.DataFrame, ncols: int = 4) -> Figure:
                 alpha=0.2,
                 linewidth=0,
             )
+            high = int((val > CAP).sum())
+            if high:
+                ax.text(0.02, 0.9 - 0.1 * bn, f"▲ {_NAMES[bn]}: {high} epoch(s) above {CAP:g} nats",
+                        transform=ax.transAxes, fontsize=6, color=_COLORS[bn])  # fmt: skip
             hit = by_epoch["div"] > 0
             if hit.any():
                 diverged.add(bn)

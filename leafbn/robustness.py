@@ -48,6 +48,8 @@ __all__ = [
     "stability",
     "bootstrap_answer",
     "expected_best",
+    "answer_record",
+    "SEED_FAMILY",
 ]
 
 #: Epochs a run's outcome is the median over (the study's ``--window`` when config.json has it).
@@ -405,3 +407,40 @@ def expected_best(trials: pd.DataFrame, chance: float = math.log(99)) -> pd.Data
                 sd = float(math.sqrt(max((w * v**2).sum() - mean**2, 0.0)))
                 rows.append({"bn": bool(bn), "n": n, "expected": mean, "sd": sd})
     return pd.DataFrame(rows, columns=["bn", "n", "expected", "sd"])
+
+
+# ------------------------------------------------------------------------------------------------
+# answer.json
+# ------------------------------------------------------------------------------------------------
+#: The seed experiment's family: answer.json's top-level fields describe it when the study ran it.
+SEED_FAMILY: dict[str, Any] = {
+    "bn_momentum": 0.99, "bn_placement": "before", "depth": 3, "width": 100, "batch_size": 10,
+}  # fmt: skip
+
+
+def answer_record(answers: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    """The machine-readable answer (``report/answer.json``, documented in docs/results.md).
+
+    Args:
+        answers: :func:`bootstrap_answer`'s per-family answers.
+        settings: ``window``, ``tolerance``, ``threshold``, ``resamples``, ``random_seed``.
+
+    Returns:
+        The top-level fields of the family closest to the seed experiment's (BN momentum 0.99,
+        before the ReLU, then depth 3, width 100, batch size 10) with ``settings`` beside them, and
+        every family's answer under ``families``. Without both arms: verdict ``inconclusive`` with a
+        ``reason``.
+    """
+    record: dict[str, Any] = {"verdict": "inconclusive", "p_bn_wider": None}
+    if answers:
+
+        def score(a: dict[str, Any]) -> tuple[int, ...]:
+            return tuple(int(a["family"].get(k, v) == v) for k, v in SEED_FAMILY.items())
+
+        main = max(answers, key=score)
+        record.update({k: v for k, v in main.items() if k != "lrs"})
+    else:
+        record["reason"] = "the study lacks runs with BN or without it: nothing to compare"
+    record.update({k: settings[k] for k in ("window", "tolerance", "threshold", "resamples", "random_seed")})
+    record["families"] = [{k: v for k, v in a.items() if k != "lrs"} for a in answers]
+    return record

@@ -68,54 +68,6 @@ def test_aggregate_ci_level_and_single_seed():
     assert r.n_ok == 1 and math.isnan(r.val_loss_std) and math.isnan(r.val_loss_ci)
 
 
-def test_stable_lr_range_known_decades():
-    ranges = analysis.stable_lr_range(make_trials(), tolerance=0.5)
-    on, off = row(ranges, bn=True), row(ranges, bn=False)
-    # BN: best 0.2 at 0.1; within 0.7: 0.01, 0.1, 1, 10 -> 3 decades; never diverges up to 1000
-    assert (on.best_lr, on.best_val_loss) == (pytest.approx(0.1), pytest.approx(0.2))
-    assert (on.stable_lr_min, on.stable_lr_max, on.n_stable_lrs) == (0.01, 10.0, 4)
-    assert on.stable_decades == pytest.approx(3.0)
-    assert on.max_lr_no_divergence == 1000.0 and math.isnan(on.min_lr_divergence)
-    # no BN: best 0.3 at 0.1; within 0.8: 0.01, 0.1 -> 1 decade; diverges from 1 on
-    assert (off.stable_lr_min, off.stable_lr_max) == (0.01, 0.1)
-    assert off.stable_decades == pytest.approx(1.0)
-    assert off.max_lr_no_divergence == pytest.approx(0.1) and off.min_lr_divergence == 1.0
-    assert (off.n_diverged, off.n_runs) == (20, 35)
-
-
-def test_stable_lr_range_tolerance_is_a_parameter():
-    tight = analysis.stable_lr_range(make_trials(), tolerance=0.0)
-    assert (tight["stable_decades"] == 0).all() and (tight["n_stable_lrs"] == 1).all()
-    loose = analysis.stable_lr_range(make_trials(), tolerance=10.0)
-    assert row(loose, bn=True).stable_decades == pytest.approx(6.0)
-    assert row(loose, bn=False).stable_decades == pytest.approx(2.0)  # divergence still bounds it
-    with pytest.raises(ValueError):
-        analysis.stable_lr_range(make_trials(), tolerance=-1)
-
-
-def test_stable_lr_range_is_contiguous_and_excludes_partial_divergence():
-    lrs = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
-    gap = {1e-3: 0.3, 1e-2: 2.0, 1e-1: 0.2, 1.0: 0.25, 10.0: 0.3}
-    # one BN seed diverges at lr 10: that LR is no longer stable although its mean would be
-    trials = make_trials(nobn=gap, bn=gap, lrs=lrs, diverge={(True, 10.0, 0)})
-    ranges = analysis.stable_lr_range(trials, tolerance=0.5)
-    off, on = row(ranges, bn=False), row(ranges, bn=True)
-    assert (off.stable_lr_min, off.stable_lr_max) == (0.1, 10.0)  # 0.001 is good but cut off by 0.01
-    assert off.stable_decades == pytest.approx(2.0)
-    assert (on.stable_lr_min, on.stable_lr_max) == (0.1, 1.0)
-    assert on.max_lr_no_divergence == 1.0 and on.min_lr_divergence == 10.0
-    agg = analysis.aggregate(trials)
-    assert row(agg, lr=10.0, bn=True).divergence_rate == pytest.approx(0.2)
-    assert row(agg, lr=10.0, bn=True).val_loss_mean == pytest.approx(0.3 + OFFS[[3, 4, 0, 1]].mean())
-
-
-def test_stable_lr_range_when_every_lr_diverges():
-    ranges = analysis.stable_lr_range(make_trials(nobn={}, bn=BN))
-    off = row(ranges, bn=False)
-    assert math.isnan(off.stable_decades) and off.n_stable_lrs == 0 and math.isnan(off.max_lr_no_divergence)
-    assert off.min_lr_divergence == 1e-3
-
-
 def test_bn_effect_significant_not_significant_and_diverged():
     trials = make_trials()
     eff = analysis.bn_effect(trials)
@@ -159,9 +111,6 @@ def test_bn_effect_other_statuses():
 
 def test_per_family_metrics_with_a_depth_axis():
     trials = make_trials(depths=(2, 3))
-    ranges = analysis.stable_lr_range(trials)
-    assert len(ranges) == 4 and {"bn", "depth"} <= set(ranges.columns)
-    assert row(ranges, bn=True, depth=2).stable_decades == pytest.approx(3.0)
     eff = analysis.bn_effect(trials)
     assert len(eff) == 14 and "depth" in eff.columns
     assert row(eff, lr=1e-2, depth=2)["diff"] == pytest.approx(-0.2)
@@ -226,7 +175,7 @@ def test_load_tables_bad_input(tmp_path):
         trials, _, _ = analysis.load_tables(tmp_path)
     assert any("is empty" in str(w.message) for w in record)
     assert trials.empty
-    assert analysis.aggregate(trials).empty and analysis.stable_lr_range(trials).empty
+    assert analysis.aggregate(trials).empty
     assert analysis.bn_effect(trials).empty and analysis.summary(trials).empty
 
 
@@ -287,10 +236,3 @@ def test_pair_nobn_shares_nobn_trials_with_every_bn_family():
     assert len(effect) == 4 and (effect["status"] == "ok").all()
     assert np.allclose(effect["diff"], -1.0)
     assert len(analysis.summary(trials)) == 4  # the summary still counts each trial once
-
-
-def test_stable_range_requires_beating_chance():
-    rows = [_row(lr, False, 0.99, 4.62 + 0.001 * i, s) for i, lr in enumerate((0.01, 0.1, 1.0)) for s in (0, 1)]
-    trials = pd.DataFrame(rows)
-    assert analysis.stable_lr_range(trials)["stable_decades"].iat[0] == pytest.approx(2.0)
-    assert math.isnan(analysis.stable_lr_range(trials, chance=math.log(99))["stable_decades"].iat[0])

@@ -106,7 +106,10 @@ def full_report(tmp_path_factory) -> Path:
 def test_full_report_files_and_html(full_report):
     out = full_report.parent
     assert full_report == out / "report.md" and out.name == "report"
-    for name in ("report.md", "report.html", "loss_vs_lr.png", "bn_effect.png", "learning_curves.png"):
+    for name in (
+        "report.md", "report.html", "answer.json", "loss_vs_lr.png", "bn_effect.png", "learning_curves.png",
+        "runs_vs_lr.png", "success_rate.png", "bootstrap.png", "expected_best.png",
+    ):  # fmt: skip
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not list(out.glob("heatmap_*.png"))  # no axis besides lr and bn varies
     check_self_contained(out)
@@ -114,27 +117,36 @@ def test_full_report_files_and_html(full_report):
 
 def test_full_report_answer_follows_the_numbers(full_report):
     md = report_text(full_report)
+    assert "**Verdict: BN more robust** — P(BN's stable range is wider) = 1.000, over 5 seeds." in md
     assert (
-        "With BN, the stable learning-rate range spans 3.0 decades (0.01 to 10); without BN, the stable "
-        "learning-rate range spans 1.0 decades (0.01 to 0.1). The highest learning rate at which no run "
-        "diverged is 1000 with BN and 0.1 without."
+        "Stable range with BN: 3.0 decades (95% interval 3.0 to 3.0), from 0.01 to 10; without BN: 1.0 "
+        "decades (95% interval 1.0 to 1.0), from 0.01 to 0.1. BN − no BN: +2.0 decades"
     ) in md
-    assert "more robust" in md and "wider by 2.0 decades" in md
+    assert "Highest learning rate without a diverged run: 1000 (95% interval 1000 to 1000) with BN" in md
     assert "Without BN: 20 of 35 runs diverged, at every learning rate ≥ 1 in every seed." in md
     assert "With BN: none of 35 runs diverged." in md
     assert (
-        "By Welch's t-test across seeds at p < 0.05: BN's mean final validation loss is significantly "
-        "lower at "
-        "learning rate 0.01, 0.1 (by 0.1–0.2 nats); not significantly different at learning rate 0.001."
+        "by Welch's t-test with Holm's correction across learning rates (p < 0.05), BN's mean outcome is "
+        "lower at learning rate 0.01, 0.1 (by 0.1–0.2 nats); not significantly different at learning rate 0.001."
     ) in md
+    assert "Mann–Whitney U rank test (also Holm-corrected) agrees" in md
     assert "extend beyond the grid" not in md
     assert "No test at 1, 10, 100, 1000: no-BN diverged in all seeds." in md
     assert "Overall: lr=0.1, bn=on" in md
     # what was run, from config.json
     assert "70 present of 70 expected" in md and "Ray nodes 2, CPUs 8" in md and "wall time 10m 00s" in md
     assert "## Caveats" in md and "One train/validation split" in md and "## Warnings" not in md
-    assert re.search(r"^\| *bn *\| *stable_decades", md, re.MULTILINE)  # tables made it in
-    assert re.search(r"^\| *0\.01 *\| *off *\|", md, re.MULTILINE)
+    assert re.search(r"^\| *bn *\| *lr *\| *success", md, re.MULTILINE)  # tables made it in
+    assert "_How sure the answer is:" in md  # every figure has its caption
+
+
+def test_answer_json_holds_the_verdict_and_its_intervals(full_report):
+    record = json.loads((full_report.parent / "answer.json").read_text())
+    assert record["verdict"] == "bn_more_robust" and record["p_bn_wider"] == 1.0
+    assert record["stable_decades"]["bn"] == {"estimate": 3.0, "ci_low": 3.0, "ci_high": 3.0}
+    assert record["difference_decades"]["estimate"] == 2.0
+    assert (record["seeds"], record["splits"], record["window"], record["tolerance"]) == (5, 1, 10, 0.5)
+    assert record["resamples"] == 2000 and len(record["families"]) == 1
 
 
 def test_a_mean_pulled_up_by_few_seeds_is_a_caveat(tmp_path, full_report):
@@ -147,7 +159,7 @@ def test_a_mean_pulled_up_by_few_seeds_is_a_caveat(tmp_path, full_report):
         warnings.simplefilter("ignore")
         md = report_text(write_report(tmp_path))
     caveat = next(line for line in md.splitlines() if "above their median" in line)
-    assert caveat.startswith("- 1 configuration(s) have a mean final validation loss more than 0.5 nats")
+    assert caveat.startswith("- 1 configuration(s) have a mean outcome more than 0.5 nats")
     assert "lr=0.01, bn=on (mean 32.25, median 0.42)" in caveat
 
 
@@ -156,10 +168,10 @@ def test_opposite_result_is_reported(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         md = report_text(write_report(tmp_path))
-    assert "BN made the network less robust" in md and "narrower by" in md
+    assert "**Verdict: BN not more robust**" in md and "BN − no BN: -2.0 decades" in md
     assert "With BN: 10 of 25 runs diverged, at every learning rate ≥ 1 in every seed." in md
     assert "No test at 1, 10: BN diverged in all seeds." in md
-    assert "BN's mean final validation loss is significantly higher at learning rate 0.01, 0.1" in md
+    assert "BN's mean outcome is higher at learning rate 0.01, 0.1" in md
 
 
 def test_no_difference_is_reported(tmp_path):
@@ -168,15 +180,10 @@ def test_no_difference_is_reported(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         md = report_text(write_report(tmp_path, tolerance=0.1))
-    assert "BN did not change how robust" in md
-    assert (
-        "BN's mean final validation loss is not significantly different at learning rate 0.001, 0.01, 0.1"
-        in md
-    )
-    assert "significantly lower" not in md and "significantly higher" not in md
-    assert (
-        "spans 1.0 decades (0.01 to 0.1); without BN, the stable learning-rate range spans 1.0 decades" in md
-    )
+    assert "**Verdict: BN not more robust**" in md and "P(BN's stable range is wider) = 0.000" in md
+    assert "BN's mean outcome is not significantly different at learning rate 0.001, 0.01, 0.1" in md
+    assert "is lower at" not in md and "is higher at" not in md
+    assert "from 0.01 to 0.1; without BN: 1.0 decades (95% interval 1.0 to 1.0), from 0.01 to 0.1" in md
     assert (
         "The no-BN range reaches the highest learning rate tried; "
         "the BN range reaches the highest learning rate "
@@ -279,4 +286,4 @@ def test_cli_writes_the_report(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert Path(ok.stdout.strip()) == tmp_path / "report" / "report.md"
     assert "warning: " in ok.stderr and "curves.csv" in ok.stderr
-    assert "tolerance 0.2 nats" in (tmp_path / "report" / "report.md").read_text()
+    assert "within 0.2 nats" in (tmp_path / "report" / "report.md").read_text()

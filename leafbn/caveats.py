@@ -1,0 +1,281 @@
+"""What a report says around its answer: what was run, and the caveats.
+
+Each function takes the study's config.json record and tables and returns report blocks
+(:mod:`leafbn.render`); nothing here computes a statistic.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leafbn.config import TRIAL_FIELDS
+from leafbn.prose import context_label, duration, values_text, varying
+from leafbn.render import Block, fmt
+
+__all__ = ["expected_trials", "what_was_run", "caveats"]
+
+
+def expected_trials(config: dict[str, Any], trials: pd.DataFrame) -> int | None:
+    run = config.get("run") if isinstance(config.get("run"), dict) else {}
+    if isinstance(run.get("trials_expected"), (int, float)) and not isinstance(
+        run.get("trials_expected"), bool
+    ):
+        return int(run["trials_expected"])
+    grid = _grid(config)
+    return len(grid) if grid is not None else None
+
+
+def _grid(config: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The study's full grid from ``config.json``'s ``study`` (None when absent or invalid)."""
+    study = config.get("study")
+    if not isinstance(study, dict):
+        return None
+    try:
+        from leafbn.config import StudyConfig
+
+        return StudyConfig.from_dict(study).trial_configs()
+    except Exception as exc:  # noqa: BLE001 - a config from another version must not stop the report
+        warnings.warn(
+            f"config.json's study settings are not a valid StudyConfig ({exc}); grid unknown", stacklevel=2
+        )
+        return None
+
+
+def what_was_run(config: dict[str, Any], trials: pd.DataFrame, expected: int | None) -> list[Block]:
+    items: list[str] = []
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    study = config.get("study") if isinstance(config.get("study"), dict) else {}
+    run = config.get("run") if isinstance(config.get("run"), dict) else {}
+    versions = config.get("versions") if isinstance(config.get("versions"), dict) else {}
+    if data:
+        sha = str(data.get("sha256", ""))[:12]
+        items.append(
+            "Data: "
+            + ", ".join(f"{k} {data[k]}" for k in ("source", "rows", "classes", "features") if k in data)
+            + (f", sha256 {sha}…" if sha else "")
+        )
+    if study:
+        axes = ", ".join(f"{k} {values_text(study[k])}" for k in TRIAL_FIELDS if k in study)
+        items.append(f"Grid: {axes}")
+        training = ", ".join(
+            f"{k} {study[k]}"
+            for k in (
+                "seeds",
+                "seed_base",
+                "splits",
+                "window",
+                "epochs",
+                "batch_size",
+                "drop_last",
+                "momentum",
+                "decay",
+                "val_fraction",
+                "split_seed",
+                "standardize",
+            )
+            if k in study
+        )
+        items.append(f"Settings: {training}".replace("window ", "outcome window (epochs) "))
+    elif not trials.empty:
+        axes = ", ".join(
+            f"{k} {values_text(sorted(trials[k].dropna().unique().tolist()))}"
+            for k in TRIAL_FIELDS
+            if k in trials.columns
+        )
+        items.append(f"Grid (from trials.csv; config.json missing): {axes}")
+    n_conf = (
+        len(trials.drop_duplicates([f for f in TRIAL_FIELDS if f in trials.columns])) if len(trials) else 0
+    )
+    seeds = (
+        trials.groupby([f for f in TRIAL_FIELDS if f in trials.columns], dropna=False).size()
+        if len(trials)
+        else None
+    )
+    seed_text = (
+        ""
+        if seeds is None
+        else (
+            f", {seeds.min()} seeds each"
+            if seeds.min() == seeds.max()
+            else f", {seeds.min()}–{seeds.max()} seeds each"
+        )
+    )
+    n_div = int(trials["diverged"].sum()) if len(trials) else 0
+    items.append(
+        f"Trials: {len(trials)} present"
+        + (f" of {expected} expected" if expected is not None else "")
+        + f", {n_conf} configurations{seed_text}, {n_div} diverged"
+    )
+    if run:
+        wall = run.get("wall_time_s")
+        wall_text = duration(wall) if isinstance(wall, (int, float)) else "unknown"
+        items.append(
+            f"Run: started {run.get('started', '?')}, finished {run.get('finished', '?')}, "
+            f"wall time {wall_text}, "
+            f"Ray nodes {run.get('ray_nodes', '?')}, CPUs {run.get('ray_cpus', '?')}, "
+            f"trials finished {run.get('trials_finished', '?')}"
+        )
+    elif "node_id" in trials.columns and len(trials):
+        items.append(
+            f"Run: config.json has no run record; trials ran on {trials['node_id'].nunique()} Ray node(s)"
+        )
+    if versions:
+        items.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if not config:
+        items.append("config.json is missing: data record, settings and run times unknown")
+    return [("h2", "What was run"), ("ul", items)]
+
+
+def caveats(
+    config: dict[str, Any],
+    trials: pd.DataFrame,
+    expected: int | None,
+    stats: pd.DataFrame | None,
+    effect: pd.DataFrame | None,
+    tolerance: float,
+    confidence: float,
+) -> list[Block]:
+    items: list[str] = []
+    if expected is not None:
+        items.append(
+            f"{len(trials)} of {expected} expected trials are present"
+            + (
+                " (config.json run.trials_expected)."
+                if isinstance(config.get("run"), dict) and "trials_expected" in config["run"]
+                else " (from config.json's grid)."
+            )
+        )
+        missing = _missing_configs(config, trials)
+        if missing:
+            items.append(
+                "Missing: "
+                + "; ".join(missing[:10])
+                + (f"; and {len(missing) - 10} more" if len(missing) > 10 else "")
+                + "."
+            )
+    else:
+        items.append(
+            f"{len(trials)} trials present; the expected number is unknown (no config.json run record)."
+        )
+    if len(trials):
+        div = int(trials["diverged"].sum())
+        if div:
+            items.append(
+                f"{div} trial(s) diverged: they count in divergence rates and are left out of every mean; "
+                "where only some seeds of a configuration diverged, its mean describes the survivors."
+            )
+        na = int((~trials["diverged"] & ~np.isfinite(trials["final_val_loss"].astype(float))).sum())
+        if na:
+            items.append(
+                f"{na} trial(s) did not diverge but have no finite final validation loss (failed?): left out."
+            )
+        if "retries" in trials.columns and trials["retries"].fillna(0).sum() > 0:
+            items.append(
+                f"{int((trials['retries'].fillna(0) > 0).sum())} trial(s) were restarted by Ray Tune "
+                "after a failure."
+            )
+        keys = [f for f in TRIAL_FIELDS if f in trials.columns]
+        few = trials.groupby(keys, dropna=False).size()
+        if (few < 2).any():
+            items.append(f"{int((few < 2).sum())} configuration(s) have a single seed: no CI or test there.")
+    if stats is not None and len(stats):
+        items += _skew_caveat(stats, tolerance)
+    if effect is not None:
+        n_tests = int((effect["status"] == "ok").sum())
+        if n_tests > 1:
+            items.append(
+                f"{n_tests} learning rates tested per test (Welch and Mann–Whitney U), each family of tests "
+                f"Holm-corrected at p < {1 - confidence:g}; the verdict rests on the bootstrap, not on them."
+            )
+    study = config.get("study") if isinstance(config.get("study"), dict) else {}
+    split = (
+        f" (split_seed {study['split_seed']}, validation fraction {study['val_fraction']})"
+        if {"split_seed", "val_fraction"} <= set(study)
+        else ""
+    )
+    n_splits = int(study.get("splits", 1) or 1)
+    if n_splits > 1:
+        items.append(
+            f"{n_splits} stratified train/validation splits{split}, resampled with the seeds: the "
+            "intervals include the split's variance; there is no separate test set."
+        )
+    else:
+        items.append(
+            f"One train/validation split{split}: the spread across seeds leaves out the split's variance "
+            "(`--splits K` adds it); there is no separate test set."
+        )
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    items.append(
+        f"One data set ({data.get('source', 'Leaf Classification features')}): "
+        "the answer may not carry over to other data or architectures."
+    )
+    items.append(
+        f"The stable range depends on the tolerance ({tolerance:g} nats), the success threshold and the "
+        "grid's spacing: "
+        "a range is measured between grid points, never between them."
+    )
+    if len(trials) and "bn_momentum" in trials.columns and trials["bn_momentum"].nunique() > 1:
+        items.append(
+            "bn_momentum (and bn_placement) do nothing without BN: "
+            "no-BN trials that differ only there repeat each other."
+        )
+    return [("h2", "Caveats"), ("ul", items)]
+
+
+def _skew_caveat(stats: pd.DataFrame, tolerance: float) -> list[str]:
+    """Configurations whose mean outcome exceeds its median by more than ``tolerance``: a few runs
+    ended far above the rest, and the means and the t-tests follow them (the verdict does not)."""
+    skewed = stats[stats["val_loss_mean"] - stats["val_loss_median"] > tolerance]
+    if skewed.empty:
+        return []
+    axes = varying(stats) or ["lr"]
+    shown = [
+        f"{context_label({a: r[a] for a in axes})} (mean {fmt(r['val_loss_mean'])}, "
+        f"median {fmt(r['val_loss_median'])})"
+        for _, r in skewed.iterrows()
+    ]
+    more = f"; and {len(shown) - 10} more" if len(shown) > 10 else ""
+    return [
+        f"{len(shown)} configuration(s) have a mean outcome more than {tolerance:g} nats above their "
+        f"median: {'; '.join(shown[:10])}{more}. A few runs ended far above the others; the means and "
+        "Welch's t-test follow them, the success rates, the verdict and the rank test do not."
+    ]
+
+
+def _missing_configs(config: dict[str, Any], trials: pd.DataFrame) -> list[str]:
+    """Configurations of the grid with fewer trials present than seeds asked for."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grid = _grid(config)
+    if grid is None:
+        return []
+    axes = [f for f in TRIAL_FIELDS if f in grid[0]] if grid else []
+
+    def key(values: dict[str, Any]) -> tuple:
+        return tuple(
+            round(float(values[a]), 12)
+            if isinstance(values[a], (int, float, np.number)) and not isinstance(values[a], (bool, np.bool_))
+            else values[a]
+            for a in axes
+        )
+
+    want: dict[tuple, int] = {}
+    for g in grid:
+        want[key(g)] = want.get(key(g), 0) + 1
+    have: dict[tuple, int] = {}
+    if len(trials) and set(axes) <= set(trials.columns):
+        for rec in trials[axes].to_dict("records"):
+            have[key(rec)] = have.get(key(rec), 0) + 1
+    out = []
+    for k, n in want.items():
+        if have.get(k, 0) < n:
+            out.append(
+                ", ".join(f"{a}={fmt(v)}" for a, v in zip(axes, k)) + f" ({have.get(k, 0)}/{n} seeds)"
+            )
+    return out
+
+
