@@ -280,8 +280,10 @@ def test_cli_exit_2_on_bad_input(tmp_path):
 
 def test_cli_writes_the_report(tmp_path):
     write_study(tmp_path, lrs=[1e-1], curves=False)
-    bad = run_cli(str(tmp_path), "--tolerance", "-1")
-    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+    for flag, value in (("--tolerance", "-1"), ("--threshold", "nan"), ("--window", "0"), ("--resamples", "5")):
+        bad = run_cli(str(tmp_path), flag, value)
+        assert bad.returncode == 2 and bad.stderr.startswith(f"error: {flag} {value}"), bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
     ok = run_cli(str(tmp_path), "--tolerance", "0.2")
     assert ok.returncode == 0, ok.stderr
     assert Path(ok.stdout.strip()) == tmp_path / "report" / "report.md"
