@@ -80,6 +80,9 @@ def _log_loss_axis(ax: Axes, values: np.ndarray, cap: float = CAP) -> None:
     v = v[np.isfinite(v) & (v > 0) & (v <= cap)]
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:g}"))
+    ax.yaxis.set_minor_formatter(
+        FuncFormatter(lambda t, _: f"{t:g}" if t > 0 and round(t / 10 ** math.floor(math.log10(t))) in (2, 5) else "")
+    )
     ax.set_ylim(*(v.min() / 1.5, v.max() * 3) if v.size else (0.1, 10))
 
 
