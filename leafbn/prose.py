@@ -109,7 +109,7 @@ def answer(
             blocks.append(("h3", context_label(key)))
         text = [_verdict_sentence(ans), _range_sentence(ans), _edge_sentence(ans)]
         fam = stat_ctx.get(tuple(key.items()))
-        if fam is not None:
+        if fam is not None and "bn" in fam.columns:
             text += [_divergence_sentence(fam[fam["bn"] == bn], bn) for bn in (False, True) if (fam["bn"] == bn).any()]
         eff = effect_ctx.get(tuple(key.items()))
         if eff is not None and len(eff):

@@ -116,6 +116,8 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
                 ax.annotate(f"{k}", (xv, 0.97), xycoords=trans, xytext=(5, -3), textcoords="offset points",
                             fontsize=7, color="red")  # fmt: skip
         ax.set_xscale("log")
+        lrs = rows["lr"].to_numpy(float)
+        ax.set_xlim(lrs.min() / 2.5, lrs.max() * 2.5)  # every learning rate, diverged-only ones too
         _log_loss_axis(ax, rows["outcome"].to_numpy(float), cap)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("run outcome: median val loss, last epochs (nats)")
