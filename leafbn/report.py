@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from leafbn import analysis, caveats, plots, prose, robustness, robustness_plots
+from leafbn import analysis, caveats, optuna_results, plots, prose, robustness, robustness_plots
 from leafbn.render import Block, to_html, to_markdown
 
 __all__ = ["write_report"]
@@ -239,10 +239,10 @@ def _figures(
                 f"heatmap_{axis}.png",
                 f"Mean outcome and divergence rate over learning rate × {axis}, per BN setting.",
             )
-    study = analysis.load_optuna_study(root)
+    study = optuna_results.load_optuna_study(root)
     if study is not None:
         save(lambda: plots.plot_optimization_history(study), "optuna_history.png", "Optuna optimisation history.")
-        importances = analysis.param_importances(study)
+        importances = optuna_results.param_importances(study)
         if len(importances):
             save(
                 lambda: plots.plot_param_importances(study),

@@ -192,30 +192,6 @@ def test_curve_summary():
     assert analysis.curve_summary(trials, curves.iloc[0:0]).empty
 
 
-def test_optuna_study_is_loaded_from_pickle_and_sqlite(tmp_path):
-    optuna = pytest.importorskip("optuna")
-    joblib = pytest.importorskip("joblib")
-    assert analysis.load_optuna_study(tmp_path) is None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name="s",
-        sampler=optuna.samplers.RandomSampler(seed=0),
-        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-    )
-    study.optimize(
-        lambda t: t.suggest_float("lr", 1e-3, 1, log=True) + t.suggest_int("depth", 1, 4) / 10, n_trials=6
-    )
-    assert len(analysis.load_optuna_study(tmp_path).trials) == 6
-    joblib.dump(study, tmp_path / "optuna_study.pkl")
-    loaded = analysis.load_optuna_study(tmp_path)
-    assert loaded.study_name == "s"
-    imp = analysis.param_importances(loaded)
-    assert set(imp["param"]) == {"lr", "depth"} and imp["importance"].sum() == pytest.approx(1.0)
-    (tmp_path / "optuna_study.pkl").write_bytes(b"garbage")
-    with pytest.warns(UserWarning, match="cannot load"):
-        assert analysis.load_optuna_study(tmp_path) is None
-
-
 # --- no-BN trials shared across BN momentum/placement; "stable" requires learning -------------
 def _row(lr, bn, momentum, loss, seed=0, diverged=False):
     return {"trial_id": f"{lr}-{bn}-{momentum}-{seed}", "lr": lr, "bn": bn, "depth": 3, "width": 100,
