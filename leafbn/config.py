@@ -19,7 +19,7 @@ __all__ = ["StudyConfig", "ConfigError", "SEED_LRS", "TRIAL_FIELDS", "steps_per_
 SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
 
 #: The per-trial fields a grid varies (the axes), in the order they appear in ``trials.csv``.
-TRIAL_FIELDS: tuple[str, ...] = ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement")
+TRIAL_FIELDS: tuple[str, ...] = ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement", "batch_size")
 
 BN_PLACEMENTS = ("before", "after")
 
@@ -38,8 +38,9 @@ class ConfigError(ValueError):
 class StudyConfig:
     """Every setting of a study. Build it with keyword arguments; it validates itself.
 
-    The axis fields (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``, ``bn_placement``) are
-    tuples: a grid study runs their full product, each with ``seeds`` seeds.
+    The axis fields (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``, ``bn_placement``,
+    ``batch_size``) are tuples: a grid study runs their full product, each with ``seeds`` seeds on
+    each of ``splits`` train/validation splits.
     """
 
     # --- where results go -------------------------------------------------------------------
@@ -48,7 +49,8 @@ class StudyConfig:
     # --- data -------------------------------------------------------------------------------
     data: str = "embedded"  # embedded | openml | a Kaggle train.csv | a folder of the UCI files
     val_fraction: float = 0.2  # stratified held-out validation part
-    split_seed: int = 0  # seed of the train/validation split (fixed across trials)
+    split_seed: int = 0  # seed of the train/validation split (split k uses split_seed + k)
+    splits: int = 1  # stratified train/validation splits, a nuisance axis crossed with the seeds
     standardize: bool = True  # z-score features, fitted on the training part only
     # --- the grid's axes (the blog's values as defaults) ------------------------------------
     lr: tuple[float, ...] = SEED_LRS  # base learning rates
@@ -57,12 +59,13 @@ class StudyConfig:
     width: tuple[int, ...] = (100,)  # units in those layers
     bn_momentum: tuple[float, ...] = (0.99,)  # Keras BatchNormalization momentum
     bn_placement: tuple[str, ...] = ("before",)  # BN before or after the ReLU
+    batch_size: tuple[int, ...] = (10,)  # minibatch sizes (BN normalises each batch by its own statistics)
     # --- seeds: a nuisance axis, several per configuration ----------------------------------
     seeds: int = 5  # trials per configuration
     seed_base: int = 0  # their seeds are seed_base, seed_base + 1, ...
     # --- training (the blog's) --------------------------------------------------------------
     epochs: int = 100
-    batch_size: int = 10
+    window: int | None = None  # a run's outcome: median validation loss of its last `window` epochs (None: min(10, epochs))
     drop_last: bool = False  # drop each epoch's last, smaller batch (Keras keeps it; BN then normalises a few rows)
     report_every: int = 10  # epochs per Ray Tune report (each report carries every epoch's numbers)
     momentum: float = 0.9  # SGD momentum, Nesterov
@@ -82,8 +85,12 @@ class StudyConfig:
         # Normalise sequences to tuples so a config built from lists stays hashable and frozen.
         for name in TRIAL_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, tuple):
+            if isinstance(value, (str, int, float, bool)):  # one value (an older config.json's batch_size)
+                object.__setattr__(self, name, (value,))
+            elif not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
+        if self.window is None:
+            object.__setattr__(self, "window", min(10, self.epochs) if isinstance(self.epochs, int) else 10)
         self._validate()
 
     # ------------------------------------------------------------------------------------------
@@ -115,8 +122,13 @@ class StudyConfig:
             fail("epochs", self.epochs, "must be >= 1")
         if self.report_every < 1:
             fail("report-every", self.report_every, "must be >= 1")
-        if self.batch_size < 1:
-            fail("batch-size", self.batch_size, "must be >= 1")
+        for v in self.batch_size:
+            if v < 1:
+                fail("batch-size", v, "must be >= 1")
+        if self.splits < 1:
+            fail("splits", self.splits, "must be >= 1")
+        if not 1 <= self.window <= self.epochs:
+            fail("window", self.window, f"must be in [1, --epochs {self.epochs}]")
         if not 0.0 < self.val_fraction < 1.0:
             fail("val-fraction", self.val_fraction, "must be in (0, 1)")
         if not 0.0 <= self.momentum < 1.0:
@@ -131,6 +143,8 @@ class StudyConfig:
             fail("space", self.space, f"must be one of {', '.join(SPACES)}")
         if self.optuna < 0:
             fail("optuna", self.optuna, "must be >= 0 (0 runs the grid)")
+        if self.optuna and self.splits > 1:
+            fail("splits", self.splits, "must be 1 with --optuna (splits are an axis of the grid)")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             fail("max-concurrent", self.max_concurrent, "must be >= 1")
         if self.max_trials < 1:
@@ -142,7 +156,7 @@ class StudyConfig:
 
     # ------------------------------------------------------------------------------------------
     def trial_configs(self) -> list[dict[str, Any]]:
-        """The grid: one dict per trial (every axis value × every seed), in a stable order.
+        """The grid: one dict per trial (every axis value × every split × every seed), in a stable order.
 
         Trials without BN take only the first ``bn_momentum`` and ``bn_placement`` value.
         """
@@ -157,7 +171,7 @@ class StudyConfig:
                 self.bn_placement[0],
             ):
                 continue
-            configs += [dict(trial, seed=seed) for seed in seeds]
+            configs += [dict(trial, split=k, seed=seed) for k in range(self.splits) for seed in seeds]
         return configs
 
     def to_dict(self) -> dict[str, Any]:

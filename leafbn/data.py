@@ -83,6 +83,7 @@ __all__ = [
     "Split",
     "load",
     "load_embedded",
+    "distinct_splits",
     "load_kaggle",
     "load_openml",
     "load_uci",
@@ -656,6 +657,19 @@ def _check_splittable(data: LeafData, val_fraction: float) -> None:
             f"{data.source}: val_fraction={val_fraction} gives {n_train} training and {n_val} "
             f"validation rows for {len(data.classes)} classes; each part needs one row per class"
         )
+
+
+def distinct_splits(data: LeafData, val_fraction: float) -> int:
+    """How many different stratified validation draws the smallest class allows.
+
+    A class of ``n`` rows puts about ``round(n * val_fraction)`` of them (at least 1) in the
+    validation part; the bound is the fewest ways any class can do that, ``comb(n, k)``, capped at
+    10**6. A study's ``--splits`` beyond it would repeat a class's validation rows.
+    """
+    counts = np.bincount(data.y, minlength=len(data.classes))
+    counts = counts[counts > 0]
+    ways = [math.comb(int(n), max(1, min(int(n) - 1, round(n * val_fraction)))) for n in counts]
+    return int(min(min(ways, default=1), 10**6))
 
 
 def split(

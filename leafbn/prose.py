@@ -178,8 +178,9 @@ def _edge_sentence(ans: dict[str, Any]) -> str:
     return text[0].upper() + text[1:] + ", so it may extend beyond the grid."
 
 
-def batch_size_section(answers: list[dict[str, Any]]) -> list[Block]:
-    """When the batch size varies: BN's robustness per batch size (the small-batch confound)."""
+def batch_size_section(answers: list[dict[str, Any]], n_train: int | None = None, drop_last: bool = False) -> list[Block]:
+    """When the batch size varies: BN's robustness per batch size (the small-batch confound), with
+    the size of each epoch's last batch when ``n_train`` (training rows) is known."""
     sizes = {a["family"].get("batch_size") for a in answers} - {None}
     if len(sizes) < 2:
         return []
@@ -187,6 +188,7 @@ def batch_size_section(answers: list[dict[str, Any]]) -> list[Block]:
         {
             **{k: v for k, v in a["family"].items() if k != "batch_size"},
             "batch_size": a["family"]["batch_size"],
+            "last batch (rows)": _last_batch(n_train, int(a["family"]["batch_size"]), drop_last),
             "verdict": _VERDICT[a["verdict"]],
             "P(BN wider)": a["p_bn_wider"],
             "BN decades": a["stable_decades"]["bn"]["estimate"],
@@ -207,6 +209,15 @@ def batch_size_section(answers: list[dict[str, Any]]) -> list[Block]:
         ),
         ("table", table),
     ]
+
+
+def _last_batch(n_train: int | None, size: int, drop_last: bool) -> str:
+    if n_train is None:
+        return "—"
+    rest = n_train % size
+    if rest == 0:
+        return f"{size} (none left over)"
+    return f"{rest} (dropped)" if drop_last else str(rest)
 
 
 def _divergence_sentence(side: pd.DataFrame, bn: bool) -> str:

@@ -25,6 +25,8 @@ Block = tuple
 
 def fmt(value: Any) -> str:
     """A cell as text: ``bn`` on/off, floats to 4 significant digits, NaN as —."""
+    if value is None:
+        return "—"
     if isinstance(value, (bool, np.bool_)):
         return "on" if value else "off"
     if isinstance(value, (float, np.floating)):

@@ -122,6 +122,7 @@ def _build(
         return blocks + _warning_block(caught) + body, record
 
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    study = config.get("study") if isinstance(config.get("study"), dict) else {}
     classes = data.get("classes")
     chance = math.log(classes if isinstance(classes, int) and classes > 1 else 99)
     trials = robustness.add_outcomes(trials, curves, settings["window"])
@@ -134,7 +135,9 @@ def _build(
     effect = analysis.bn_effect(paired, confidence)
     body += [("h2", "Answer")]
     body += prose.answer(answers, analysis.aggregate(paired, confidence), effect, settings, confidence)
-    body += prose.batch_size_section(answers)
+    rows, val_fraction = data.get("rows"), study.get("val_fraction")
+    n_train = rows - math.ceil(rows * val_fraction) if isinstance(rows, int) and isinstance(val_fraction, float) else None
+    body += prose.batch_size_section(answers, n_train, bool(study.get("drop_last")))
     body += prose.best(stats)
     body += _figures(root, out, trials, curves, stats, stab, answers, draws, effect, settings, chance, confidence)
     body += _tables(trials, stats, stab, effect, confidence)

@@ -81,9 +81,9 @@ def estimate_seconds(
 ) -> float:
     """A rough wall-time estimate, in seconds, of ``n_trials`` trials like ``trials`` (default: all
     of them) on ``cpus`` parallel workers."""
-    steps = config.epochs * steps_per_epoch(n_train, config.batch_size, config.drop_last)
     total = 0.0
     for t in trials:
+        steps = config.epochs * steps_per_epoch(n_train, t["batch_size"], config.drop_last)
         widths = [192] + [t["width"]] * t["depth"] + [99]
         macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
         total += steps * _STEP_OVERHEAD_S * (1 + macs / _SEED_MACS)

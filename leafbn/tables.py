@@ -19,9 +19,9 @@ __all__ = [
     "trials_frame",
 ]  # fmt: skip
 
-CURVE_COLUMNS = ["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"]
+CURVE_COLUMNS = ["trial_id", "split", "epoch", "train_loss", "val_loss", "val_accuracy"]
 # The trial's own settings, copied from its Ray Tune config into its trials.csv row.
-_CONFIG_COLUMNS = (*TRIAL_FIELDS, "batch_size", "drop_last", "epochs", "seed")
+_CONFIG_COLUMNS = (*TRIAL_FIELDS, "drop_last", "epochs", "split", "seed")
 TRIAL_COLUMNS = [
     "trial_id", *_CONFIG_COLUMNS,
     "final_val_loss", "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss",
@@ -35,7 +35,7 @@ def epochs_of(history: pd.DataFrame) -> pd.DataFrame:
     A report carries the epochs since the previous one in its ``curve`` list
     (``[epoch, train_loss, val_loss, val_accuracy]`` each); a report without one is one epoch.
     """
-    metrics = CURVE_COLUMNS[1:]
+    metrics = CURVE_COLUMNS[2:]
     if history.empty or "epoch" not in history:
         return pd.DataFrame(columns=metrics)
     if "curve" not in history:
@@ -55,10 +55,11 @@ def last_attempt(epochs: pd.DataFrame) -> pd.DataFrame:
     return epochs.iloc[starts[-1] if len(starts) else 0 :]
 
 
-def curves_from_history(trial_id: str, history: pd.DataFrame) -> pd.DataFrame:
-    """``curves.csv`` rows of one trial from its report history."""
+def curves_from_history(trial_id: str, history: pd.DataFrame, split: int = 0) -> pd.DataFrame:
+    """``curves.csv`` rows of one trial (on train/validation split ``split``) from its report history."""
     rows = last_attempt(epochs_of(history))
-    out = pd.DataFrame({c: rows[c].to_numpy() if c in rows else [] for c in CURVE_COLUMNS[1:]})
+    out = pd.DataFrame({c: rows[c].to_numpy() if c in rows else [] for c in CURVE_COLUMNS[2:]})
+    out.insert(0, "split", int(split))
     out.insert(0, "trial_id", trial_id)
     return out
 
@@ -74,6 +75,7 @@ def trial_row(
     rows = last_attempt(epochs_of(history))
     row: dict[str, Any] = {"trial_id": trial_id}
     row.update({k: config.get(k) for k in _CONFIG_COLUMNS})
+    row["split"] = int(config.get("split") or 0)  # a study from before splits ran on split 0
     finite = rows[np.isfinite(rows["val_loss"].to_numpy(dtype=float))] if len(rows) else rows
     last = rows.iloc[-1] if len(rows) else None
     report = history.iloc[-1] if len(rows) else None  # the last report: time and node
@@ -101,4 +103,4 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows), columns=TRIAL_COLUMNS)
     for column in ("best_epoch", "diverged_epoch"):
         frame[column] = frame[column].astype("Int64")
-    return frame.sort_values(["bn", "lr", "depth", "width", "bn_momentum", "seed"], kind="stable")
+    return frame.sort_values(["bn", "lr", "depth", "width", "bn_momentum", "batch_size", "split", "seed"], kind="stable")

@@ -113,12 +113,12 @@ def _fetch(config: StudyConfig, path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # The trainable: one trial, one CPU, a report every `report_every` epochs.
 # --------------------------------------------------------------------------------------------
-def trainable(config: dict[str, Any], split: leafdata.Split) -> None:
-    """Ray Tune function trainable: train one network on ``split``, reporting as it goes.
+def trainable(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> None:
+    """Ray Tune function trainable: train one network on ``splits[config["split"]]``, reporting as it goes.
 
     ``config`` holds the trial's axes (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``,
-    ``bn_placement``), its ``seed``, and the study's ``epochs``, ``batch_size``, ``drop_last``, ``momentum``,
-    ``decay`` and ``report_every``. Each report carries the latest epoch's losses, its
+    ``bn_placement``, ``batch_size``), its ``split`` and ``seed``, and the study's ``epochs``,
+    ``drop_last``, ``momentum``, ``decay`` and ``report_every``. Each report carries the latest epoch's losses, its
     ``objective``, ``diverged``, the trainer's cumulative ``time_s``, the Ray ``node_id``, and a
     ``curve`` list with every epoch since the previous report.
     """
@@ -127,6 +127,7 @@ def trainable(config: dict[str, Any], split: leafdata.Split) -> None:
     from leafbn.train import train
 
     start = time.perf_counter()
+    split = splits[int(config.get("split") or 0)]
     node_id = ray.get_runtime_context().get_node_id()
     spec = ModelSpec(
         n_features=split.x_train.shape[1],
@@ -181,7 +182,7 @@ def trainable(config: dict[str, Any], split: leafdata.Split) -> None:
 
 def build_tuner(
     config: StudyConfig,
-    split: leafdata.Split,
+    splits: tuple[leafdata.Split, ...],
     callbacks: list[tune.Callback] | None = None,
 ) -> tune.Tuner:
     """The study's ``tune.Tuner``, 1 CPU per trial.
@@ -192,11 +193,11 @@ def build_tuner(
     validation loss; :data:`leafbn.spaces.WORST_LOSS` for a diverged trial). ``config.asha``
     adds Ray Tune's ASHA scheduler on the same metric.
     """
-    fixed = {k: getattr(config, k) for k in ("epochs", "batch_size", "drop_last", "momentum", "decay", "report_every")}
+    fixed = {k: getattr(config, k) for k in ("epochs", "drop_last", "momentum", "decay", "report_every")}
     search_alg = scheduler = None
     if config.optuna:
         searched, constant = optuna_space(config)
-        param_space = {**constant, "seed": config.seed_base, **fixed}
+        param_space = {**constant, "seed": config.seed_base, "split": 0, **fixed}
         storage_url = f"sqlite:///{study_dir(config) / 'optuna.db'}"
         search_alg = OptunaSearch(
             searched, metric="objective", mode="min", seed=config.seed_base,
@@ -209,7 +210,7 @@ def build_tuner(
     if config.asha:
         scheduler = ASHAScheduler(time_attr="epoch", max_t=config.epochs, grace_period=max(1, config.epochs // 10))
     return tune.Tuner(
-        _trainable(split),
+        _trainable(splits),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric="objective" if (search_alg or scheduler) else None,
@@ -231,14 +232,14 @@ def build_tuner(
     )
 
 
-def _trainable(split: leafdata.Split):  # noqa: ANN202
-    """The trial function with the split in Ray's object store and 1 CPU per trial."""
-    return tune.with_resources(tune.with_parameters(leafbn_trial, split=split), {"cpu": 1})
+def _trainable(splits: tuple[leafdata.Split, ...]):  # noqa: ANN202
+    """The trial function with the splits in Ray's object store and 1 CPU per trial."""
+    return tune.with_resources(tune.with_parameters(leafbn_trial, splits=splits), {"cpu": 1})
 
 
-def leafbn_trial(config: dict[str, Any], split: leafdata.Split) -> None:
+def leafbn_trial(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> None:
     """One trial: unpack the grid's ``trial`` dict (if any) into the flat config :func:`trainable` takes."""
-    trainable(flat_config(config), split)
+    trainable(flat_config(config), splits)
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -386,8 +387,9 @@ def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int
         error = ""
         if trial.status == "ERROR":
             error = (str(trial.get_error() or "") or "error").strip().splitlines()[-1][:300]
-        rows.append(trial_row(trial.trial_id, flat_config(trial.config), history, trial.num_failures, error))
-        curves.append(curves_from_history(trial.trial_id, history))
+        config = flat_config(trial.config)
+        rows.append(trial_row(trial.trial_id, config, history, trial.num_failures, error))
+        curves.append(curves_from_history(trial.trial_id, history, int(config.get("split") or 0)))
         statuses[trial.status] = statuses.get(trial.status, 0) + 1
     curves_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
     return trials_frame(rows), curves_df, statuses
@@ -436,16 +438,27 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
     data = leafdata.load(config.data)
     if resume and data.record()["sha256"] != meta["data"]["sha256"]:
         raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
-    split = leafdata.split(data, config.val_fraction, config.split_seed, config.standardize)
-    if steps_per_epoch(len(split.x_train), config.batch_size, config.drop_last) == 0:
+    most = leafdata.distinct_splits(data, config.val_fraction)
+    if config.splits > most:
         raise StudyError(
-            f"--batch-size {config.batch_size}: must be <= the {len(split.x_train)} training rows with "
-            "--drop-last, or no batch is left: lower it or leave out --drop-last"
+            f"--splits {config.splits}: must be <= {most}, the distinct stratified validation draws of the "
+            f"smallest class at --val-fraction {config.val_fraction}: lower --splits"
         )
+    splits = tuple(
+        leafdata.split(data, config.val_fraction, config.split_seed + k, config.standardize)
+        for k in range(config.splits)
+    )
+    n_train = len(splits[0].x_train)
+    for size in config.batch_size:
+        if steps_per_epoch(n_train, size, config.drop_last) == 0:
+            raise StudyError(
+                f"--batch-size {size}: must be <= the {n_train} training rows with "
+                "--drop-last, or no batch is left: lower it or leave out --drop-last"
+            )
     expected = config.optuna or len(config.trial_configs())
     if not config.optuna and expected > config.max_trials:
         cpus = config.num_cpus or os.cpu_count() or 1
-        guess = estimate_seconds(config, config.trial_configs(), len(split.x_train), cpus)
+        guess = estimate_seconds(config, config.trial_configs(), n_train, cpus)
         raise StudyError(
             f"the grid has {expected} trials, about {timedelta(seconds=int(guess))} on {cpus} CPUs "
             f"(> --max-trials {config.max_trials}): narrow its axes (e.g. --depth 2,3 --width 50,100), "
@@ -465,7 +478,7 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
     with ray_session(config):
         cpus = int(ray.cluster_resources().get("CPU", 0))
         meta["run"].update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
-        guess = estimate_seconds(config, config.trial_configs(), len(split.x_train), cpus, n_trials=expected)
+        guess = estimate_seconds(config, config.trial_configs(), n_train, cpus, n_trials=expected)
         mode = f"Optuna TPE, {expected} trials" if config.optuna else f"{expected} trials"
         echo(
             f"leafbn: {'resuming ' if resume else ''}{mode} on {cpus} CPUs, {data.record()['rows']} rows of "
@@ -473,9 +486,9 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
         )
         progress = ProgressLine(expected, echo=echo)
         if resume:
-            tuner = tune.Tuner.restore(experiment, trainable=_trainable(split), resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(experiment, trainable=_trainable(splits), resume_unfinished=True, resume_errored=True)
         else:
-            tuner = build_tuner(config, split, callbacks=[progress])
+            tuner = build_tuner(config, splits, callbacks=[progress])
         try:
             tuner.fit()
         except KeyboardInterrupt:

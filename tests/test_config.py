@@ -15,7 +15,8 @@ def test_defaults_are_the_seed_grid():
     assert {t["lr"] for t in trials} == set(SEED_LRS)
     assert {t["bn"] for t in trials} == {False, True}
     assert sorted({t["seed"] for t in trials}) == [0, 1, 2, 3, 4]
-    assert (config.epochs, config.batch_size, config.momentum, config.decay) == (100, 10, 0.9, 1e-6)
+    assert (config.epochs, config.batch_size, config.momentum, config.decay) == (100, (10,), 0.9, 1e-6)
+    assert (config.splits, config.window) == (1, 10) and {t["split"] for t in trials} == {0}
 
 
 def test_trials_without_bn_are_not_repeated_over_bn_settings():

@@ -33,7 +33,8 @@ def test_full_space_and_overrides():
     assert axes["lr"] == StudyConfig().lr and set(axes["bn_placement"]) == {"before", "after"}
     searched, fixed = optuna_space(StudyConfig(**axes))
     assert searched["lr"].log and searched["lr"].low == 0.001 and searched["lr"].high == 1000
-    assert set(searched) == {"lr", "bn", "depth", "width", "bn_momentum", "bn_placement"} and not fixed
+    assert set(searched) == {"lr", "bn", "depth", "width", "bn_momentum", "bn_placement"}
+    assert fixed == {"batch_size": 10}
 
 
 def test_estimate_grows_with_the_space():

@@ -219,7 +219,7 @@ def test_partial_study_reports_what_is_missing(tmp_path):
     assert "partial study: 18 of 30 expected trials present" in warned
     md = report_text(md_path)
     assert "18 of 30 expected trials are present" in md
-    assert "lr=1, bn=off, depth=3, width=100, bn_momentum=0.99, bn_placement=before (0/5 seeds)" in md
+    assert "lr=1, bn=off, depth=3, width=100, bn_momentum=0.99, bn_placement=before, batch_size=10 (0/5 seeds)" in md
     assert "lr=0.1, bn=on" in md and "(3/5 seeds)" in md
     check_self_contained(md_path.parent)
 

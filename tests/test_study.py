@@ -53,7 +53,9 @@ def ray_listeners() -> list[str]:
 def test_tiny_grid_on_local_ray(tmp_path):
     from leafbn.tuning import ray_session, run_study
 
-    config = StudyConfig(lr=(0.01, 0.1), seeds=1, epochs=3, out=str(tmp_path), name="tiny", num_cpus=2)
+    config = StudyConfig(
+        lr=(0.01, 0.1), batch_size=(10, 32), seeds=1, epochs=3, out=str(tmp_path), name="tiny", num_cpus=2
+    )
     with ray_session(config):
         listeners = ray_listeners()
         result = run_study(config, echo=lambda _: None)
@@ -61,8 +63,9 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listeners), listeners
 
     assert result.complete and result.path == tmp_path / "tiny"
-    trials, curves = check_tables(result.path, expected_trials=4, epochs=3)
-    assert sorted(zip(trials["lr"], trials["bn"])) == [(0.01, False), (0.01, True), (0.1, False), (0.1, True)]
+    trials, curves = check_tables(result.path, expected_trials=8, epochs=3)
+    assert sorted(set(zip(trials["lr"], trials["bn"]))) == [(0.01, False), (0.01, True), (0.1, False), (0.1, True)]
+    assert trials.groupby("batch_size").size().to_dict() == {10: 4, 32: 4}
     assert not trials["diverged"].any() and (trials["epochs_run"] == 3).all()
     assert trials["final_val_loss"].between(0, 10).all()
     assert (trials["best_val_loss"] <= trials["final_val_loss"] + 1e-9).all()
@@ -75,19 +78,22 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert StudyConfig.from_dict(meta["study"]) == config
     assert meta["data"]["source"] == "embedded" and meta["data"]["rows"] == 1584
     assert set(meta["versions"]) >= {"leafbn", "ray", "tensorflow", "keras"}
-    assert meta["run"]["trials_expected"] == meta["run"]["trials_finished"] == 4
+    assert meta["run"]["trials_expected"] == meta["run"]["trials_finished"] == 8
     assert (result.path / "tuner.pkl").exists()  # Ray Tune's own experiment folder is there too
 
 
 def test_cli_on_the_real_kaggle_data_records_divergence(tmp_path, leaf_dir):
     train_csv = leaf_dir / "kaggle" / "train.csv"
     done = run_cli(
-        "--grid", "--data", str(train_csv), "--lr", "0.01,1000", "--seeds", "2", "--epochs", "4",
+        "--grid", "--data", str(train_csv), "--lr", "0.01,1000", "--seeds", "1", "--splits", "2", "--epochs", "4",
         "--out", str(tmp_path), "--name", "kaggle", "--num-cpus", "2", "--report",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     trials, curves = check_tables(tmp_path / "kaggle", expected_trials=8, epochs=4)
+    assert sorted(trials["split"].unique()) == [0, 1] and sorted(curves["split"].unique()) == [0, 1]
+    ok = trials[~trials["diverged"]].set_index(["lr", "bn", "split"])["final_val_loss"]
+    assert ok.xs(0, level="split").ne(ok.xs(1, level="split")).all()  # two different validation parts
     meta = json.loads((tmp_path / "kaggle" / "config.json").read_text())
     assert meta["data"]["rows"] == 990 and meta["data"]["classes"] == 99
     assert meta["data"]["source"].startswith("kaggle:")
@@ -124,6 +130,12 @@ def test_cli_on_the_real_kaggle_data_records_divergence(tmp_path, leaf_dir):
         (["--out", "/proc/leafbn"], "--out /proc/leafbn: cannot write there"),
         (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
         (["--drop-last", "--batch-size", "5000"], "--batch-size 5000: must be <= the 1267 training rows with --drop-last"),
+        (["--batch-size", "0,10"], "--batch-size 0: must be >= 1"),
+        (["--splits", "0"], "--splits 0: must be >= 1"),
+        (["--splits", "1000"], "--splits 1000: must be <= 560, the distinct stratified validation draws"),
+        (["--splits", "2", "--optuna", "4"], "--splits 2: must be 1 with --optuna"),
+        (["--window", "0"], "--window 0: must be in [1, --epochs 100]"),
+        (["--window", "20", "--epochs", "5"], "--window 20: must be in [1, --epochs 5]"),
     ],
 )
 def test_cli_bad_values_one_line_exit_2(tmp_path, args, message):
