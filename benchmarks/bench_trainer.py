@@ -83,8 +83,13 @@ def _child(job: dict) -> dict:
         jit = {"jit_compile": True} if job["mode"] == "fit_xla" else {}  # "auto" resolves to False here
         model.compile(optimizer=build_optimizer(lr), loss=keras.losses.SparseCategoricalCrossentropy(), **jit)
         history = model.fit(
-            split.x_train, split.y_train, batch_size=batch, epochs=epochs,
-            validation_data=(split.x_val, split.y_val), shuffle=True, verbose=0,
+            split.x_train,
+            split.y_train,
+            batch_size=batch,
+            epochs=epochs,
+            validation_data=(split.x_val, split.y_val),
+            shuffle=True,
+            verbose=0,
         )
         out["time_s"] = time.perf_counter() - t0
         out["val_loss"] = float(history.history["val_loss"][-1])
@@ -93,14 +98,23 @@ def _child(job: dict) -> dict:
         for key, trial_seed in (("first", seed), ("second", seed + 1)):
             t0 = time.perf_counter()
             result = train(
-                spec, split.x_train, split.y_train, split.x_val, split.y_val,
-                lr=lr, seed=trial_seed, epochs=epochs, batch_size=batch,
+                spec,
+                split.x_train,
+                split.y_train,
+                split.x_val,
+                split.y_val,
+                lr=lr,
+                seed=trial_seed,
+                epochs=epochs,
+                batch_size=batch,
             )
             out[f"{key}_s"] = time.perf_counter() - t0
             out[f"{key}_val_loss"] = result.final.val_loss if result.final else float("nan")
             out[f"{key}_epochs"] = len(result.epochs)
-    out["threads"] = [tf.config.threading.get_intra_op_parallelism_threads(),
-                      tf.config.threading.get_inter_op_parallelism_threads()]
+    out["threads"] = [
+        tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads(),
+    ]
     return out
 
 
@@ -123,7 +137,9 @@ def _load1() -> float:
 LOADS: list[tuple[str, tuple, tuple]] = []  # (measurement, loadavg at start, at end)
 
 
-def _run(label: str, cmd: list[str], env: dict, log: Path, timeout: float = 3600) -> tuple[float, str, tuple, tuple]:
+def _run(
+    label: str, cmd: list[str], env: dict, log: Path, timeout: float = 3600
+) -> tuple[float, str, tuple, tuple]:
     """Run ``cmd``; returns (wall seconds, stdout, loadavg at start, at end). Exits on failure."""
     start_load = os.getloadavg()
     t0 = time.perf_counter()
@@ -143,7 +159,7 @@ def _child_run(label: str, job: dict, xla_cache: str, tmp: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
     _, stdout, l0, l1 = _run(label, cmd, _env(xla_cache), tmp / f"{label.replace(' ', '_')}.log")
     line = next(x for x in stdout.splitlines() if x.startswith(MARK))
-    return {**json.loads(line[len(MARK):]), "load": (l0[0], l1[0])}
+    return {**json.loads(line[len(MARK) :]), "load": (l0[0], l1[0])}
 
 
 def _is_true(column: pd.Series) -> pd.Series:  # noqa: F821 (pandas is imported where used)
@@ -163,12 +179,18 @@ def _grid_run(label: str, args: list[str], xla_cache: str, tmp: Path, name: str)
     n = len(trials)
     total = float(trials["time_s"].sum())
     return {
-        "wall_s": wall, "trials": n, "cpus": cpus, "sum_time_s": total, "mean_time_s": total / n,
+        "wall_s": wall,
+        "trials": n,
+        "cpus": cpus,
+        "sum_time_s": total,
+        "mean_time_s": total / n,
         "tuner_wall_s": float(meta.get("run", {}).get("wall_time_s", float("nan"))),
-        "overhead_s": (wall * cpus - total) / n, "load": (l0[0], l1[0]),
+        "overhead_s": (wall * cpus - total) / n,
+        "load": (l0[0], l1[0]),
         "ray_overhead_s": (float(meta.get("run", {}).get("wall_time_s", float("nan"))) * cpus - total) / n,
         "diverged": int(_is_true(trials["diverged"]).sum()),
-        "first_time_s": float(trials["time_s"].max()), "min_time_s": float(trials["time_s"].min()),
+        "first_time_s": float(trials["time_s"].max()),
+        "min_time_s": float(trials["time_s"].min()),
         # Per BN value: the trainer's seconds per epoch over the whole study, every worker's
         # tracing and compiling included (trials that diverged or stopped early count their epochs).
         "per_epoch_s": {
@@ -189,14 +211,22 @@ def _loads(load: tuple[float, float]) -> str:
 def _code_state() -> str:
     """The commit measured, and whether the measured code (leafbn/, study/) had local changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "leafbn", "study"], cwd=REPO,
-                               capture_output=True, text=True, timeout=30).stdout.split("\n")
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "leafbn", "study"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.split("\n")
         changed = [line[3:] for line in dirty if line.strip()]
     except (OSError, subprocess.SubprocessError):
         return "unknown (no git)"
-    return f"commit {head or '?'}" + (f" + uncommitted changes in {', '.join(changed)}" if changed else " (clean)")
+    return f"commit {head or '?'}" + (
+        f" + uncommitted changes in {', '.join(changed)}" if changed else " (clean)"
+    )
 
 
 def default_data() -> tuple[str, str]:
@@ -209,10 +239,23 @@ def default_data() -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_trainer.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="reduced run (10 epochs, BN on, 2-trial grid): checks the script only")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="reduced run (10 epochs, BN on, 2-trial grid): checks the script only",
+    )
     p.add_argument("--full", action="store_true", help="also the default 70-trial study (--seeds 5)")
-    p.add_argument("--repeat", type=int, default=3, help="fresh processes per single-trial measurement (default 3; median reported)")
-    p.add_argument("--data", default=None, help="data spec as for study/run.py (default: Kaggle train.csv if present, else embedded)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="fresh processes per single-trial measurement (default 3; median reported)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="data spec as for study/run.py (default: Kaggle train.csv if present, else embedded)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeat < 1:
@@ -237,10 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     grid_states = ("cold",) if args.quick else ("cold", "warm")
     n_cpu = os.cpu_count()
 
-    print(f"# leafbn trainer benchmark{' (--quick: reduced, NOT comparable with the targets)' if args.quick else ''}")
+    print(
+        "# leafbn trainer benchmark"
+        + (" (--quick: reduced, NOT comparable with the targets)" if args.quick else "")
+    )
     print(f"data: {data} — {data_note}")
-    print(f"settings: {epochs} epochs, batch {batch}, lr {lr}, seed {seed}; one TF thread per process; "
-          f"{n_cpu} CPUs; python {sys.version.split()[0]}")
+    print(
+        f"settings: {epochs} epochs, batch {batch}, lr {lr}, seed {seed}; one TF thread per process; "
+        f"{n_cpu} CPUs; python {sys.version.split()[0]}"
+    )
     print(f"code: {_code_state()}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("measuring (each in a fresh process):", flush=True)
@@ -252,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         one_cpu = min(os.sched_getaffinity(0))
         for bn in bn_values:
             tag = "BN on" if bn else "BN off"
-            runs: dict[str, list[dict]] = {k: [] for k in ("fit", "fit_xla", "cold", "warm", "fit_1cpu", "cold_1cpu")}
+            runs: dict[str, list[dict]] = {
+                k: [] for k in ("fit", "fit_xla", "cold", "warm", "fit_1cpu", "cold_1cpu")
+            }
             for r in range(args.repeat):  # interleaved, so a change in the machine's load hits every kind
                 n = f" #{r + 1}" if args.repeat > 1 else ""
                 cache = tmp / f"xla-{'bn' if bn else 'nobn'}-{r}"
@@ -261,11 +311,21 @@ def main(argv: list[str] | None = None) -> int:
                 pinned.mkdir()
                 train_job, fit_job = {**job, "bn": bn, "mode": "train"}, {**job, "bn": bn, "mode": "fit"}
                 runs["fit"].append(_child_run(f"model.fit {tag}{n}", fit_job, "off", tmp))
-                runs["fit_xla"].append(_child_run(f"model.fit jit_compile=True {tag}{n}", {**fit_job, "mode": "fit_xla"}, "off", tmp))
+                runs["fit_xla"].append(
+                    _child_run(
+                        f"model.fit jit_compile=True {tag}{n}", {**fit_job, "mode": "fit_xla"}, "off", tmp
+                    )
+                )
                 runs["cold"].append(_child_run(f"trainer cold {tag}{n}", train_job, str(cache), tmp))
                 runs["warm"].append(_child_run(f"trainer warm {tag}{n}", train_job, str(cache), tmp))
-                runs["fit_1cpu"].append(_child_run(f"model.fit one core {tag}{n}", {**fit_job, "cpu": one_cpu}, "off", tmp))
-                runs["cold_1cpu"].append(_child_run(f"trainer cold one core {tag}{n}", {**train_job, "cpu": one_cpu}, str(pinned), tmp))
+                runs["fit_1cpu"].append(
+                    _child_run(f"model.fit one core {tag}{n}", {**fit_job, "cpu": one_cpu}, "off", tmp)
+                )
+                runs["cold_1cpu"].append(
+                    _child_run(
+                        f"trainer cold one core {tag}{n}", {**train_job, "cpu": one_cpu}, str(pinned), tmp
+                    )
+                )
             single[bn] = runs
 
         grids: dict[str, dict] = {}
@@ -278,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             for state in grid_states:
                 label = f"{name} {state}"
                 grids[label] = _grid_run(
-                    label, ["--data", data, *seeds_args, *grid_extra], str(cache), tmp,
+                    label,
+                    ["--data", data, *seeds_args, *grid_extra],
+                    str(cache),
+                    tmp,
                     f"bench-{name.replace(' ', '-')}-{state}",
                 )
     finally:
@@ -301,33 +364,52 @@ def main(argv: list[str] | None = None) -> int:
         tag = "on" if bn else "off"
         fit_s = fit_base[bn]
         fit_1cpu_s = med(m["fit_1cpu"], "time_s")
-        for key, what, base, target in (
+        for key, what, base, _target in (
             ("fit", "Keras model.fit (default compile)", fit_s, None),
             ("fit_xla", "Keras model.fit, jit_compile=True", fit_s, None),
             ("fit_1cpu", "Keras model.fit (default compile), one core", fit_1cpu_s, None),
         ):
-            rows.append({
-                "measurement": what, "BN": tag, "seconds (median)": med(m[key], "time_s"),
-                "range": spread(m[key], "time_s"), "final val_loss": m[key][0]["val_loss"],
-                "model.fit / this": base / med(m[key], "time_s"), "target": "—", "status": "—",
-                "load 1m": loads(m[key]),
-            })
+            rows.append(
+                {
+                    "measurement": what,
+                    "BN": tag,
+                    "seconds (median)": med(m[key], "time_s"),
+                    "range": spread(m[key], "time_s"),
+                    "final val_loss": m[key][0]["val_loss"],
+                    "model.fit / this": base / med(m[key], "time_s"),
+                    "target": "—",
+                    "status": "—",
+                    "load 1m": loads(m[key]),
+                }
+            )
         for key, what, runs, field, base, targeted in (
             ("cold", "trainer, fresh process, empty XLA cache (cold)", m["cold"], "first_s", fit_s, True),
             ("warm", "trainer, fresh process, filled XLA cache (warm)", m["warm"], "first_s", fit_s, True),
             ("reused", "trainer, 2nd trial in same process (reused)", m["cold"], "second_s", fit_s, False),
-            ("cold_1cpu", "trainer, cold, one core (vs model.fit on one core)", m["cold_1cpu"], "first_s", fit_1cpu_s, False),
+            (
+                "cold_1cpu",
+                "trainer, cold, one core (vs model.fit on one core)",
+                m["cold_1cpu"],
+                "first_s",
+                fit_1cpu_s,
+                False,
+            ),
         ):
             sec = med(runs, field)
             ratio = base / sec
-            rows.append({
-                "measurement": what, "BN": tag, "seconds (median)": sec, "range": spread(runs, field),
-                "final val_loss": runs[0]["second_val_loss" if key == "reused" else "first_val_loss"],
-                "model.fit / this": ratio,
-                "target": f"≥ {TARGET_SPEEDUP:g}×" if targeted else "(info)",
-                "status": _status(ratio >= TARGET_SPEEDUP, args.quick) if targeted else "—",
-                "load 1m": loads(runs),
-            })
+            rows.append(
+                {
+                    "measurement": what,
+                    "BN": tag,
+                    "seconds (median)": sec,
+                    "range": spread(runs, field),
+                    "final val_loss": runs[0]["second_val_loss" if key == "reused" else "first_val_loss"],
+                    "model.fit / this": ratio,
+                    "target": f"≥ {TARGET_SPEEDUP:g}×" if targeted else "(info)",
+                    "status": _status(ratio >= TARGET_SPEEDUP, args.quick) if targeted else "—",
+                    "load 1m": loads(runs),
+                }
+            )
     table1 = pd.DataFrame(rows)
 
     # ---------------- grid table ----------------
@@ -335,21 +417,30 @@ def main(argv: list[str] | None = None) -> int:
     for label, g in grids.items():
         default_study = label.startswith("default study")
         target = TARGET_FULL_GRID_S if default_study else TARGET_SEED_GRID_S
-        rows.append({
-            "measurement": f"{label} ({g['trials']} trials)", "wall s": g["wall_s"],
-            "wall target": f"≤ {target:g} s", "wall status": _status(g["wall_s"] <= target, args.quick),
-            "Tuner.fit s": g["tuner_wall_s"], "Σ time_s": g["sum_time_s"], "mean time_s": g["mean_time_s"],
-            "CPUs": g["cpus"], "overhead s/trial (command)": g["overhead_s"],
-            "overhead s/trial (Ray part)": g["ray_overhead_s"],
-            # The overhead target is the default study's: in 14 trials, each worker's start-up
-            # (TensorFlow import, a first compile) is spread over only 7 trials.
-            "overhead target": f"≤ {TARGET_RAY_OVERHEAD_S:g} s" if default_study else "(info)",
-            "status (command / Ray part)": (
-                f"{_status(g['overhead_s'] <= TARGET_RAY_OVERHEAD_S, args.quick)} / "
-                f"{_status(g['ray_overhead_s'] <= TARGET_RAY_OVERHEAD_S, args.quick)}"
-            ) if default_study else "—",
-            "load 1m start → end": _loads(g["load"]),
-        })
+        rows.append(
+            {
+                "measurement": f"{label} ({g['trials']} trials)",
+                "wall s": g["wall_s"],
+                "wall target": f"≤ {target:g} s",
+                "wall status": _status(g["wall_s"] <= target, args.quick),
+                "Tuner.fit s": g["tuner_wall_s"],
+                "Σ time_s": g["sum_time_s"],
+                "mean time_s": g["mean_time_s"],
+                "CPUs": g["cpus"],
+                "overhead s/trial (command)": g["overhead_s"],
+                "overhead s/trial (Ray part)": g["ray_overhead_s"],
+                # The overhead target is the default study's: in 14 trials, each worker's start-up
+                # (TensorFlow import, a first compile) is spread over only 7 trials.
+                "overhead target": f"≤ {TARGET_RAY_OVERHEAD_S:g} s" if default_study else "(info)",
+                "status (command / Ray part)": (
+                    f"{_status(g['overhead_s'] <= TARGET_RAY_OVERHEAD_S, args.quick)} / "
+                    f"{_status(g['ray_overhead_s'] <= TARGET_RAY_OVERHEAD_S, args.quick)}"
+                )
+                if default_study
+                else "—",
+                "load 1m start → end": _loads(g["load"]),
+            }
+        )
     table2 = pd.DataFrame(rows)
 
     # ---------------- the trainer inside a study ----------------
@@ -362,15 +453,23 @@ def main(argv: list[str] | None = None) -> int:
             if bn not in fit_base:
                 continue
             fit_s, sec = fit_base[bn], per_epoch * epochs
-            rows.append({
-                "measurement": f"{label}: trainer per {epochs}-epoch trial, compiles included",
-                "BN": "on" if bn else "off", "seconds": sec, "model.fit / this": fit_s / sec,
-                "target": f"≥ {TARGET_SPEEDUP:g}×", "status": _status(fit_s / sec >= TARGET_SPEEDUP, args.quick),
-            })
+            rows.append(
+                {
+                    "measurement": f"{label}: trainer per {epochs}-epoch trial, compiles included",
+                    "BN": "on" if bn else "off",
+                    "seconds": sec,
+                    "model.fit / this": fit_s / sec,
+                    "target": f"≥ {TARGET_SPEEDUP:g}×",
+                    "status": _status(fit_s / sec >= TARGET_SPEEDUP, args.quick),
+                }
+            )
     table3 = pd.DataFrame(rows)
 
     print()
-    print(f"## One trial ({args.repeat} fresh processes each; 'seconds' = build + compile + train, imports excluded)")
+    print(
+        f"## One trial ({args.repeat} fresh processes each; "
+        "'seconds' = build + compile + train, imports excluded)"
+    )
     print()
     print(table1.to_markdown(index=False, floatfmt=".2f"))
     print()
@@ -379,29 +478,46 @@ def main(argv: list[str] | None = None) -> int:
     print(table2.to_markdown(index=False, floatfmt=".2f"))
     print()
     if not table3.empty:
-        print("## The trainer inside the study (each worker compiles each program once; one trial per CPU at a time)")
+        print(
+            "## The trainer inside the study "
+            "(each worker compiles each program once; one trial per CPU at a time)"
+        )
         print()
         print(table3.to_markdown(index=False, floatfmt=".2f"))
         print()
-        print("seconds = Σ time_s ÷ Σ epochs_run over the study's trials of that BN value × epochs: every "
-              "worker's tracing and compiling included, trials that diverged counted by the epochs they ran; "
-              "model.fit / this uses the same baseline as the first table (one process alone).")
+        print(
+            "seconds = Σ time_s ÷ Σ epochs_run over the study's trials of that BN value × epochs: every "
+            "worker's tracing and compiling included, trials that diverged counted by the epochs they ran; "
+            "model.fit / this uses the same baseline as the first table (one process alone)."
+        )
         print()
-    print("Formulas: model.fit / this = the faster model.fit's median seconds (default or jit_compile=True, same BN) "
-          "÷ row seconds; for the one-core rows, model.fit on one core ÷ row seconds.")
-    print("Overhead per trial (command) = (wall s × CPUs − Σ time_s) / trials, wall s being the whole command "
-          "(driver imports, data, Ray start, trials, tables); (Ray part) uses Tuner.fit s instead = config.json "
-          "wall_time_s (Ray start + Tuner.fit + shutdown). time_s is each trial's trainer time (trials.csv: "
-          "compile and training, without Ray's scheduling, worker start-up and result handling).")
+    print(
+        "Formulas: model.fit / this = the faster model.fit's median seconds "
+        "(default or jit_compile=True, same BN) "
+        "÷ row seconds; for the one-core rows, model.fit on one core ÷ row seconds."
+    )
+    print(
+        "Overhead per trial (command) = (wall s × CPUs − Σ time_s) / trials, wall s being the whole command "
+        "(driver imports, data, Ray start, trials, tables); "
+        "(Ray part) uses Tuner.fit s instead = config.json "
+        "wall_time_s (Ray start + Tuner.fit + shutdown). time_s is each trial's trainer time (trials.csv: "
+        "compile and training, without Ray's scheduling, worker start-up and result handling)."
+    )
     some = next(iter(single.values()))["fit"][0]
     imports = [r["import_s"] for m in single.values() for runs in m.values() for r in runs]
-    print(f"model.fit jit_compile={some['jit_compile']}; TF threads (intra, inter) in children: "
-          f"{some['threads']}; TF import + data load per process ≈ {min(imports):.1f}–{max(imports):.1f} s "
-          "(not in 'seconds').")
+    print(
+        f"model.fit jit_compile={some['jit_compile']}; TF threads (intra, inter) in children: "
+        f"{some['threads']}; TF import + data load per process ≈ {min(imports):.1f}–{max(imports):.1f} s "
+        "(not in 'seconds')."
+    )
     for label, g in grids.items():
-        print(f"{label}: slowest trial time_s {g['first_time_s']:.2f} s (includes its worker's compile), "
-              f"fastest {g['min_time_s']:.2f} s; diverged trials {g['diverged']}.")
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min); per measurement:")
+        print(
+            f"{label}: slowest trial time_s {g['first_time_s']:.2f} s (includes its worker's compile), "
+            f"fastest {g['min_time_s']:.2f} s; diverged trials {g['diverged']}."
+        )
+    print(
+        f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min); per measurement:"
+    )
     for label, l0, l1 in LOADS:
         print(f"  {label}: {' '.join(f'{x:.2f}' for x in l0)} → {' '.join(f'{x:.2f}' for x in l1)}")
     return 0

@@ -235,9 +235,19 @@ def pair_nobn(trials: pd.DataFrame) -> pd.DataFrame:
     rest = [f for f in context_axes(trials) if f not in free]
     on, off = trials[trials["bn"]], trials[~trials["bn"]]
     combos = on[[*rest, *free]].drop_duplicates()
-    shared = off.drop(columns=free).merge(combos, on=rest, how="inner") if rest else off.drop(columns=free).merge(combos, how="cross")
-    unmatched = off.merge(combos[rest].drop_duplicates(), on=rest, how="left", indicator=True) if rest else off.iloc[0:0]
-    unmatched = unmatched[unmatched.get("_merge", pd.Series(dtype=str)) == "left_only"].drop(columns="_merge", errors="ignore")
+    shared = (
+        off.drop(columns=free).merge(combos, on=rest, how="inner")
+        if rest
+        else off.drop(columns=free).merge(combos, how="cross")
+    )
+    unmatched = (
+        off.merge(combos[rest].drop_duplicates(), on=rest, how="left", indicator=True)
+        if rest
+        else off.iloc[0:0]
+    )
+    unmatched = unmatched[unmatched.get("_merge", pd.Series(dtype=str)) == "left_only"].drop(
+        columns="_merge", errors="ignore"
+    )
     return pd.concat([on, shared[trials.columns], unmatched[trials.columns]], ignore_index=True)
 
 
@@ -457,7 +467,7 @@ def bn_effect(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         return out
     out = out.sort_values(keys, kind="stable").reset_index(drop=True)
     alpha = 1 - confidence
-    for _, idx in (out.groupby(context, dropna=False).groups.items() if context else [((), out.index)]):
+    for _, idx in out.groupby(context, dropna=False).groups.items() if context else [((), out.index)]:
         out.loc[idx, "p_welch_holm"] = holm(out.loc[idx, "p_value"])
         out.loc[idx, "p_mw_holm"] = holm(out.loc[idx, "p_mw"])
     out["significant"] = (out["p_welch_holm"] < alpha).to_numpy()

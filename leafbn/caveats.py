@@ -38,7 +38,7 @@ def _grid(config: dict[str, Any]) -> list[dict[str, Any]] | None:
         from leafbn.config import StudyConfig
 
         return StudyConfig.from_dict(study).trial_configs()
-    except Exception as exc:  # noqa: BLE001 - a config from another version must not stop the report
+    except Exception as exc:
         warnings.warn(
             f"config.json's study settings are not a valid StudyConfig ({exc}); grid unknown", stacklevel=2
         )
@@ -273,9 +273,5 @@ def _missing_configs(config: dict[str, Any], trials: pd.DataFrame) -> list[str]:
     out = []
     for k, n in want.items():
         if have.get(k, 0) < n:
-            out.append(
-                ", ".join(f"{a}={fmt(v)}" for a, v in zip(axes, k)) + f" ({have.get(k, 0)}/{n} seeds)"
-            )
+            out.append(", ".join(f"{a}={fmt(v)}" for a, v in zip(axes, k)) + f" ({have.get(k, 0)}/{n} seeds)")
     return out
-
-

@@ -65,8 +65,12 @@ class StudyConfig:
     seed_base: int = 0  # their seeds are seed_base, seed_base + 1, ...
     # --- training (the blog's) --------------------------------------------------------------
     epochs: int = 100
-    window: int | None = None  # a run's outcome: median validation loss of its last `window` epochs (None: min(10, epochs))
-    drop_last: bool = False  # drop each epoch's last, smaller batch (Keras keeps it; BN then normalises a few rows)
+    window: int | None = (
+        None  # a run's outcome: median validation loss of its last `window` epochs (None: min(10, epochs))
+    )
+    drop_last: bool = (
+        False  # drop each epoch's last, smaller batch (Keras keeps it; BN then normalises a few rows)
+    )
     report_every: int = 10  # epochs per Ray Tune report (each report carries every epoch's numbers)
     momentum: float = 0.9  # SGD momentum, Nesterov
     decay: float = 1e-6  # legacy Keras decay: lr_t = lr / (1 + decay * iterations)
@@ -179,7 +183,7 @@ class StudyConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "StudyConfig":
+    def from_dict(cls, values: dict[str, Any]) -> StudyConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -187,7 +191,6 @@ class StudyConfig:
             raise ConfigError(f"unknown study setting(s): {', '.join(unknown)}")
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "StudyConfig":
+    def replace(self, **changes: Any) -> StudyConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
-

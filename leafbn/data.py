@@ -507,14 +507,11 @@ def _fetch_openml_values(group: str, cache_dir: str | None) -> np.ndarray:
     try:
         with _socket_timeout(OPENML_TIMEOUT_S), warnings.catch_warnings():
             warnings.filterwarnings("ignore", "A network error occurred", UserWarning)
-            bunch = fetch_openml(
-                data_id=data_id, data_home=cache_dir, as_frame=True, n_retries=1, delay=0.5
-            )
+            bunch = fetch_openml(data_id=data_id, data_home=cache_dir, as_frame=True, n_retries=1, delay=0.5)
     except OSError as exc:  # URLError, TimeoutError, ConnectionError
         reason = " ".join(str(getattr(exc, "reason", exc)).split())
         raise DataError(
-            f"{label}: cannot download ({reason}) (offline?); "
-            "use --data embedded or a local copy"
+            f"{label}: cannot download ({reason}) (offline?); use --data embedded or a local copy"
         ) from exc
     except Exception as exc:  # sklearn raises ValueError & co. for unusable responses
         raise DataError(f"{label}: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
@@ -672,9 +669,7 @@ def distinct_splits(data: LeafData, val_fraction: float) -> int:
     return int(min(min(ways, default=1), 10**6))
 
 
-def split(
-    data: LeafData, val_fraction: float = 0.2, split_seed: int = 0, standardize: bool = True
-) -> Split:
+def split(data: LeafData, val_fraction: float = 0.2, split_seed: int = 0, standardize: bool = True) -> Split:
     """Split stratified by class, and z-score with statistics of the training part only.
 
     Parameters

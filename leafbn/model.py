@@ -50,13 +50,17 @@ def build_model(spec: ModelSpec, seed: int) -> keras.Model:
     layers: list[keras.layers.Layer] = [keras.Input((spec.n_features,), name="features")]
     for i, units in enumerate(widths):
         if not spec.bn:
-            layers.append(keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"dense_{i}"))
+            layers.append(
+                keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"dense_{i}")
+            )
             continue
         bn = keras.layers.BatchNormalization(momentum=spec.bn_momentum, name=f"bn_{i}")
         relu = keras.layers.ReLU(name=f"relu_{i}")
         pair = [bn, relu] if spec.bn_placement == "before" else [relu, bn]
         layers += [keras.layers.Dense(units, kernel_initializer=init, name=f"dense_{i}"), *pair]
-    layers.append(keras.layers.Dense(spec.n_classes, activation="softmax", kernel_initializer=init, name="softmax"))
+    layers.append(
+        keras.layers.Dense(spec.n_classes, activation="softmax", kernel_initializer=init, name="softmax")
+    )
     model = keras.Sequential(layers, name="leafbn")
     reset_weights(model, seed)
     return model
@@ -82,7 +86,9 @@ def reset_weights(model: keras.Model, seed: int) -> None:
                 variable.assign(getattr(layer, f"{name}_initializer")(variable.shape))
 
 
-def build_optimizer(lr: float | tf.Variable, momentum: float = 0.9, decay: float = 1e-6) -> keras.optimizers.SGD:
+def build_optimizer(
+    lr: float | tf.Variable, momentum: float = 0.9, decay: float = 1e-6
+) -> keras.optimizers.SGD:
     """The blog's optimizer in Keras 3: Nesterov SGD with legacy inverse-time decay per step.
 
     ``lr`` may be a ``tf.Variable``: the schedule reads it at every step, so a compiled training

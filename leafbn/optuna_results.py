@@ -38,7 +38,7 @@ def load_optuna_study(results_dir: str | Path) -> Any | None:
 
                 with pkl.open("rb") as fh:
                     return pickle.load(fh)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a warning
+        except Exception as exc:
             warnings.warn(f"{pkl}: cannot load the Optuna study ({type(exc).__name__}: {exc})", stacklevel=2)
             return None
     if db.is_file():
@@ -53,7 +53,7 @@ def load_optuna_study(results_dir: str | Path) -> Any | None:
             if len(names) > 1:
                 warnings.warn(f"{db}: {len(names)} studies; reading the last, {names[-1]!r}", stacklevel=2)
             return optuna.load_study(study_name=names[-1], storage=storage)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             warnings.warn(f"{db}: cannot load the Optuna study ({type(exc).__name__}: {exc})", stacklevel=2)
             return None
     return None
@@ -72,7 +72,7 @@ def param_importances(study: Any) -> pd.DataFrame:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             values = optuna.importance.get_param_importances(study)
-    except Exception as exc:  # noqa: BLE001 - optuna raises several kinds here
+    except Exception as exc:
         warnings.warn(f"no Optuna parameter importances ({type(exc).__name__}: {exc})", stacklevel=2)
         values = {}
     return pd.DataFrame({"param": list(values), "importance": [float(v) for v in values.values()]})

@@ -2,15 +2,17 @@
 
 Every ``every`` seconds (and when the study ends) it prints one line::
 
-    [leafbn 0:42] 23/70 done · 2 running · 45 pending · 3 diverged · best val_loss 0.412 (lr=0.01 bn=on) · ~1:05 left
+    [leafbn 0:42] 23/70 done · 2 running · 45 pending · 3 diverged · best val_loss 0.412 (lr=0.01 bn=on)
+        · ~1:05 left
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from ray import tune
 
@@ -44,12 +46,18 @@ class ProgressLine(tune.Callback):
         pending = max(self.total - len(done) - running, 0)
         results = [t.last_result or {} for t in done]
         diverged = sum(bool(r.get("diverged")) for r in results)
-        finite = [(r["val_loss"], t) for r, t in zip(results, done) if math.isfinite(r.get("val_loss", math.nan))]
+        finite = [
+            (r["val_loss"], t) for r, t in zip(results, done) if math.isfinite(r.get("val_loss", math.nan))
+        ]
         elapsed = time.monotonic() - self.start
         if self.done_before is None:
             self.done_before = len(done)
         new = len(done) - self.done_before
-        parts = [f"[leafbn {_clock(elapsed)}] {len(done)}/{self.total} done", f"{running} running", f"{pending} pending"]
+        parts = [
+            f"[leafbn {_clock(elapsed)}] {len(done)}/{self.total} done",
+            f"{running} running",
+            f"{pending} pending",
+        ]
         if diverged:
             parts.append(f"{diverged} diverged")
         if finite:

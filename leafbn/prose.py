@@ -38,7 +38,6 @@ def duration(seconds: float) -> str:
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
 
 
-
 def _lrs(values: Any) -> str:
     values = sorted(float(v) for v in values)
     return ", ".join(f"{v:g}" for v in values)
@@ -50,7 +49,9 @@ def context_label(key: dict[str, Any]) -> str:
 
 def varying(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
     """The axes of TRIAL_FIELDS that ``df`` has and that take several values there, less ``exclude``."""
-    present = [f for f in dict.fromkeys((*TRIAL_FIELDS, "batch_size")) if f in df.columns and f not in exclude]
+    present = [
+        f for f in dict.fromkeys((*TRIAL_FIELDS, "batch_size")) if f in df.columns and f not in exclude
+    ]
     return [f for f in present if df[f].nunique(dropna=False) > 1]
 
 
@@ -63,7 +64,6 @@ def _contexts(df: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
         (dict(zip(axes, k if isinstance(k, tuple) else (k,))), g)
         for k, g in df.groupby(axes, dropna=False, sort=True)
     ]
-
 
 
 def answer(
@@ -110,7 +110,11 @@ def answer(
         text = [_verdict_sentence(ans), _range_sentence(ans), _edge_sentence(ans)]
         fam = stat_ctx.get(tuple(key.items()))
         if fam is not None and "bn" in fam.columns:
-            text += [_divergence_sentence(fam[fam["bn"] == bn], bn) for bn in (False, True) if (fam["bn"] == bn).any()]
+            text += [
+                _divergence_sentence(fam[fam["bn"] == bn], bn)
+                for bn in (False, True)
+                if (fam["bn"] == bn).any()
+            ]
         eff = effect_ctx.get(tuple(key.items()))
         if eff is not None and len(eff):
             text.append(_effect_sentence(eff, 1 - confidence))
@@ -129,7 +133,9 @@ def _interval(iv: dict[str, Any], unit: str = "", signed: bool = False) -> str:
 
 
 def _verdict_sentence(ans: dict[str, Any]) -> str:
-    head = f"**Verdict: {_VERDICT[ans['verdict']]}** — P(BN's stable range is wider) = {ans['p_bn_wider']:.3f}"
+    head = (
+        f"**Verdict: {_VERDICT[ans['verdict']]}** — P(BN's stable range is wider) = {ans['p_bn_wider']:.3f}"
+    )
     tail = f", over {ans['seeds']} seeds" + (f" × {ans['splits']} splits" if ans["splits"] > 1 else "") + "."
     if ans["verdict"] == "inconclusive":
         if ans["seeds_to_settle"]:
@@ -178,7 +184,9 @@ def _edge_sentence(ans: dict[str, Any]) -> str:
     return text[0].upper() + text[1:] + ", so it may extend beyond the grid."
 
 
-def batch_size_section(answers: list[dict[str, Any]], n_train: int | None = None, drop_last: bool = False) -> list[Block]:
+def batch_size_section(
+    answers: list[dict[str, Any]], n_train: int | None = None, drop_last: bool = False
+) -> list[Block]:
     """When the batch size varies: BN's robustness per batch size (the small-batch confound), with
     the size of each epoch's last batch when ``n_train`` (training rows) is known."""
     sizes = {a["family"].get("batch_size") for a in answers} - {None}
@@ -198,7 +206,9 @@ def batch_size_section(answers: list[dict[str, Any]], n_train: int | None = None
         for a in answers
     ]
     table = pd.DataFrame(rows).sort_values("batch_size", kind="stable")
-    table = table[[c for c in table.columns if c == "batch_size" or c not in TRIAL_FIELDS or table[c].nunique() > 1]]
+    table = table[
+        [c for c in table.columns if c == "batch_size" or c not in TRIAL_FIELDS or table[c].nunique() > 1]
+    ]
     return [
         ("h2", "BN's robustness by batch size"),
         (
@@ -250,9 +260,13 @@ def _effect_sentence(eff: pd.DataFrame, alpha: float) -> str:
     if len(same):
         parts.append(f"not significantly different at learning rate {_lrs(same['lr'])}")
     text = (
-        f"Per learning rate, by Welch's t-test with Holm's correction across learning rates "
-        f"(p < {alpha:g}), BN's mean outcome is " + "; ".join(parts) + "."
-    ) if parts else ""
+        (
+            f"Per learning rate, by Welch's t-test with Holm's correction across learning rates "
+            f"(p < {alpha:g}), BN's mean outcome is " + "; ".join(parts) + "."
+        )
+        if parts
+        else ""
+    )
     disagree = ok[~ok["tests_agree"]]
     if len(ok):
         text += (
@@ -298,7 +312,3 @@ def best(stats: pd.DataFrame) -> list[Block]:
             f"over {int(row['n_ok'])} seeds{acc}."
         )
     return blocks + [("ul", items)]
-
-
-
-

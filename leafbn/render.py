@@ -86,7 +86,8 @@ body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0
 body{line-height:1.45}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}th{background:#f3f3f3}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}figcaption{font-size:.9em;color:#555}code{background:#f3f3f3;padding:0 .2em}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}figcaption{font-size:.9em;color:#555}
+code{background:#f3f3f3;padding:0 .2em}
 h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"""
 
 

@@ -72,7 +72,11 @@ def write_report(
         if window is None:
             window = int(study.get("window") or robustness.DEFAULT_WINDOW)
         settings = dict(
-            window=window, tolerance=tolerance, threshold=threshold, resamples=resamples, random_seed=random_seed
+            window=window,
+            tolerance=tolerance,
+            threshold=threshold,
+            resamples=resamples,
+            random_seed=random_seed,
         )
         out = root / "report"
         out.mkdir(parents=True, exist_ok=True)
@@ -136,10 +140,16 @@ def _build(
     body += [("h2", "Answer")]
     body += prose.answer(answers, analysis.aggregate(paired, confidence), effect, settings, confidence)
     rows, val_fraction = data.get("rows"), study.get("val_fraction")
-    n_train = rows - math.ceil(rows * val_fraction) if isinstance(rows, int) and isinstance(val_fraction, float) else None
+    n_train = (
+        rows - math.ceil(rows * val_fraction)
+        if isinstance(rows, int) and isinstance(val_fraction, float)
+        else None
+    )
     body += prose.batch_size_section(answers, n_train, bool(study.get("drop_last")))
     body += prose.best(stats)
-    body += _figures(root, out, trials, curves, stats, stab, answers, draws, effect, settings, chance, confidence)
+    body += _figures(
+        root, out, trials, curves, stats, stab, answers, draws, effect, settings, chance, confidence
+    )
     body += _tables(trials, stats, stab, effect, confidence)
     body += caveats.caveats(config, trials, expected, stats, effect, tolerance, confidence)
     return blocks + _warning_block(caught) + body, robustness.answer_record(answers, settings)
@@ -177,7 +187,7 @@ def _figures(
             fig.savefig(out / filename, dpi=100, bbox_inches=tight)
             plt.close(fig)
             blocks.append(("img", filename, caption))
-        except Exception as exc:  # noqa: BLE001 - one failed figure must not stop the report
+        except Exception as exc:
             warnings.warn(f"could not draw {filename} ({type(exc).__name__}: {exc})", stacklevel=2)
 
     cap = robustness_plots.CAP
@@ -244,7 +254,11 @@ def _figures(
             )
     study = optuna_results.load_optuna_study(root)
     if study is not None:
-        save(lambda: plots.plot_optimization_history(study), "optuna_history.png", "Optuna optimisation history.")
+        save(
+            lambda: plots.plot_optimization_history(study),
+            "optuna_history.png",
+            "Optuna optimisation history.",
+        )
         importances = optuna_results.param_importances(study)
         if len(importances):
             save(

@@ -315,14 +315,20 @@ def bootstrap_answer(
         cube, count = _cube(ctx, lrs)
         f_n, l_n, k_n, s_n = cube.shape
         point = _answer_arrays(cube.reshape(1, f_n, l_n, k_n * s_n), log_lrs, tolerance, chance, threshold)
-        boot = _answer_arrays(_resample(cube, count, resamples, 1, rng), log_lrs, tolerance, chance, threshold)
+        boot = _answer_arrays(
+            _resample(cube, count, resamples, 1, rng), log_lrs, tolerance, chance, threshold
+        )
         p = float(_p_wider(boot))
         verdict = _verdict(p)
         settle = None
         if verdict == "inconclusive":
             for more in _MORE_SEEDS:
                 sim = _answer_arrays(
-                    _resample(cube, count, min(resamples, 1000), more, rng), log_lrs, tolerance, chance, threshold
+                    _resample(cube, count, min(resamples, 1000), more, rng),
+                    log_lrs,
+                    tolerance,
+                    chance,
+                    threshold,
                 )
                 if _verdict(float(_p_wider(sim))) != "inconclusive":
                     settle = int(more * count.max())
@@ -336,11 +342,10 @@ def bootstrap_answer(
                 "verdict": verdict,
                 "p_bn_wider": p,
                 "stable_decades": {
-                    a: _interval(boot["decades"][:, f], float(point["decades"][0, f])) for a, f in arms.items()
+                    a: _interval(boot["decades"][:, f], float(point["decades"][0, f]))
+                    for a, f in arms.items()
                 },
-                "stable_lrs": {
-                    a: [_lr(point["lo"][0, f]), _lr(point["hi"][0, f])] for a, f in arms.items()
-                },
+                "stable_lrs": {a: [_lr(point["lo"][0, f]), _lr(point["hi"][0, f])] for a, f in arms.items()},
                 "difference_decades": _interval(diff_boot, diff_point),
                 "max_lr_no_divergence": {
                     a: _interval(boot["max_no_div"][:, f], float(point["max_no_div"][0, f]), unit=10.0)
@@ -366,8 +371,10 @@ def bootstrap_answer(
         for k, v in zip(context, key):
             frame[k] = v
         frames.append(frame)
-    draws = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["resample", "decades_bn", "decades_no_bn", "difference"]
+    draws = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["resample", "decades_bn", "decades_no_bn", "difference"])
     )
     return answers, draws
 

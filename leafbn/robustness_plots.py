@@ -81,7 +81,9 @@ def _log_loss_axis(ax: Axes, values: np.ndarray, cap: float = CAP) -> None:
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:g}"))
     ax.yaxis.set_minor_formatter(
-        FuncFormatter(lambda t, _: f"{t:g}" if t > 0 and round(t / 10 ** math.floor(math.log10(t))) in (2, 5) else "")
+        FuncFormatter(
+            lambda t, _: f"{t:g}" if t > 0 and round(t / 10 ** math.floor(math.log10(t))) in (2, 5) else ""
+        )
     )
     ax.set_ylim(*(v.min() / 1.5, v.max() * 3) if v.size else (0.1, 10))
 
@@ -123,9 +125,13 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
         ax.set_ylabel("run outcome: median val loss, last epochs (nats)")
         ax.set_title("Every run" + (f" — {_label(key)}" if key else ""), fontsize=10)
         ax.grid(True, alpha=0.3)
-    handles = [Line2D([], [], color=_COLORS[b], marker="o", linestyle="", label=_NAMES[b]) for b in (False, True)]
-    handles += [Line2D([], [], color="red", marker="x", linestyle="", label="diverged (count)"),
-                Line2D([], [], color="grey", marker="^", linestyle="", label=f"above {cap:g} nats (count)")]  # fmt: skip
+    handles = [
+        Line2D([], [], color=_COLORS[b], marker="o", linestyle="", label=_NAMES[b]) for b in (False, True)
+    ]
+    handles += [
+        Line2D([], [], color="red", marker="x", linestyle="", label="diverged (count)"),
+        Line2D([], [], color="grey", marker="^", linestyle="", label=f"above {cap:g} nats (count)"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8)
     return fig
 

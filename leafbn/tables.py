@@ -7,7 +7,8 @@ after a failure starts again from epoch 1, so only its last attempt's rows are k
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,9 @@ def trial_row(
     finite = rows[np.isfinite(rows["val_loss"].to_numpy(dtype=float))] if len(rows) else rows
     last = rows.iloc[-1] if len(rows) else None
     report = history.iloc[-1] if len(rows) else None  # the last report: time and node
-    diverged = bool(last is not None and not (np.isfinite(last["train_loss"]) and np.isfinite(last["val_loss"])))
+    diverged = bool(
+        last is not None and not (np.isfinite(last["train_loss"]) and np.isfinite(last["val_loss"]))
+    )
     best = finite.loc[finite["val_loss"].idxmin()] if len(finite) else None
     row.update(
         final_val_loss=math.nan if last is None or diverged else float(last["val_loss"]),
@@ -103,4 +106,6 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows), columns=TRIAL_COLUMNS)
     for column in ("best_epoch", "diverged_epoch"):
         frame[column] = frame[column].astype("Int64")
-    return frame.sort_values(["bn", "lr", "depth", "width", "bn_momentum", "batch_size", "split", "seed"], kind="stable")
+    return frame.sort_values(
+        ["bn", "lr", "depth", "width", "bn_momentum", "batch_size", "split", "seed"], kind="stable"
+    )

@@ -16,7 +16,8 @@ later trial with the same architecture and data shapes: a trial re-draws the mod
 (:func:`leafbn.model.reset_weights`), zeroes the optimizer's state and assigns its learning rate
 to a variable the schedule reads. Ray Tune's ``reuse_actors`` keeps the process, so a worker
 compiles each architecture once per study. XLA's persistent cache (``LEAFBN_XLA_CACHE``, default
-``~/.cache/leafbn/xla``; ``off`` disables it) lets a new process skip most of the compiling: a
+``~/.cache/leafbn/xla``, one folder per CPU model and feature set; ``off`` disables it) lets a
+new process skip most of the compiling: a
 program is traced under names that do not depend on what the process traced before, so every
 worker, in any order, finds what another worker or an earlier study compiled.
 
@@ -34,22 +35,54 @@ import os
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 
-def _set_xla_cache() -> None:
-    """Point XLA's persistent compilation cache at LEAFBN_XLA_CACHE before TensorFlow starts."""
+def cpu_key() -> str:
+    """A short name for this CPU as compiled code sees it: model name, feature flags, XLA's ISA flags.
+
+    Code XLA compiled for one CPU may not run on another (XLA's loader warns it "could lead to
+    SIGILL"), so the persistent cache keeps one folder per key: nodes with different CPUs sharing a
+    home folder (NFS) never load each other's code.
+    """
+    import platform
+
+    model, flags = platform.processor(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            name = name.strip()
+            if name == "model name" and not model.strip():
+                model = value.strip()
+            elif name in ("flags", "Features") and not flags:
+                flags = " ".join(sorted(value.split()))
+            if model and flags:
+                break
+    except OSError:
+        pass  # not Linux: the processor name and architecture stand in for the flags
+    text = "|".join((platform.machine(), model, flags, os.environ.get("XLA_FLAGS", "")))
+    return f"{platform.machine()}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def xla_cache_dir() -> Path | None:
+    """The persistent XLA cache folder for this CPU, ``$LEAFBN_XLA_CACHE/<cpu_key()>``; None if off."""
     where = os.environ.get("LEAFBN_XLA_CACHE", str(Path.home() / ".cache" / "leafbn" / "xla"))
-    flags = os.environ.get("TF_XLA_FLAGS", "")
-    if where.lower() == "off" or "persistent_cache_directory" in flags:
+    return None if where.lower() == "off" else Path(where) / cpu_key()
+
+
+def _set_xla_cache() -> None:
+    """Point XLA's persistent compilation cache at this CPU's folder before TensorFlow starts."""
+    where, flags = xla_cache_dir(), os.environ.get("TF_XLA_FLAGS", "")
+    if where is None or "persistent_cache_directory" in flags:
         return
     try:
-        Path(where).mkdir(parents=True, exist_ok=True)
+        where.mkdir(parents=True, exist_ok=True)
     except OSError:
         return  # an unwritable cache only costs compile time
     os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={where}".strip()

@@ -18,32 +18,41 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from a study
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the loggers we want are named below
 
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow.fs as pafs  # noqa: E402
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.logger import JsonLoggerCallback  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler  # noqa: E402
-from ray.tune.search import ConcurrencyLimiter  # noqa: E402
-from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+import optuna
+import pandas as pd
+import pyarrow.fs as pafs
+import ray
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
 
-from leafbn import data as leafdata  # noqa: E402
-from leafbn.config import StudyConfig, steps_per_epoch  # noqa: E402
-from leafbn.progress import ProgressLine  # noqa: E402
-from leafbn.spaces import estimate_seconds, objective, optuna_space  # noqa: E402
-from leafbn.tables import CURVE_COLUMNS, curves_from_history, trial_row, trials_frame  # noqa: E402
+from leafbn import data as leafdata
+from leafbn.config import StudyConfig, steps_per_epoch
+from leafbn.progress import ProgressLine
+from leafbn.spaces import estimate_seconds, objective, optuna_space
+from leafbn.tables import CURVE_COLUMNS, curves_from_history, trial_row, trials_frame
 
-__all__ = ["StudyError", "StudyResult", "trainable", "build_tuner", "run_study", "study_dir", "experiment_path"]
+__all__ = [
+    "StudyError",
+    "StudyResult",
+    "trainable",
+    "build_tuner",
+    "run_study",
+    "study_dir",
+    "experiment_path",
+]
 
 
 class StudyError(RuntimeError):
@@ -90,7 +99,7 @@ def _remote(config: StudyConfig) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(experiment_path(config))
     except Exception as exc:  # pyarrow raises several kinds for a bad or unreachable URI
-        raise StudyError(f"--out {config.out}: cannot use this storage ({str(exc).splitlines()[0]})")
+        raise StudyError(f"--out {config.out}: cannot use this storage ({str(exc).splitlines()[0]})") from exc
 
 
 def _publish(config: StudyConfig, path: Path) -> None:
@@ -118,7 +127,8 @@ def trainable(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> Non
 
     ``config`` holds the trial's axes (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``,
     ``bn_placement``, ``batch_size``), its ``split`` and ``seed``, and the study's ``epochs``,
-    ``drop_last``, ``momentum``, ``decay`` and ``report_every``. Each report carries the latest epoch's losses, its
+    ``drop_last``, ``momentum``, ``decay`` and ``report_every``. Each report carries the latest epoch's
+    losses, its
     ``objective``, ``diverged``, the trainer's cumulative ``time_s``, the Ray ``node_id``, and a
     ``curve`` list with every epoch since the previous report.
     """
@@ -208,7 +218,9 @@ def build_tuner(
     else:
         param_space = {"trial": tune.grid_search(config.trial_configs()), **fixed}
     if config.asha:
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=config.epochs, grace_period=max(1, config.epochs // 10))
+        scheduler = ASHAScheduler(
+            time_attr="epoch", max_t=config.epochs, grace_period=max(1, config.epochs // 10)
+        )
     return tune.Tuner(
         _trainable(splits),
         param_space=param_space,
@@ -232,7 +244,7 @@ def build_tuner(
     )
 
 
-def _trainable(splits: tuple[leafdata.Split, ...]):  # noqa: ANN202
+def _trainable(splits: tuple[leafdata.Split, ...]):
     """The trial function with the splits in Ray's object store and 1 CPU per trial."""
     return tune.with_resources(tune.with_parameters(leafbn_trial, splits=splits), {"cpu": 1})
 
@@ -261,7 +273,9 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise StudyError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})")
+        raise StudyError(
+            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})"
+        ) from exc
 
 
 @contextmanager
@@ -279,8 +293,14 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             try:
                 ray.init(address=config.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                hint = "" if os.environ.get("RAY_AUTH_MODE") else "; a cluster with token authentication needs RAY_AUTH_MODE=token"
-                raise StudyError(f"--address {config.address}: cannot join ({str(exc).splitlines()[0]}){hint}")
+                hint = (
+                    ""
+                    if os.environ.get("RAY_AUTH_MODE")
+                    else "; a cluster with token authentication needs RAY_AUTH_MODE=token"
+                )
+                raise StudyError(
+                    f"--address {config.address}: cannot join ({str(exc).splitlines()[0]}){hint}"
+                ) from exc
             try:
                 yield
             finally:
@@ -288,7 +308,11 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
         return
     with _loopback_only():
         ray.init(  # "local": a new instance of our own, never a cluster that happens to run here
-            address="local", num_cpus=config.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **common
+            address="local",
+            num_cpus=config.num_cpus,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            **common,
         )
         try:
             yield
@@ -360,7 +384,10 @@ def _prepare_dir(config: StudyConfig, path: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise StudyError(f"--out {config.out if not is_uri(config.out) else path}: cannot write there ({exc.strerror or exc})")
+        raise StudyError(
+            f"--out {config.out if not is_uri(config.out) else path}: "
+            f"cannot write there ({exc.strerror or exc})"
+        ) from exc
     if is_uri(config.out):
         fs, base = _remote(config)
         try:
@@ -369,7 +396,7 @@ def _prepare_dir(config: StudyConfig, path: Path) -> None:
                 probe.write(b"")
             fs.delete_file(f"{base}/.leafbn-write-test")
         except Exception as exc:
-            raise StudyError(f"--out {config.out}: cannot write there ({str(exc).splitlines()[0]})")
+            raise StudyError(f"--out {config.out}: cannot write there ({str(exc).splitlines()[0]})") from exc
 
 
 def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
@@ -399,10 +426,10 @@ def _read_meta(path: Path) -> dict[str, Any]:
     try:
         return json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as exc:
-        raise StudyError(f"{path / 'config.json'}: cannot read the study's configuration ({exc})")
+        raise StudyError(f"{path / 'config.json'}: cannot read the study's configuration ({exc})") from exc
 
 
-def run_study(config: StudyConfig, echo=print, resume: bool = False, report: bool = False) -> StudyResult:  # noqa: ANN001
+def run_study(config: StudyConfig, echo=print, resume: bool = False, report: bool = False) -> StudyResult:
     """Run ``config``'s study on Ray Tune and write its results; returns where they are.
 
     With ``resume``, continue the study already in ``OUT/NAME`` (its own ``config.json`` wins;
@@ -430,11 +457,16 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
         where = {k: getattr(config, k) for k in ("address", "num_cpus", "out")}
         config = StudyConfig.from_dict(meta["study"]).replace(**where)
         if meta.get("run", {}).get("complete"):
-            echo(f"leafbn: {path} is already complete ({meta['run'].get('trials_finished')} trials): nothing to resume")
+            echo(
+                f"leafbn: {path} is already complete "
+                f"({meta['run'].get('trials_finished')} trials): nothing to resume"
+            )
             trials_df, curves_df, _ = collect_tables(experiment)
             return StudyResult(path, trials_df, curves_df, True)
     elif restorable or (path / "trials.csv").exists():
-        raise StudyError(f"{experiment} already holds a study: continue it with --resume, or use another --name")
+        raise StudyError(
+            f"{experiment} already holds a study: continue it with --resume, or use another --name"
+        )
     data = leafdata.load(config.data)
     if resume and data.record()["sha256"] != meta["data"]["sha256"]:
         raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
@@ -470,7 +502,7 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
             "study": config.to_dict(),
             "data": data.record(),
             "versions": _versions(),
-            "run": {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "trials_expected": expected},
+            "run": {"started": datetime.now(UTC).isoformat(timespec="seconds"), "trials_expected": expected},
         }
         _write_json(path / "config.json", meta)
 
@@ -486,7 +518,9 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
         )
         progress = ProgressLine(expected, echo=echo)
         if resume:
-            tuner = tune.Tuner.restore(experiment, trainable=_trainable(splits), resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(
+                experiment, trainable=_trainable(splits), resume_unfinished=True, resume_errored=True
+            )
         else:
             tuner = build_tuner(config, splits, callbacks=[progress])
         try:
@@ -499,8 +533,10 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
     finished = statuses.get("TERMINATED", 0)
     complete = finished == expected
     meta["run"].update(
-        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        wall_time_s=round(time.perf_counter() - start + (meta["run"].get("wall_time_s", 0) if resume else 0), 2),
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        wall_time_s=round(
+            time.perf_counter() - start + (meta["run"].get("wall_time_s", 0) if resume else 0), 2
+        ),
         trials_finished=finished,
         trial_status=statuses,
         complete=complete,

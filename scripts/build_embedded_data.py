@@ -63,9 +63,7 @@ def write(text: str, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--uci-dir", type=Path, default=REPO.parent / "shared" / "data" / "leaf" / "uci"
-    )
+    parser.add_argument("--uci-dir", type=Path, default=REPO.parent / "shared" / "data" / "leaf" / "uci")
     parser.add_argument("--out", type=Path, default=REPO / "leafbn" / "datasets" / EMBEDDED_FILE)
     args = parser.parse_args(argv)
     text = build_text(args.uci_dir)

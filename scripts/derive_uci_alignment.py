@@ -65,8 +65,10 @@ def check_structure(table: pd.DataFrame, sha_names: list[str]) -> None:
     print(f"whole blocks: {len(pairs)} margin blocks -> {len({s for _, s in pairs})} shape blocks")
     unmatched = sorted(set(range(len(sha_names) // BLOCK)) - {s for _, s in pairs})
     for block in unmatched:
-        print(f"shape block {block} (rows {block * BLOCK}..{block * BLOCK + BLOCK - 1}, "
-              f"labelled {sha_names[block * BLOCK]!r}) matches no Kaggle leaf")
+        print(
+            f"shape block {block} (rows {block * BLOCK}..{block * BLOCK + BLOCK - 1}, "
+            f"labelled {sha_names[block * BLOCK]!r}) matches no Kaggle leaf"
+        )
     right = [s for m, s in pairs if sha_names[s * BLOCK] == table.species.iloc[m * BLOCK - BLOCK]]
     print(f"shape-file labels right for {len(right)} of {len(pairs)} matched blocks")
 

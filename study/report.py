@@ -24,15 +24,18 @@ def main(argv: list[str] | None = None) -> int:
         "--tolerance",
         type=float,
         default=None,
-        help="a run succeeds when its outcome is within this many nats of its family's best "
-        "(default 0.5)",
+        help="a run succeeds when its outcome is within this many nats of its family's best (default 0.5)",
     )
     parser.add_argument(
-        "--threshold", type=float, default=0.8,
+        "--threshold",
+        type=float,
+        default=0.8,
         help="success rate at which a learning rate is stable (default 0.8: 4 of 5 seeds)",
     )
     parser.add_argument(
-        "--window", type=int, default=None,
+        "--window",
+        type=int,
+        default=None,
         help="each run's outcome is its median validation loss over its last WINDOW epochs "
         "(default: the study's --window, else 10)",
     )

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
 
-from leafbn.config import ConfigError, StudyConfig  # noqa: E402
-from leafbn.spaces import SPACES, space_axes  # noqa: E402
+from leafbn.config import ConfigError, StudyConfig
+from leafbn.spaces import SPACES, space_axes
 
 T = TypeVar("T")
 DEFAULTS = StudyConfig()
@@ -63,42 +64,160 @@ def number(kind: type) -> Callable[[str], float | int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = Parser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = DEFAULTS
-    p.add_argument("--grid", action="store_true", help="run the grid of every axis value × seeds (the default)")
-    p.add_argument("--space", default=d.space, choices=list(SPACES), help="named space: seed (LR × BN) or full (+ depth, width, BN momentum and placement)")
-    p.add_argument("--optuna", type=number(int), default=d.optuna, metavar="N", help="sample N trials with Optuna (TPE) instead of the grid")
-    p.add_argument("--max-concurrent", type=number(int), default=None, help="trials at once (default: one per CPU)")
-    p.add_argument("--asha", action="store_true", help="stop hopeless trials early (Ray Tune's ASHA scheduler)")
-    p.add_argument("--max-trials", type=number(int), default=d.max_trials, help=f"refuse a grid larger than this (default: {d.max_trials})")
+    p.add_argument(
+        "--grid", action="store_true", help="run the grid of every axis value × seeds (the default)"
+    )
+    p.add_argument(
+        "--space",
+        default=d.space,
+        choices=list(SPACES),
+        help="named space: seed (LR × BN) or full (+ depth, width, BN momentum and placement)",
+    )
+    p.add_argument(
+        "--optuna",
+        type=number(int),
+        default=d.optuna,
+        metavar="N",
+        help="sample N trials with Optuna (TPE) instead of the grid",
+    )
+    p.add_argument(
+        "--max-concurrent", type=number(int), default=None, help="trials at once (default: one per CPU)"
+    )
+    p.add_argument(
+        "--asha", action="store_true", help="stop hopeless trials early (Ray Tune's ASHA scheduler)"
+    )
+    p.add_argument(
+        "--max-trials",
+        type=number(int),
+        default=d.max_trials,
+        help=f"refuse a grid larger than this (default: {d.max_trials})",
+    )
     p.add_argument("--resume", action="store_true", help="continue the interrupted study in --out/--name")
     axes = p.add_argument_group("axes (comma-separated values; default: the --space's)")
-    axes.add_argument("--lr", type=listed(number(float), "--lr"), default=None, help="learning rates (default: 0.001,0.01,…,1000)")
-    axes.add_argument("--bn", type=listed(on_off, "--bn"), default=None, help="BatchNormalization: on,off (default: both)")
-    axes.add_argument("--depth", type=listed(number(int), "--depth"), default=None, help="hidden layers after the first (default: 3)")
-    axes.add_argument("--width", type=listed(number(int), "--width"), default=None, help="units in those layers (default: 100)")
-    axes.add_argument("--bn-momentum", type=listed(number(float), "--bn-momentum"), default=None, help="BN momentum (default: 0.99)")
-    axes.add_argument("--bn-placement", type=listed(str, "--bn-placement"), default=None, help="BN before or after the ReLU (default: before)")
-    axes.add_argument("--seeds", type=number(int), default=d.seeds, help=f"seeds per configuration (default: {d.seeds})")
+    axes.add_argument(
+        "--lr",
+        type=listed(number(float), "--lr"),
+        default=None,
+        help="learning rates (default: 0.001,0.01,…,1000)",
+    )
+    axes.add_argument(
+        "--bn", type=listed(on_off, "--bn"), default=None, help="BatchNormalization: on,off (default: both)"
+    )
+    axes.add_argument(
+        "--depth",
+        type=listed(number(int), "--depth"),
+        default=None,
+        help="hidden layers after the first (default: 3)",
+    )
+    axes.add_argument(
+        "--width",
+        type=listed(number(int), "--width"),
+        default=None,
+        help="units in those layers (default: 100)",
+    )
+    axes.add_argument(
+        "--bn-momentum",
+        type=listed(number(float), "--bn-momentum"),
+        default=None,
+        help="BN momentum (default: 0.99)",
+    )
+    axes.add_argument(
+        "--bn-placement",
+        type=listed(str, "--bn-placement"),
+        default=None,
+        help="BN before or after the ReLU (default: before)",
+    )
+    axes.add_argument(
+        "--seeds", type=number(int), default=d.seeds, help=f"seeds per configuration (default: {d.seeds})"
+    )
     axes.add_argument("--seed-base", type=number(int), default=d.seed_base, help="first seed (default: 0)")
-    axes.add_argument("--splits", type=number(int), default=d.splits, help="stratified train/validation splits, each run with every seed; split k uses --split-seed + k (default: 1)")
+    axes.add_argument(
+        "--splits",
+        type=number(int),
+        default=d.splits,
+        help="stratified train/validation splits, each run with every seed; "
+        "split k uses --split-seed + k (default: 1)",
+    )
     tr = p.add_argument_group("training")
     tr.add_argument("--epochs", type=number(int), default=d.epochs, help=f"(default: {d.epochs})")
-    axes.add_argument("--batch-size", type=listed(number(int), "--batch-size"), default=None, help="minibatch sizes (default: 10)")
-    tr.add_argument("--window", type=number(int), default=None, help="each run's outcome is its median validation loss over its last WINDOW epochs, so one spiking epoch cannot set it (default: 10, or --epochs if fewer)")
-    tr.add_argument("--drop-last", action="store_true", help="drop each epoch's last, smaller batch, which Keras keeps (default: keep it)")
-    tr.add_argument("--report-every", type=number(int), default=d.report_every, help=f"epochs per Ray Tune report; every epoch is kept either way (default: {d.report_every})")
-    tr.add_argument("--momentum", type=number(float), default=d.momentum, help=f"SGD Nesterov momentum (default: {d.momentum})")
-    tr.add_argument("--decay", type=number(float), default=d.decay, help=f"legacy Keras lr decay per step (default: {d.decay})")
+    axes.add_argument(
+        "--batch-size",
+        type=listed(number(int), "--batch-size"),
+        default=None,
+        help="minibatch sizes (default: 10)",
+    )
+    tr.add_argument(
+        "--window",
+        type=number(int),
+        default=None,
+        help="each run's outcome is its median validation loss over its last WINDOW epochs, "
+        "so one spiking epoch cannot set it (default: 10, or --epochs if fewer)",
+    )
+    tr.add_argument(
+        "--drop-last",
+        action="store_true",
+        help="drop each epoch's last, smaller batch, which Keras keeps (default: keep it)",
+    )
+    tr.add_argument(
+        "--report-every",
+        type=number(int),
+        default=d.report_every,
+        help=f"epochs per Ray Tune report; every epoch is kept either way (default: {d.report_every})",
+    )
+    tr.add_argument(
+        "--momentum",
+        type=number(float),
+        default=d.momentum,
+        help=f"SGD Nesterov momentum (default: {d.momentum})",
+    )
+    tr.add_argument(
+        "--decay",
+        type=number(float),
+        default=d.decay,
+        help=f"legacy Keras lr decay per step (default: {d.decay})",
+    )
     da = p.add_argument_group("data")
-    da.add_argument("--data", default=None, help="embedded | openml | a Kaggle train.csv | a folder of the UCI files (default: $LEAFBN_DATA or embedded)")
-    da.add_argument("--val-fraction", type=number(float), default=d.val_fraction, help=f"stratified validation share (default: {d.val_fraction})")
-    da.add_argument("--split-seed", type=number(int), default=d.split_seed, help=f"seed of the split (default: {d.split_seed})")
-    da.add_argument("--no-standardize", dest="standardize", action="store_false", help="keep raw features (default: z-score, fitted on the training part)")
+    da.add_argument(
+        "--data",
+        default=None,
+        help="embedded | openml | a Kaggle train.csv | a folder of the UCI files "
+        "(default: $LEAFBN_DATA or embedded)",
+    )
+    da.add_argument(
+        "--val-fraction",
+        type=number(float),
+        default=d.val_fraction,
+        help=f"stratified validation share (default: {d.val_fraction})",
+    )
+    da.add_argument(
+        "--split-seed",
+        type=number(int),
+        default=d.split_seed,
+        help=f"seed of the split (default: {d.split_seed})",
+    )
+    da.add_argument(
+        "--no-standardize",
+        dest="standardize",
+        action="store_false",
+        help="keep raw features (default: z-score, fitted on the training part)",
+    )
     ru = p.add_argument_group("where it runs and what it writes")
     ru.add_argument("--out", default=d.out, help=f"results folder (default: {d.out})")
     ru.add_argument("--name", default=d.name, help=f"study name, a folder under --out (default: {d.name})")
-    ru.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray locally)")
-    ru.add_argument("--num-cpus", type=number(int), default=None, help="CPUs of the local Ray instance (default: all)")
-    ru.add_argument("--max-failures", type=number(int), default=d.max_failures, help=f"retries of a trial whose worker died (default: {d.max_failures})")
+    ru.add_argument(
+        "--address",
+        default=None,
+        help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray locally)",
+    )
+    ru.add_argument(
+        "--num-cpus", type=number(int), default=None, help="CPUs of the local Ray instance (default: all)"
+    )
+    ru.add_argument(
+        "--max-failures",
+        type=number(int),
+        default=d.max_failures,
+        help=f"retries of a trial whose worker died (default: {d.max_failures})",
+    )
     ru.add_argument("--report", action="store_true", help="write the robustness report when the study ends")
     return p.parse_args(argv)
 
@@ -139,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     if "://" in config.out:
         print(f"copied to: {config.out.rstrip('/')}/{config.name}")
     if not result.complete:
-        print("warning: the study is incomplete (interrupted or failed trials; see trials.csv): "
-              "continue it with --resume", file=sys.stderr)
+        print(
+            "warning: the study is incomplete (interrupted or failed trials; see trials.csv): "
+            "continue it with --resume",
+            file=sys.stderr,
+        )
     return 0 if result.complete else 1
 
 

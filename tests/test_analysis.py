@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from synthetic import BN, LRS, NOBN, OFFS, STD, make_curves, make_trials  # noqa: F401
 
 from leafbn import analysis
 from leafbn.config import TRIAL_FIELDS
-
-from synthetic import BN, LRS, NOBN, OFFS, STD, make_curves, make_trials  # noqa: F401
 
 
 def row(df: pd.DataFrame, **where) -> pd.Series:

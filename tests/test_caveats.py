@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from leafbn import analysis, caveats
 from synthetic import make_trials
+
+from leafbn import analysis, caveats
 
 
 def study(**extra) -> dict:

@@ -28,6 +28,7 @@ directly, with the switch on, as a local study does (``leafbn.tuning._loopback_o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -76,10 +77,8 @@ def _kill_session(sid: int) -> None:
         if not pids:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.2)
 
 
@@ -218,11 +217,11 @@ def _serve(root: str, workers: int, cpus: int) -> None:
     """The helper process: start the nodes, print their ids, then obey ``kill NAME`` / ``exit``."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported: loopback only
     from ray._common.network_utils import find_free_port
-    from ray.cluster_utils import Cluster
 
     # Cluster records its address in Ray's default temp folder whatever temp_dir says, and does
     # not create that folder: on a machine that never ran Ray before, it does not exist yet.
     from ray._private.utils import get_ray_address_file
+    from ray.cluster_utils import Cluster
 
     os.makedirs(os.path.dirname(get_ray_address_file(None)), exist_ok=True)
     node = {"num_cpus": cpus, "node_ip_address": "127.0.0.1", "min_worker_port": 0, "max_worker_port": 0}

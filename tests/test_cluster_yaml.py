@@ -33,10 +33,9 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
-
 import ray
 import ray.autoscaler
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = ROOT / "cluster.yaml"

@@ -36,8 +36,8 @@ def embedded() -> LeafData:
 
 
 @pytest.fixture(scope="module")
-def kaggle_frames(leaf_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return pd.read_csv(leaf_dir / "kaggle" / "train.csv"), pd.read_csv(leaf_dir / "kaggle" / "test.csv")
+def kaggle_frames(kaggle_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_csv(kaggle_dir / "train.csv"), pd.read_csv(kaggle_dir / "test.csv")
 
 
 def _nearest_rows(X: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,17 +57,17 @@ def _nearest_rows(X: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.nd
 # ---------------------------------------------------------------------------------------------
 # The committed files are what the scripts produce
 # ---------------------------------------------------------------------------------------------
-def test_embedded_copy_equals_build_output(leaf_dir: Path, tmp_path: Path) -> None:
+def test_embedded_copy_equals_build_output(uci_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "leaf_uci.csv.gz"
-    _script("build_embedded_data").main(["--uci-dir", str(leaf_dir / "uci"), "--out", str(out)])
+    _script("build_embedded_data").main(["--uci-dir", str(uci_dir), "--out", str(out)])
     shipped = gzip.decompress((DATASETS / "leaf_uci.csv.gz").read_bytes())
     assert gzip.decompress(out.read_bytes()) == shipped
     assert (DATASETS / "leaf_uci.csv.gz").stat().st_size < 1_000_000
 
 
-def test_alignment_table_equals_derivation(leaf_dir: Path, tmp_path: Path) -> None:
+def test_alignment_table_equals_derivation(kaggle_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "uci_alignment.csv"
-    _script("derive_uci_alignment").main(["--leaf-dir", str(leaf_dir), "--out", str(out)])
+    _script("derive_uci_alignment").main(["--leaf-dir", str(kaggle_dir.parent), "--out", str(out)])
     assert out.read_bytes() == (DATASETS / "uci_alignment.csv").read_bytes()
 
 
@@ -103,7 +103,7 @@ def test_every_kaggle_test_row_appears_and_all_rows_are_covered(kaggle_frames, k
     train, test = kaggle_frames
     rows, gaps = kaggle_match
     assert len(rows) == len(train) + len(test) == 1584
-    assert gaps[len(train):].max() <= 1e-4  # every test row is an embedded leaf
+    assert gaps[len(train) :].max() <= 1e-4  # every test row is an embedded leaf
     assert sorted(rows) == list(range(1584))  # a bijection: 990 + 594 Kaggle leaves = 1584
 
 
@@ -117,33 +117,37 @@ def test_embedded(embedded: LeafData) -> None:
     assert embedded.classes[0] == "Acer_Capillipes" and "Acer_Opalus" in embedded.classes
     assert embedded.source == "embedded"
     assert embedded.record() == {
-        "source": "embedded", "rows": 1584, "classes": 99, "features": 192, "sha256": EMBEDDED_SHA256
+        "source": "embedded",
+        "rows": 1584,
+        "classes": 99,
+        "features": 192,
+        "sha256": EMBEDDED_SHA256,
     }
     assert "CC BY 4.0" in ld.CITATION and "241" in ld.CITATION
 
 
-def test_kaggle_train(leaf_dir: Path, embedded: LeafData) -> None:
-    path = leaf_dir / "kaggle" / "train.csv"
+def test_kaggle_train(kaggle_train_csv: Path, embedded: LeafData) -> None:
+    path = kaggle_train_csv
     data = ld.load_kaggle(path)
     assert data.X.shape == (990, 192) and data.X.dtype == np.float32
     assert np.bincount(data.y).tolist() == [10] * 99
     assert data.classes == embedded.classes
     assert data.source == f"kaggle:{path.resolve()}"
-    assert ld.load(leaf_dir / "kaggle").record() == data.record()
+    assert ld.load(path.parent).record() == data.record()
 
 
-def test_uci_folder_equals_embedded(leaf_dir: Path, embedded: LeafData) -> None:
-    data = ld.load(str(leaf_dir / "uci"))
-    assert data.source == f"uci:{(leaf_dir / 'uci').resolve()}"
+def test_uci_folder_equals_embedded(uci_dir: Path, embedded: LeafData) -> None:
+    data = ld.load(str(uci_dir))
+    assert data.source == f"uci:{uci_dir.resolve()}"
     assert np.array_equal(data.X, embedded.X) and np.array_equal(data.y, embedded.y)
     assert data.classes == embedded.classes
     assert data.record()["sha256"] == EMBEDDED_SHA256
 
 
-def test_load_honours_env(leaf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_honours_env(kaggle_train_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEAFBN_DATA", raising=False)
     assert ld.load().source == "embedded"
-    monkeypatch.setenv("LEAFBN_DATA", str(leaf_dir / "kaggle" / "train.csv"))
+    monkeypatch.setenv("LEAFBN_DATA", str(kaggle_train_csv))
     assert ld.load().source.startswith("kaggle:")
     assert ld.load("embedded").source == "embedded"  # an explicit spec wins
 
@@ -200,8 +204,9 @@ def test_split_standardizes_on_train_only(embedded: LeafData) -> None:
 def test_split_rejects_small_class_and_bad_fraction(embedded: LeafData) -> None:
     keep = np.ones(len(embedded.y), bool)
     keep[np.flatnonzero(embedded.y == 5)[1:]] = False
-    small = LeafData(X=embedded.X[keep].copy(), y=embedded.y[keep].copy(),
-                     classes=embedded.classes, source="tiny.csv")
+    small = LeafData(
+        X=embedded.X[keep].copy(), y=embedded.y[keep].copy(), classes=embedded.classes, source="tiny.csv"
+    )
     with pytest.raises(DataError) as err:
         ld.split(small)
     message = str(err.value)
@@ -269,7 +274,7 @@ def test_missing_and_extra_columns(tmp_path: Path) -> None:
     _raises(path, "193 columns, expected 194", "missing 'texture64'")
     path = _synthetic_kaggle(tmp_path / "extra.csv")
     for number in range(1, 14):
-        _edit_line(path, number, lambda f: [*f, "foo" if number == 1 else "0.5"])
+        _edit_line(path, number, lambda f, n=number: [*f, "foo" if n == 1 else "0.5"])
     _raises(path, "extra 'foo'")
 
 
@@ -312,22 +317,22 @@ def test_unknown_format_and_folders(tmp_path: Path) -> None:
         ld.load("definitely-not-a-spec")
 
 
-def _copy_uci(leaf_dir: Path, dest: Path) -> Path:
+def _copy_uci(uci_dir: Path, dest: Path) -> Path:
     dest.mkdir()
     for name in ld.UCI_FILES.values():
-        shutil.copy(leaf_dir / "uci" / name, dest / name)
+        shutil.copy(uci_dir / name, dest / name)
     return dest
 
 
-def test_bad_uci_folder(leaf_dir: Path, tmp_path: Path) -> None:
-    folder = _copy_uci(leaf_dir, tmp_path / "uci")
+def test_bad_uci_folder(uci_dir: Path, tmp_path: Path) -> None:
+    folder = _copy_uci(uci_dir, tmp_path / "uci")
     tex = folder / "data_Tex_64.txt"
     _edit_line(tex, 100, lambda f: f[:-2])
     _raises(tex, "line 100 has 63 fields, expected 65", loader=lambda p: ld.load(p.parent))
-    lines = (leaf_dir / "uci" / "data_Tex_64.txt").read_text().splitlines()
+    lines = (uci_dir / "data_Tex_64.txt").read_text().splitlines()
     tex.write_text("\n".join(lines[:-1]) + "\n")  # one row short
     _raises(tex, "1598 rows, expected 1599", loader=lambda p: ld.load(p.parent))
-    shutil.copy(leaf_dir / "uci" / "data_Tex_64.txt", tex)
+    shutil.copy(uci_dir / "data_Tex_64.txt", tex)
     mar = folder / "data_Mar_64.txt"
     _edit_line(mar, 20, lambda f: [f[0], "x", *f[2:]])
     _raises(mar, "line 20, column 2 (margin1) is not a number", loader=lambda p: ld.load(p.parent))
@@ -335,8 +340,8 @@ def test_bad_uci_folder(leaf_dir: Path, tmp_path: Path) -> None:
     _raises(mar, "no such file", loader=lambda p: ld.load(p.parent))
 
 
-def test_uci_folder_with_wrong_species_order(leaf_dir: Path, tmp_path: Path) -> None:
-    folder = _copy_uci(leaf_dir, tmp_path / "uci")
+def test_uci_folder_with_wrong_species_order(uci_dir: Path, tmp_path: Path) -> None:
+    folder = _copy_uci(uci_dir, tmp_path / "uci")
     mar = folder / "data_Mar_64.txt"
     lines = mar.read_text().splitlines()
     mar.write_text("\n".join(lines[16:32] + lines[:16] + lines[32:]) + "\n")  # swap two blocks
@@ -361,10 +366,10 @@ def test_openml_offline_is_a_one_line_data_error(monkeypatch: pytest.MonkeyPatch
     assert "(offline?); use --data embedded or a local copy" in message and "\n" not in message
 
 
-def _fake_openml(leaf_dir: Path, tamper=None):
+def _fake_openml(uci_dir: Path, tamper=None):
     frames = {}
     for group, data_id in ld.OPENML_IDS.items():
-        _, values = ld.parse_uci_file(leaf_dir / "uci" / ld.UCI_FILES[group], group)
+        _, values = ld.parse_uci_file(uci_dir / ld.UCI_FILES[group], group)
         frames[data_id] = pd.DataFrame(values, columns=[f"V{i}" for i in range(1, 65)])
         if tamper is not None:
             frames[data_id] = tamper(group, frames[data_id])
@@ -375,19 +380,19 @@ def _fake_openml(leaf_dir: Path, tamper=None):
     return fetch
 
 
-def test_openml_realigned_with_the_table(leaf_dir, embedded, monkeypatch) -> None:
-    monkeypatch.setattr(ld, "fetch_openml", _fake_openml(leaf_dir))
+def test_openml_realigned_with_the_table(uci_dir, embedded, monkeypatch) -> None:
+    monkeypatch.setattr(ld, "fetch_openml", _fake_openml(uci_dir))
     data = ld.load_openml()
     assert data.source == "openml" and data.classes == embedded.classes
     assert np.array_equal(data.X, embedded.X) and np.array_equal(data.y, embedded.y)
 
 
-def test_openml_unexpected_frames(leaf_dir, monkeypatch) -> None:
-    swapped = _fake_openml(leaf_dir, lambda g, f: f.iloc[::-1] if g == "shape" else f)
+def test_openml_unexpected_frames(uci_dir, monkeypatch) -> None:
+    swapped = _fake_openml(uci_dir, lambda g, f: f.iloc[::-1] if g == "shape" else f)
     monkeypatch.setattr(ld, "fetch_openml", swapped)
     with pytest.raises(DataError, match=r"^openml: data id 1492 \(shape\).*does not apply$"):
         ld.load_openml()
-    short = _fake_openml(leaf_dir, lambda g, f: f.iloc[:-1] if g == "texture" else f)
+    short = _fake_openml(uci_dir, lambda g, f: f.iloc[:-1] if g == "texture" else f)
     monkeypatch.setattr(ld, "fetch_openml", short)
     with pytest.raises(DataError, match=r"data id 1493 \(texture\): shape \(1598, 64\)"):
         ld.load_openml()

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-import pytest
 
 from leafbn.config import StudyConfig
 from leafbn.spaces import WORST_LOSS, estimate_seconds, objective, optuna_space, space_axes
@@ -96,7 +95,11 @@ def recorded_finished(path: Path, epochs: int) -> dict[str, str]:
     """
     states = sorted(path.glob("experiment_state-*.json"))
     try:
-        trials = [json.loads(entry[0]) for entry in json.loads(states[-1].read_text())["trial_data"]] if states else []
+        trials = (
+            [json.loads(entry[0]) for entry in json.loads(states[-1].read_text())["trial_data"]]
+            if states
+            else []
+        )
     except (ValueError, KeyError, IndexError, OSError):  # being written
         return {}
     done = {t["trial_id"] for t in trials if t.get("status") == "TERMINATED"}
@@ -115,7 +118,9 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
                              stdin=subprocess.DEVNULL, start_new_session=True, env=env)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
-        while len(recorded_finished(path, epochs)) < 2 and study.poll() is None and time.monotonic() < deadline:
+        while (
+            len(recorded_finished(path, epochs)) < 2 and study.poll() is None and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         assert study.poll() is None, "the study ended before it could be killed: make it longer"
         os.killpg(study.pid, signal.SIGKILL)  # the driver and the Ray processes it started
@@ -155,7 +160,14 @@ def test_out_as_a_storage_uri_ends_in_one_place(tmp_path):
     done = subprocess.run([*RUN, *args, "--report"], capture_output=True, text=True, timeout=600, env=env,
                           stdin=subprocess.DEVNULL)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    for name in ("config.json", "trials.csv", "curves.csv", "tuner.pkl", "report/report.md", "report/report.html"):
+    for name in (
+        "config.json",
+        "trials.csv",
+        "curves.csv",
+        "tuner.pkl",
+        "report/report.md",
+        "report/report.html",
+    ):
         assert (store / "u" / name).is_file(), name
     assert len(pd.read_csv(store / "u" / "trials.csv")) == 1
 
@@ -163,6 +175,8 @@ def test_out_as_a_storage_uri_ends_in_one_place(tmp_path):
     again = subprocess.run([*RUN, *args, "--resume"], capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and "already complete" in again.stdout, again.stderr[-2000:]
 
-    bad = subprocess.run([*RUN, "--out", "nosuchscheme://bucket/x"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [*RUN, "--out", "nosuchscheme://bucket/x"], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "--out nosuchscheme://bucket/x: cannot use this storage" in bad.stderr

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from synthetic import make_curves, make_trials
+
 from leafbn import analysis, plots, robustness
 from leafbn.robustness_plots import CAP
-from synthetic import make_curves, make_trials
 
 
 def exploded():

@@ -15,8 +15,12 @@ def test_counts_best_and_remaining():
     lines = []
     progress = ProgressLine(total=6, echo=lines.append)
     progress.line([trial("PENDING")])  # the first line sets the baseline: nothing done yet
-    trials = [trial("TERMINATED", 0.5, lr=0.1), trial("TERMINATED", float("nan"), diverged=True, lr=10, bn=False),
-              trial("TERMINATED", 0.2, lr=0.001), trial("RUNNING")]  # fmt: skip
+    trials = [
+        trial("TERMINATED", 0.5, lr=0.1),
+        trial("TERMINATED", float("nan"), diverged=True, lr=10, bn=False),
+        trial("TERMINATED", 0.2, lr=0.001),
+        trial("RUNNING"),
+    ]
     line = progress.line(trials)
     assert "3/6 done · 1 running · 2 pending · 1 diverged" in line
     assert "best val_loss 0.200 (lr=0.001 bn=on)" in line

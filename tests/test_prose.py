@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
+from synthetic import make_trials
 
 from leafbn import analysis, prose, robustness
-from synthetic import make_trials
 
 SETTINGS = dict(window=10, tolerance=0.5, threshold=0.8, resamples=500, random_seed=0)
 
@@ -31,7 +31,9 @@ def text(answers: list[dict]) -> str:
 
 def test_decisive_verdict_states_probability_and_intervals():
     t = text([answer()])
-    assert "**Verdict: BN more robust** — P(BN's stable range is wider) = 0.991, over 5 seeds × 2 splits." in t
+    assert (
+        "**Verdict: BN more robust** — P(BN's stable range is wider) = 0.991, over 5 seeds × 2 splits." in t
+    )
     assert "Stable range with BN: 2.0 decades (95% interval 1.0 to 3.0), from 0.001 to 0.1" in t
     assert "BN − no BN: +2.0 decades (95% interval +1.0 to +3.0)" in t
     assert "1 (95% interval 1 to 10) with BN, none (every learning rate had a diverged run) without" in t
@@ -57,7 +59,10 @@ def test_batch_size_section_only_when_the_batch_size_varies():
     blocks = prose.batch_size_section(two)
     assert blocks[0] == ("h2", "BN's robustness by batch size")
     table = blocks[-1][1]
-    assert list(table["batch_size"]) == [10, 32] and list(table["verdict"]) == ["BN more robust", "inconclusive"]
+    assert list(table["batch_size"]) == [10, 32] and list(table["verdict"]) == [
+        "BN more robust",
+        "inconclusive",
+    ]
 
 
 def test_best_names_the_configuration_with_the_lowest_mean_outcome():

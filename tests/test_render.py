@@ -17,7 +17,9 @@ PNG = base64.b64decode(
 
 
 def blocks() -> list:
-    table = pd.DataFrame({"bn": [True, False], "lr": [0.1, 1.0], "loss": [0.123456, math.nan], "ok": [True, False]})
+    table = pd.DataFrame(
+        {"bn": [True, False], "lr": [0.1, 1.0], "loss": [0.123456, math.nan], "ok": [True, False]}
+    )
     return [
         ("h1", "Title <b>"),
         ("p", "Some `code` & text"),

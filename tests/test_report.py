@@ -17,9 +17,9 @@ matplotlib.use("Agg")
 
 import pandas as pd
 import pytest
+from synthetic import BN, LRS, NOBN, make_curves, make_trials
 
 from leafbn.report import write_report
-from synthetic import BN, LRS, NOBN, make_curves, make_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,8 @@ def test_full_report_answer_follows_the_numbers(full_report):
     assert "With BN: none of 35 runs diverged." in md
     assert (
         "by Welch's t-test with Holm's correction across learning rates (p < 0.05), BN's mean outcome is "
-        "lower at learning rate 0.01, 0.1 (by 0.1–0.2 nats); not significantly different at learning rate 0.001."
+        "lower at learning rate 0.01, 0.1 (by 0.1–0.2 nats); "
+        "not significantly different at learning rate 0.001."
     ) in md
     assert "Mann–Whitney U rank test (also Holm-corrected) agrees" in md
     assert "extend beyond the grid" not in md
@@ -219,7 +220,10 @@ def test_partial_study_reports_what_is_missing(tmp_path):
     assert "partial study: 18 of 30 expected trials present" in warned
     md = report_text(md_path)
     assert "18 of 30 expected trials are present" in md
-    assert "lr=1, bn=off, depth=3, width=100, bn_momentum=0.99, bn_placement=before, batch_size=10 (0/5 seeds)" in md
+    assert (
+        "lr=1, bn=off, depth=3, width=100, bn_momentum=0.99, bn_placement=before, batch_size=10 (0/5 seeds)"
+        in md
+    )
     assert "lr=0.1, bn=on" in md and "(3/5 seeds)" in md
     check_self_contained(md_path.parent)
 
@@ -280,7 +284,12 @@ def test_cli_exit_2_on_bad_input(tmp_path):
 
 def test_cli_writes_the_report(tmp_path):
     write_study(tmp_path, lrs=[1e-1], curves=False)
-    for flag, value in (("--tolerance", "-1"), ("--threshold", "nan"), ("--window", "0"), ("--resamples", "5")):
+    for flag, value in (
+        ("--tolerance", "-1"),
+        ("--threshold", "nan"),
+        ("--window", "0"),
+        ("--resamples", "5"),
+    ):
         bad = run_cli(str(tmp_path), flag, value)
         assert bad.returncode == 2 and bad.stderr.startswith(f"error: {flag} {value}"), bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import make_curves, make_trials
 
 from leafbn import robustness
-from synthetic import make_curves, make_trials
 
 LRS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
 
@@ -79,7 +79,9 @@ def test_stability_success_rates_and_wilson_interval():
     assert on.loc[0.1, "success_ci_low"] == pytest.approx(0.5655, abs=1e-4)
     assert on.loc[0.1, "success_ci_high"] == pytest.approx(1.0)
     fin = on.dropna(subset=["outcome_median"])
-    assert (fin["outcome_q1"] <= fin["outcome_median"]).all() and (fin["outcome_median"] <= fin["outcome_q3"]).all()
+    assert (fin["outcome_q1"] <= fin["outcome_median"]).all() and (
+        fin["outcome_median"] <= fin["outcome_q3"]
+    ).all()
 
 
 def test_planted_effect_is_bn_more_robust():
@@ -174,7 +176,9 @@ def test_known_ranges_and_tolerance():
     assert ans["stable_lrs"]["bn"] == [0.01, 10.0] and ans["stable_decades"]["bn"]["estimate"] == 3.0
     assert ans["max_lr_no_divergence"]["bn"]["estimate"] == 1000.0
     # no BN: best 0.3 at 0.1; within 0.8: 0.01, 0.1 -> 1 decade; diverges from 1 on
-    assert ans["stable_lrs"]["no_bn"] == [0.01, 0.1] and ans["max_lr_no_divergence"]["no_bn"]["estimate"] == 0.1
+    assert (
+        ans["stable_lrs"]["no_bn"] == [0.01, 0.1] and ans["max_lr_no_divergence"]["no_bn"]["estimate"] == 0.1
+    )
     loose = point(make_trials(), tolerance=10.0)
     assert loose["stable_decades"]["bn"]["estimate"] == pytest.approx(6.0)
     assert loose["stable_decades"]["no_bn"]["estimate"] == pytest.approx(2.0)  # divergence still bounds it
@@ -198,7 +202,10 @@ def test_every_lr_diverging_and_never_beating_chance_leave_no_stable_range():
     assert ans["verdict"] == "bn_more_robust"  # a range where no BN has none
     near_chance = {1e-2: 4.62, 1e-1: 4.621, 1.0: 4.622}
     flat = point(make_trials(nobn=near_chance, bn=near_chance, lrs=list(near_chance)))
-    assert flat["stable_decades"]["bn"]["estimate"] is None and flat["stable_decades"]["no_bn"]["estimate"] is None
+    assert (
+        flat["stable_decades"]["bn"]["estimate"] is None
+        and flat["stable_decades"]["no_bn"]["estimate"] is None
+    )
 
 
 def test_one_answer_per_family_with_a_depth_axis():
@@ -214,7 +221,15 @@ def test_answer_record_prefers_the_seed_family():
     record = robustness.answer_record(answers, settings)
     assert record["family"]["depth"] == 3 and len(record["families"]) == 2
     assert record["verdict"] in robustness.VERDICTS and 0 <= record["p_bn_wider"] <= 1
-    for key in ("stable_decades", "difference_decades", "seeds", "splits", "window", "tolerance", "resamples"):
+    for key in (
+        "stable_decades",
+        "difference_decades",
+        "seeds",
+        "splits",
+        "window",
+        "tolerance",
+        "resamples",
+    ):
         assert key in record
     empty = robustness.answer_record([], settings)
     assert empty["verdict"] == "inconclusive" and "reason" in empty

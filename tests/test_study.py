@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +63,12 @@ def test_tiny_grid_on_local_ray(tmp_path):
 
     assert result.complete and result.path == tmp_path / "tiny"
     trials, curves = check_tables(result.path, expected_trials=8, epochs=3)
-    assert sorted(set(zip(trials["lr"], trials["bn"]))) == [(0.01, False), (0.01, True), (0.1, False), (0.1, True)]
+    assert sorted(set(zip(trials["lr"], trials["bn"]))) == [
+        (0.01, False),
+        (0.01, True),
+        (0.1, False),
+        (0.1, True),
+    ]
     assert trials.groupby("batch_size").size().to_dict() == {10: 4, 32: 4}
     assert not trials["diverged"].any() and (trials["epochs_run"] == 3).all()
     assert trials["final_val_loss"].between(0, 10).all()
@@ -82,10 +86,12 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert (result.path / "tuner.pkl").exists()  # Ray Tune's own experiment folder is there too
 
 
-def test_cli_on_the_real_kaggle_data_records_divergence(tmp_path, leaf_dir):
-    train_csv = leaf_dir / "kaggle" / "train.csv"
+def test_cli_on_kaggle_data_records_divergence(tmp_path, kaggle_train_csv):
+    # Kaggle's own train.csv where ../shared is present, else one written in its format.
+    train_csv = kaggle_train_csv
     done = run_cli(
-        "--grid", "--data", str(train_csv), "--lr", "0.01,1000", "--seeds", "1", "--splits", "2", "--epochs", "4",
+        "--grid", "--data", str(train_csv), "--lr", "0.01,1000", "--seeds", "1", "--splits", "2",
+        "--epochs", "4",
         "--out", str(tmp_path), "--name", "kaggle", "--num-cpus", "2", "--report",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -129,7 +135,10 @@ def test_cli_on_the_real_kaggle_data_records_divergence(tmp_path, leaf_dir):
         (["--data", "/nonexistent/train.csv"], "/nonexistent/train.csv"),
         (["--out", "/proc/leafbn"], "--out /proc/leafbn: cannot write there"),
         (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
-        (["--drop-last", "--batch-size", "5000"], "--batch-size 5000: must be <= the 1267 training rows with --drop-last"),
+        (
+            ["--drop-last", "--batch-size", "5000"],
+            "--batch-size 5000: must be <= the 1267 training rows with --drop-last",
+        ),
         (["--batch-size", "0,10"], "--batch-size 0: must be >= 1"),
         (["--splits", "0"], "--splits 0: must be >= 1"),
         (["--splits", "1000"], "--splits 1000: must be <= 560, the distinct stratified validation draws"),
