@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 
 from leafbn.config import StudyConfig
 from leafbn.spaces import WORST_LOSS, estimate_seconds, objective, optuna_space, space_axes
@@ -54,6 +55,7 @@ def test_too_large_a_grid_is_announced_and_refused(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.cluster
 def test_optuna_search_keeps_its_study_and_never_sees_nan(tmp_path):
     done = subprocess.run(
         [*RUN, "--optuna", "6", "--lr", "0.001,1000", "--epochs", "3", "--max-concurrent", "2",
@@ -106,6 +108,7 @@ def recorded_finished(path: Path, epochs: int) -> dict[str, str]:
     return {name: text for name, text in finished_trials(path, epochs).items() if name in done}
 
 
+@pytest.mark.cluster
 def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
     epochs = 60
     args = ["--lr", "0.001,0.01,0.1,1", "--seeds", "2", "--epochs", str(epochs),
@@ -152,6 +155,7 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
     assert fresh.returncode == 2 and "--resume" in fresh.stderr
 
 
+@pytest.mark.cluster
 def test_out_as_a_storage_uri_ends_in_one_place(tmp_path):
     store = tmp_path / "store"
     env = {**os.environ, "LEAFBN_STAGING": str(tmp_path / "staging")}

@@ -1,5 +1,6 @@
 """The study end to end on a local Ray instance: both tables, config.json, the CLI's errors."""
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -21,6 +22,18 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         [sys.executable, str(ROOT / "study" / "run.py"), *args],
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """study/run.py's main() in this process (no interpreter start): its exit status and stderr."""
+    spec = importlib.util.spec_from_file_location("leafbn_run_cli", ROOT / "study" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        code = module.main(list(args))
+    except SystemExit as exc:  # argparse's errors
+        code = exc.code
+    return code, capsys.readouterr().err
 
 
 def check_tables(path: Path, expected_trials: int, epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -49,6 +62,7 @@ def ray_listeners() -> list[str]:
     ]
 
 
+@pytest.mark.cluster
 def test_tiny_grid_on_local_ray(tmp_path):
     from leafbn.tuning import ray_session, run_study
 
@@ -86,6 +100,7 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert (result.path / "tuner.pkl").exists()  # Ray Tune's own experiment folder is there too
 
 
+@pytest.mark.cluster
 def test_cli_on_kaggle_data_records_divergence(tmp_path, kaggle_train_csv):
     # Kaggle's own train.csv where ../shared is present, else one written in its format.
     train_csv = kaggle_train_csv
@@ -147,19 +162,21 @@ def test_cli_on_kaggle_data_records_divergence(tmp_path, kaggle_train_csv):
         (["--window", "20", "--epochs", "5"], "--window 20: must be in [1, --epochs 5]"),
     ],
 )
-def test_cli_bad_values_one_line_exit_2(tmp_path, args, message):
+def test_cli_bad_values_one_line_exit_2(tmp_path, capsys, args, message):
     if "--out" not in args:
         args = [*args, "--out", str(tmp_path)]
-    done = run_cli(*args, timeout=120)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    code, stderr = run_main(capsys, *args)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert message in lines[0]
 
 
 def test_cli_refuses_to_overwrite_a_study(tmp_path):
+    # In a new interpreter, as a user runs it: one line, exit 2, nothing touched.
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "trials.csv").write_text("trial_id\nkeep-me\n")
     done = run_cli("--out", str(tmp_path), "--name", "old", timeout=120)
     assert done.returncode == 2 and "already holds a study" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert (tmp_path / "old" / "trials.csv").read_text() == "trial_id\nkeep-me\n"
