@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StudyConfig", "ConfigError", "SEED_LRS", "TRIAL_FIELDS", "steps_per_epoch"]
+__all__ = ["StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "TRIAL_FIELDS", "steps_per_epoch"]
 
 #: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
 SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
@@ -22,6 +22,9 @@ SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
 TRIAL_FIELDS: tuple[str, ...] = ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement", "batch_size")
 
 BN_PLACEMENTS = ("before", "after")
+
+#: Ray Tune's standard logger callbacks a study can add (``--log``).
+LOGGERS: tuple[str, ...] = ("tensorboard", "csv", "mlflow")
 
 
 def steps_per_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
@@ -65,12 +68,10 @@ class StudyConfig:
     seed_base: int = 0  # their seeds are seed_base, seed_base + 1, ...
     # --- training (the blog's) --------------------------------------------------------------
     epochs: int = 100
-    window: int | None = (
-        None  # a run's outcome: median validation loss of its last `window` epochs (None: min(10, epochs))
-    )
-    drop_last: bool = (
-        False  # drop each epoch's last, smaller batch (Keras keeps it; BN then normalises a few rows)
-    )
+    # a run's outcome: the median validation loss of its last `window` epochs (None: min(10, epochs))
+    window: int | None = None
+    # drop each epoch's last, smaller batch (Keras keeps it; BN then normalises its few rows)
+    drop_last: bool = False
     report_every: int = 10  # epochs per Ray Tune report (each report carries every epoch's numbers)
     momentum: float = 0.9  # SGD momentum, Nesterov
     decay: float = 1e-6  # legacy Keras decay: lr_t = lr / (1 + decay * iterations)
@@ -84,6 +85,7 @@ class StudyConfig:
     address: str | None = None  # None: start Ray locally; "auto", "host:port" or "ray://..."
     num_cpus: int | None = None  # CPUs of a local Ray instance (None: all of this machine's)
     max_failures: int = 3  # Ray Tune retries of a trial whose worker died
+    log: tuple[str, ...] = ()  # Ray Tune's standard loggers to add: tensorboard, csv, mlflow
 
     def __post_init__(self) -> None:
         # Normalise sequences to tuples so a config built from lists stays hashable and frozen.
@@ -93,6 +95,10 @@ class StudyConfig:
                 object.__setattr__(self, name, (value,))
             elif not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
+        if isinstance(self.log, str):
+            object.__setattr__(self, "log", tuple(v for v in self.log.split(",") if v))
+        elif not isinstance(self.log, tuple):
+            object.__setattr__(self, "log", tuple(self.log))
         if self.window is None:
             object.__setattr__(self, "window", min(10, self.epochs) if isinstance(self.epochs, int) else 10)
         self._validate()
@@ -155,6 +161,11 @@ class StudyConfig:
             fail("max-trials", self.max_trials, "must be >= 1")
         if self.max_failures < 0:
             fail("max-failures", self.max_failures, "must be >= 0")
+        for v in self.log:
+            if v not in LOGGERS:
+                fail("log", v, f"must be one of {', '.join(LOGGERS)}")
+        if len(set(self.log)) < len(self.log):
+            fail("log", ",".join(self.log), "names a logger twice")
         if not self.name or "/" in self.name or self.name in (".", ".."):
             fail("name", repr(self.name), "must be a plain folder name")
 

@@ -13,6 +13,7 @@ dashboard.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -33,7 +34,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import ray
 from ray import tune
-from ray.tune.logger import JsonLoggerCallback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -190,6 +191,45 @@ def trainable(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> Non
     )
 
 
+#: What each of Ray Tune's standard loggers needs beyond leafbn's own dependencies, and its extra.
+_LOGGER_NEEDS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
+
+
+def check_loggers(config: StudyConfig) -> None:
+    """Raise :class:`StudyError` (one line, naming the extra) if a ``--log`` logger's package is missing."""
+    for name in config.log:
+        module, extra = _LOGGER_NEEDS.get(name, (None, None))
+        if module and importlib.util.find_spec(module) is None:
+            raise StudyError(f"--log {name}: needs {module}, not installed: pip install 'leafbn[{extra}]'")
+
+
+def logger_callbacks(config: StudyConfig) -> list[tune.Callback]:
+    """Ray Tune's own logger callbacks for ``config.log``, besides the ``result.json`` leafbn reads.
+
+    tensorboard: ``TBXLoggerCallback`` (event files in each trial's folder, the trial's config as
+    hyperparameters: ``tensorboard --logdir OUT/NAME``); csv: ``CSVLoggerCallback``
+    (``progress.csv`` per trial); mlflow: ``MLflowLoggerCallback``, one MLflow run per trial in
+    the experiment NAME of the tracking store ``sqlite:///OUT/NAME/mlflow.db``.
+    """
+    check_loggers(config)
+    callbacks: list[tune.Callback] = []
+    if "tensorboard" in config.log:
+        callbacks.append(TBXLoggerCallback())
+    if "csv" in config.log:
+        callbacks.append(CSVLoggerCallback())
+    if "mlflow" in config.log:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        callbacks.append(
+            MLflowLoggerCallback(
+                tracking_uri=f"sqlite:///{study_dir(config) / 'mlflow.db'}",
+                experiment_name=config.name,
+                save_artifact=False,
+            )
+        )
+    return callbacks
+
+
 def build_tuner(
     config: StudyConfig,
     splits: tuple[leafdata.Split, ...],
@@ -238,7 +278,8 @@ def build_tuner(
             name=config.name,
             storage_path=config.out if is_uri(config.out) else str(study_dir(config).parent),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[JsonLoggerCallback(), *(callbacks or [])],  # result.json only: no CSV, no TensorBoard
+            # result.json (what leafbn reads), and Ray Tune's other loggers only on request (--log)
+            callbacks=[JsonLoggerCallback(), *logger_callbacks(config), *(callbacks or [])],
             verbose=0,
         ),
     )
@@ -443,6 +484,7 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
     there at the end; the returned path is the local working folder.
     """
     path, experiment = study_dir(config), experiment_path(config)
+    check_loggers(config)  # before anything is written
     if config.address:
         _check_reachable(config.address)  # before anything is written
     if is_uri(config.out):

@@ -218,6 +218,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=d.max_failures,
         help=f"retries of a trial whose worker died (default: {d.max_failures})",
     )
+    ru.add_argument(
+        "--log",
+        type=listed(str, "--log"),
+        default=d.log,
+        help="add Ray Tune's standard loggers: tensorboard (event files with each trial's lr and bn: "
+        "tensorboard --logdir OUT/NAME), csv (progress.csv per trial), mlflow (OUT/NAME/mlflow.db: "
+        "mlflow ui --backend-store-uri sqlite:///OUT/NAME/mlflow.db); needs pip install "
+        "'leafbn[tensorboard]' or 'leafbn[mlflow]'. Each costs a little per report, not per epoch: "
+        "see docs/benchmarks.md (default: none)",
+    )
     ru.add_argument("--report", action="store_true", help="write the robustness report when the study ends")
     return p.parse_args(argv)
 

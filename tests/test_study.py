@@ -67,8 +67,9 @@ def test_tiny_grid_on_local_ray(tmp_path):
     from leafbn.tuning import ray_session, run_study
 
     config = StudyConfig(
-        lr=(0.01, 0.1), batch_size=(10, 32), seeds=1, epochs=3, out=str(tmp_path), name="tiny", num_cpus=2
-    )
+        lr=(0.01, 0.1), batch_size=(10, 32), seeds=1, epochs=3, out=str(tmp_path), name="tiny", num_cpus=2,
+        log=("tensorboard", "csv"),
+    )  # fmt: skip
     with ray_session(config):
         listeners = ray_listeners()
         result = run_study(config, echo=lambda _: None)
@@ -98,6 +99,24 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert set(meta["versions"]) >= {"leafbn", "ray", "tensorflow", "keras"}
     assert meta["run"]["trials_expected"] == meta["run"]["trials_finished"] == 8
     assert (result.path / "tuner.pkl").exists()  # Ray Tune's own experiment folder is there too
+
+    # --log tensorboard,csv: Ray Tune's own loggers, read back as TensorBoard and pandas read them
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    for trial_id, lr, bn in zip(trials["trial_id"], trials["lr"], trials["bn"]):
+        folder = result.path / trial_id
+        events = EventAccumulator(str(folder)).Reload()
+        val = events.Scalars("ray/tune/val_loss")
+        assert [e.step for e in val] and val[-1].value == pytest.approx(
+            trials.set_index("trial_id").loc[trial_id, "final_val_loss"], rel=1e-6
+        )
+        start = HParamsPluginData.FromString(
+            events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        )
+        hparams = start.session_start_info.hparams
+        assert hparams["trial/lr"].number_value == lr and hparams["trial/bn"].bool_value == bn
+        assert len(pd.read_csv(folder / "progress.csv")) == 1  # one report (report_every 10 > 3 epochs)
 
 
 @pytest.mark.cluster
@@ -160,6 +179,8 @@ def test_cli_on_kaggle_data_records_divergence(tmp_path, kaggle_train_csv):
         (["--splits", "2", "--optuna", "4"], "--splits 2: must be 1 with --optuna"),
         (["--window", "0"], "--window 0: must be in [1, --epochs 100]"),
         (["--window", "20", "--epochs", "5"], "--window 20: must be in [1, --epochs 5]"),
+        (["--log", "nosuch"], "--log nosuch: must be one of tensorboard, csv, mlflow"),
+        (["--log", "csv,csv"], "--log csv,csv: names a logger twice"),
     ],
 )
 def test_cli_bad_values_one_line_exit_2(tmp_path, capsys, args, message):
@@ -170,6 +191,18 @@ def test_cli_bad_values_one_line_exit_2(tmp_path, capsys, args, message):
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert message in lines[0]
+
+
+@pytest.mark.parametrize("logger, extra", [("mlflow", "mlflow"), ("tensorboard", "tensorboard")])
+def test_cli_refuses_a_logger_whose_package_is_missing(tmp_path, capsys, monkeypatch, logger, extra):
+    module = {"mlflow": "mlflow", "tensorboard": "tensorboardX"}[logger]
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed, whatever this machine has
+    code, stderr = run_main(capsys, "--log", f"csv,{logger}", "--out", str(tmp_path))
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert stderr.strip().endswith(
+        f"--log {logger}: needs {module}, not installed: pip install 'leafbn[{extra}]'"
+    )
+    assert not any(tmp_path.iterdir())  # refused before anything is written
 
 
 def test_cli_refuses_to_overwrite_a_study(tmp_path):
