@@ -23,6 +23,11 @@ TRIAL_FIELDS: tuple[str, ...] = ("lr", "bn", "depth", "width", "bn_momentum", "b
 
 BN_PLACEMENTS = ("before", "after")
 
+#: The most epochs a trial may run (100 is the seed's; more is a typo, not a study).
+MAX_EPOCHS = 10_000
+#: Seeds are numpy/Keras seeds: 0 … 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
 #: Ray Tune's standard logger callbacks a study can add (``--log``).
 LOGGERS: tuple[str, ...] = ("tensorboard", "csv", "mlflow")
 
@@ -31,6 +36,17 @@ def steps_per_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
     """Minibatches per epoch of ``n_train`` rows: Keras keeps the last, smaller batch, and so does
     the trainer unless ``drop_last`` (then 0 when ``batch_size > n_train``: nothing to train on)."""
     return n_train // batch_size if drop_last else math.ceil(n_train / batch_size)
+
+
+def _show(value: Any) -> str:
+    """An axis value as the command line spells it (BN as on/off)."""
+    return (
+        ("on" if value else "off")
+        if isinstance(value, bool)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )
 
 
 class ConfigError(ValueError):
@@ -109,8 +125,23 @@ class StudyConfig:
             raise ConfigError(f"--{flag} {value}: {bound}")
 
         for flag in TRIAL_FIELDS:
-            if len(getattr(self, flag)) == 0:
+            values = getattr(self, flag)
+            if len(values) == 0:
                 fail(flag.replace("_", "-"), "''", "must name at least one value")
+            twice = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+            if twice:
+                shown = ",".join(_show(v) for v in values)
+                fail(
+                    flag.replace("_", "-"),
+                    shown,
+                    f"names {', '.join(_show(v) for v in twice)} twice: each value once "
+                    "(seeds, not repeated values, give repeated runs)",
+                )
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, float) and not math.isfinite(v):
+                    fail(field.name.replace("_", "-"), v, "must be a finite number")
         for v in self.lr:
             if not (math.isfinite(v) and v > 0):
                 fail("lr", v, "must be > 0 and finite")
@@ -128,8 +159,15 @@ class StudyConfig:
                 fail("bn-placement", v, f"must be one of {', '.join(BN_PLACEMENTS)}")
         if self.seeds < 1:
             fail("seeds", self.seeds, "must be >= 1")
-        if self.epochs < 1:
-            fail("epochs", self.epochs, "must be >= 1")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            fail("epochs", self.epochs, f"must be in [1, {MAX_EPOCHS}]")
+        for flag, seed in (("seed-base", self.seed_base), ("split-seed", self.split_seed)):
+            if not 0 <= seed <= MAX_SEED - max(self.seeds, self.splits):
+                fail(
+                    flag,
+                    seed,
+                    f"must be in [0, {MAX_SEED} - --seeds/--splits] (numpy's seeds are non-negative)",
+                )
         if self.report_every < 1:
             fail("report-every", self.report_every, "must be >= 1")
         for v in self.batch_size:

@@ -8,6 +8,7 @@ The defaults are the seed experiment: 7 learning rates (0.001 … 1000) × BN of
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,12 +52,21 @@ def on_off(text: str) -> bool:
     return values[text.lower()]
 
 
+class NotANumber(ValueError, argparse.ArgumentTypeError):
+    """A value that is not a (finite) number; argparse prints its message as it is."""
+
+
 def number(kind: type) -> Callable[[str], float | int]:
+    """An argparse type: an int, or a finite float (``nan``, ``inf`` and ``1e400`` are refused)."""
+
     def parse(text: str) -> float | int:
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            raise ValueError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+            raise NotANumber(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if kind is float and not math.isfinite(value):
+            raise NotANumber(f"{text!r} is not a finite number")
+        return value
 
     return parse
 
@@ -81,7 +91,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sample N trials with Optuna (TPE) instead of the grid",
     )
     p.add_argument(
-        "--max-concurrent", type=number(int), default=None, help="trials at once (default: one per CPU)"
+        "--max-concurrent",
+        type=number(int),
+        default=None,
+        help="trials at once (default: one per CPU)",
     )
     p.add_argument(
         "--asha", action="store_true", help="stop hopeless trials early (Ray Tune's ASHA scheduler)"
@@ -128,7 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="BN before or after the ReLU (default: before)",
     )
     axes.add_argument(
-        "--seeds", type=number(int), default=d.seeds, help=f"seeds per configuration (default: {d.seeds})"
+        "--seeds",
+        type=number(int),
+        default=d.seeds,
+        help=f"seeds per configuration (default: {d.seeds})",
     )
     axes.add_argument("--seed-base", type=number(int), default=d.seed_base, help="first seed (default: 0)")
     axes.add_argument(
@@ -210,7 +226,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray locally)",
     )
     ru.add_argument(
-        "--num-cpus", type=number(int), default=None, help="CPUs of the local Ray instance (default: all)"
+        "--num-cpus",
+        type=number(int),
+        default=None,
+        help="CPUs of the local Ray instance (default: all)",
     )
     ru.add_argument(
         "--max-failures",

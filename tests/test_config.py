@@ -38,12 +38,21 @@ def test_round_trip_through_json():
     [
         ({"lr": (-0.1,)}, "--lr -0.1: must be > 0"),
         ({"lr": ()}, "--lr '': must name at least one value"),
-        ({"epochs": 0}, "--epochs 0: must be >= 1"),
+        ({"epochs": 0}, "--epochs 0: must be in [1, 10000]"),
         ({"seeds": 0}, "--seeds 0: must be >= 1"),
         ({"bn_momentum": (1.0,)}, "--bn-momentum 1.0: must be in [0, 1)"),
         ({"bn_placement": ("middle",)}, "--bn-placement middle: must be one of before, after"),
         ({"val_fraction": 1.5}, "--val-fraction 1.5: must be in (0, 1)"),
         ({"name": "a/b"}, "--name 'a/b': must be a plain folder name"),
+        ({"epochs": 100_000_000}, "--epochs 100000000: must be in [1, 10000]"),
+        ({"seed_base": -1}, "--seed-base -1: must be in [0, 4294967295"),
+        ({"split_seed": 2**40}, "--split-seed 1099511627776: must be in [0,"),
+        ({"decay": float("nan")}, "--decay nan: must be a finite number"),
+        ({"momentum": float("inf")}, "--momentum inf: must be a finite number"),
+        ({"lr": (0.1, 0.01, 0.1)}, "--lr 0.1,0.01,0.1: names 0.1 twice"),
+        ({"bn": (True, False, True)}, "--bn on,off,on: names on twice"),
+        ({"depth": (2, 2, 3, 3)}, "--depth 2,2,3,3: names 2, 3 twice"),
+        ({"log": ("csv", "nosuch")}, "--log nosuch: must be one of tensorboard, csv, mlflow"),
     ],
 )
 def test_bad_values_name_flag_value_and_bound(changes, message):
