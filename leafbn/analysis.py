@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from leafbn.config import TRIAL_FIELDS
+from leafbn.tables import read_table
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -97,7 +98,7 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, di
     if not trials_path.is_file():
         raise FileNotFoundError(f"{trials_path}: no trials.csv (has the study run?)")
     try:
-        trials = pd.read_csv(trials_path)
+        trials = read_table(trials_path)
     except pd.errors.EmptyDataError:  # a zero-byte file: an empty study, warned about below
         trials = pd.DataFrame(columns=list(_REQUIRED))
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
@@ -113,7 +114,7 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, di
     curves = pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"])
     if curves_path.is_file():
         try:
-            curves = pd.read_csv(curves_path)
+            curves = read_table(curves_path)
             for col in ("epoch", "train_loss", "val_loss", "val_accuracy"):
                 if col in curves.columns:
                     curves[col] = pd.to_numeric(curves[col], errors="coerce")
@@ -123,6 +124,7 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, di
             warnings.warn(f"{curves_path} is empty: no learning curves", stacklevel=2)
         except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
             warnings.warn(f"{curves_path}: unreadable ({exc}); no learning curves", stacklevel=2)
+        # a malformed row (TableError) is an error: a number from a cut line must not be reported
     else:
         warnings.warn(f"{curves_path} is missing: no learning curves", stacklevel=2)
 

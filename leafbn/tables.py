@@ -6,8 +6,11 @@ after a failure starts again from epoch 1, so only its last attempt's rows are k
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,8 +19,8 @@ import pandas as pd
 from leafbn.config import TRIAL_FIELDS
 
 __all__ = [
-    "CURVE_COLUMNS", "TRIAL_COLUMNS", "curves_from_history", "epochs_of", "last_attempt", "trial_row",
-    "trials_frame",
+    "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "TableError",
+    "curves_from_history", "epochs_of", "last_attempt", "read_table", "trial_row", "trials_frame",
 ]  # fmt: skip
 
 CURVE_COLUMNS = ["trial_id", "split", "epoch", "train_loss", "val_loss", "val_accuracy"]
@@ -28,6 +31,55 @@ TRIAL_COLUMNS = [
     "final_val_loss", "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss",
     "diverged", "diverged_epoch", "epochs_run", "time_s", "node_id", "retries", "error",
 ]  # fmt: skip
+
+
+#: Columns of either table that hold numbers (empty, nan and inf included) or booleans.
+NUMERIC_COLUMNS = frozenset(
+    ("lr", "depth", "width", "bn_momentum", "batch_size", "epochs", "split", "seed", "final_val_loss",
+     "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss", "diverged_epoch", "epochs_run",
+     "time_s", "retries", "epoch", "train_loss", "val_loss", "val_accuracy")
+)  # fmt: skip
+BOOLEAN_COLUMNS = frozenset(("bn", "diverged", "drop_last"))
+_BOOLEANS = {"true", "false", "1", "0", "1.0", "0.0", "yes", "no", "t", "f", "y", "n", ""}
+
+
+class TableError(ValueError):
+    """A malformed table: the message names the file, the line and what is wrong there."""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read ``trials.csv`` or ``curves.csv`` strictly, then with pandas.
+
+    Every row must have the header's number of fields, every cell of a column in
+    :data:`NUMERIC_COLUMNS` must be a number (or empty, ``nan``, ``inf``), every cell of a column in
+    :data:`BOOLEAN_COLUMNS` a truth value, and the file must end with a line end (pandas writes
+    one; a file without it was cut short, e.g. by a full disk). Raises :class:`TableError` naming
+    the file and the first bad line; ``pandas.errors.EmptyDataError`` for a zero-byte file.
+    """
+    path = Path(path)
+    text = path.read_text()
+    if not text:
+        raise pd.errors.EmptyDataError(f"{path}: empty")
+    if not text.endswith("\n"):
+        line = text.count("\n") + 1
+        raise TableError(f"{path}: line {line} ends without a line end: the file was cut short (restore it)")
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows)
+    checks = [(i, name) for i, name in enumerate(header) if name in NUMERIC_COLUMNS | BOOLEAN_COLUMNS]
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise TableError(f"{path}: line {number} has {len(row)} fields, the header {len(header)}")
+        for i, name in checks:
+            cell = row[i].strip()
+            if name in BOOLEAN_COLUMNS:
+                if cell.lower() not in _BOOLEANS:
+                    raise TableError(f"{path}: line {number}, column {name}: {cell!r} is not true or false")
+                continue
+            try:
+                float(cell or "nan")
+            except ValueError:
+                raise TableError(f"{path}: line {number}, column {name}: {cell!r} is not a number") from None
+    return pd.read_csv(io.StringIO(text))
 
 
 def epochs_of(history: pd.DataFrame) -> pd.DataFrame:

@@ -280,6 +280,13 @@ def test_cli_exit_2_on_bad_input(tmp_path):
     assert (
         no_trials.returncode == 2 and "trials.csv" in no_trials.stderr and "Traceback" not in no_trials.stderr
     )
+    write_study(tmp_path, lrs=[1e-1], curves=False)
+    whole = (tmp_path / "trials.csv").read_text()
+    (tmp_path / "trials.csv").write_text(whole[: whole.rindex("\n", 0, -1) + 20])  # cut mid-line
+    cut = run_cli(str(tmp_path))
+    assert cut.returncode == 2 and len(cut.stderr.strip().splitlines()) == 1, cut.stderr
+    assert cut.stderr.startswith(f"error: {tmp_path / 'trials.csv'}: line ") and "Traceback" not in cut.stderr
+    assert not (tmp_path / "report").exists()
 
 
 def test_cli_writes_the_report(tmp_path):

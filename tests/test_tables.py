@@ -3,8 +3,9 @@
 import math
 
 import pandas as pd
+import pytest
 
-from leafbn.tables import curves_from_history, epochs_of, trial_row
+from leafbn.tables import TableError, curves_from_history, epochs_of, read_table, trial_row
 
 CONFIG = {"lr": 0.1, "bn": True, "depth": 3, "width": 100, "bn_momentum": 0.99, "bn_placement": "before",
           "batch_size": 10, "epochs": 4, "seed": 0}  # fmt: skip
@@ -50,3 +51,36 @@ def test_divergence_is_read_from_the_last_epoch():
 def test_a_trial_that_never_reported():
     row = trial_row("t", CONFIG, pd.DataFrame(), error="worker died")
     assert row["epochs_run"] == 0 and math.isnan(row["final_val_loss"]) and row["error"] == "worker died"
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_read_table_reads_what_pandas_wrote(tmp_path):
+    frame = pd.DataFrame({"trial_id": ["a", "b"], "lr": [0.1, 1.0], "bn": [True, False],
+                          "final_val_loss": [0.5, math.nan], "error": ["", "x, y"]})  # fmt: skip
+    frame.to_csv(tmp_path / "trials.csv", index=False)
+    back = read_table(tmp_path / "trials.csv")
+    assert back["lr"].tolist() == [0.1, 1.0] and back["bn"].tolist() == [True, False]
+    assert math.isnan(back["final_val_loss"].iat[1]) and back["error"].iat[1] == "x, y"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "trial_id,lr,final_val_loss\na,0.1,0.01157\nb,0.1,0.011",
+            "line 3 ends without a line end: the file was cut",
+        ),
+        ("trial_id,lr,final_val_loss,error\na,0.1,0.5,\nb,0.1\n", "line 3 has 2 fields, the header 4"),
+        ("trial_id,lr,final_val_loss\na,0.1,0.5\nb,0.1x,0.4\n", "line 3, column lr: '0.1x' is not a number"),
+        ("trial_id,bn,final_val_loss\na,maybe,0.5\n", "line 2, column bn: 'maybe' is not true or false"),
+    ],
+)
+def test_read_table_names_the_file_and_the_bad_line(tmp_path, text, message):
+    path = write(tmp_path / "trials.csv", text)
+    with pytest.raises(TableError) as info:
+        read_table(path)
+    assert str(info.value) == f"{path}: {message}" or str(info.value).startswith(f"{path}: {message}")
