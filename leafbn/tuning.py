@@ -12,11 +12,13 @@ dashboard.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
 import os
 import platform
+import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -303,8 +305,18 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Ray: local on 127.0.0.1 by default, or an existing cluster.
 # --------------------------------------------------------------------------------------------
+#: An HTTP/2 client's first bytes (the connection preface and an empty SETTINGS frame). Ray's GCS
+#: and its client server speak gRPC, so they answer with a SETTINGS frame; anything else does not.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast with one line if ``host:port`` (or ``ray://host:port``) does not answer."""
+    """Fail fast with one line if ``host:port`` (or ``ray://host:port``) does not answer as Ray does.
+
+    A closed port, or a port where something else listens (an HTTP server, say; ``ray.init`` would
+    wait there for minutes), is refused within ``timeout`` seconds. With ``RAY_USE_TLS`` only the
+    TCP connection is checked.
+    """
     if address == "auto":
         return
     hostport = address.removeprefix("ray://")
@@ -312,7 +324,17 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     if not host or not port.isdigit():
         raise StudyError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            if os.environ.get("RAY_USE_TLS", "0") in ("0", ""):
+                sock.sendall(_H2_PREFACE)
+                head = b""
+                while len(head) < 9 and (chunk := sock.recv(9 - len(head))):
+                    head += chunk
+                if len(head) < 9 or head[3] != 4:  # frame type 4: SETTINGS
+                    raise StudyError(
+                        f"--address {address}: something answers there, but not Ray "
+                        "(point it at the head node's GCS port, 6379 by default, or ray://HOST:10001)"
+                    )
     except OSError as exc:
         raise StudyError(
             f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})"
@@ -347,6 +369,7 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             finally:
                 ray.shutdown()
         return
+    _token_without_home()
     with _loopback_only():
         ray.init(  # "local": a new instance of our own, never a cluster that happens to run here
             address="local",
@@ -359,6 +382,29 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             yield
         finally:
             ray.shutdown()
+
+
+def _token_without_home() -> None:
+    """Give a local Ray instance its auth token in the environment where ``~/.ray`` cannot be written.
+
+    Ray's local instance turns on token authentication and saves a new token in
+    ``~/.ray/auth_token``; on a read-only home folder (locked-down nodes, some CI) that raises
+    inside ``ray.init``. The token then goes in ``RAY_AUTH_TOKEN``, which Ray's processes inherit.
+    """
+    if {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
+        return
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return
+    token_file = Path.home() / ".ray" / "auth_token"
+    if token_file.is_file():
+        return
+    try:
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        probe = token_file.parent / ".leafbn-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError:
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # as Ray's own token generator does
 
 
 def _is_loopback(address: str) -> bool:
@@ -417,6 +463,31 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+@contextmanager
+def study_lock(path: Path) -> Iterator[None]:
+    """Own the study folder ``path`` while a study runs there (``path/.lock``, an flock).
+
+    Raises :class:`StudyError` naming the holder if another study holds it. The operating system
+    frees the lock when its process ends, however it ends (SIGKILL included), so a crashed study
+    never leaves it stuck; Ray's processes do not inherit it.
+    """
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise StudyError(
+                f"{path}: another study is running there ({holder}); "
+                "wait for it to end, or use another --name"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _prepare_dir(config: StudyConfig, path: Path) -> None:
     """Make sure the study's folder (and, for a URI ``--out``, its storage) can be written."""
     try:
@@ -470,7 +541,37 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise StudyError(f"{path / 'config.json'}: cannot read the study's configuration ({exc})") from exc
 
 
-def run_study(config: StudyConfig, echo=print, resume: bool = False, report: bool = False) -> StudyResult:
+#: Settings a resumed study takes from the command line: where it runs, not what it runs.
+WHERE_IT_RUNS = ("address", "num_cpus", "out", "name", "data", "log")
+
+
+def contradictions(stored: StudyConfig, given: StudyConfig, asked: set[str]) -> list[str]:
+    """The flags in ``asked`` whose values in ``given`` differ from the ``stored`` study's, as text."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, tuple):
+            return ",".join(show(v) for v in value)
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return [
+        f"--{name.replace('_', '-')} {show(getattr(given, name))} "
+        f"(the study's: {show(getattr(stored, name))})"
+        for name in sorted(asked)
+        if name not in WHERE_IT_RUNS
+        and hasattr(stored, name)
+        and getattr(given, name) != getattr(stored, name)
+    ]
+
+
+def run_study(
+    config: StudyConfig,
+    echo=print,
+    resume: bool = False,
+    report: bool = False,
+    asked: set[str] | frozenset[str] = frozenset(),
+) -> StudyResult:
     """Run ``config``'s study on Ray Tune and write its results; returns where they are.
 
     With ``resume``, continue the study already in ``OUT/NAME`` (its own ``config.json`` wins;
@@ -480,6 +581,8 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
     unreachable ``--address``, a grid larger than ``max_trials``, or an existing study without
     ``resume``; :class:`leafbn.data.DataError` for bad data. An interrupted study still writes the
     tables of what it finished. With ``report``, the robustness report is written at the end.
+    ``asked``: the settings the user gave explicitly; on ``resume`` any of them (besides where the
+    study runs) that contradicts the stored study is refused, naming each.
     With a URI ``--out``, Ray Tune writes there directly and the study's own files are copied
     there at the end; the returned path is the local working folder.
     """
@@ -496,8 +599,15 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
         if is_uri(config.out):
             _fetch(config, path)
         meta = _read_meta(path)
+        stored = StudyConfig.from_dict(meta["study"])
+        differ = contradictions(stored, config, set(asked))
+        if differ:
+            raise StudyError(
+                f"--resume: {'; '.join(differ)} contradict{'s' if len(differ) == 1 else ''} the stored "
+                "study: drop them to resume it as it began, or start a new study with another --name"
+            )
         where = {k: getattr(config, k) for k in ("address", "num_cpus", "out")}
-        config = StudyConfig.from_dict(meta["study"]).replace(**where)
+        config = stored.replace(**where)
         if meta.get("run", {}).get("complete"):
             echo(
                 f"leafbn: {path} is already complete "
@@ -540,6 +650,29 @@ def run_study(config: StudyConfig, echo=print, resume: bool = False, report: boo
         )
     if not resume:
         _prepare_dir(config, path)
+    with study_lock(path):
+        if not resume and (tune.Tuner.can_restore(experiment) or (path / "config.json").exists()):
+            raise StudyError(  # another study started here between the first check and the lock
+                f"{experiment} already holds a study: continue it with --resume, or use another --name"
+            )
+        return _run(config, path, experiment, data, splits, expected, meta if resume else None, echo, report)
+
+
+def _run(
+    config: StudyConfig,
+    path: Path,
+    experiment: str,
+    data: leafdata.LeafData,
+    splits: tuple[leafdata.Split, ...],
+    expected: int,
+    meta: dict[str, Any] | None,
+    echo,
+    report: bool,
+) -> StudyResult:
+    """The study itself, in its locked folder: ``meta`` is the stored config.json when resuming."""
+    resume = meta is not None
+    n_train = len(splits[0].x_train)
+    if not resume:
         meta = {
             "study": config.to_dict(),
             "data": data.record(),

@@ -248,14 +248,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "see docs/benchmarks.md (default: none)",
     )
     ru.add_argument("--report", action="store_true", help="write the robustness report when the study ends")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Which flags were given (not defaulted): parse again with every default suppressed.
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    args.asked = {name for name in vars(p.parse_args(argv)) if name not in ("grid", "resume", "report")}
+    return args
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """Build the study's one :class:`StudyConfig` from parsed arguments."""
     import os
 
-    fields = {k: v for k, v in vars(args).items() if k not in ("grid", "report", "resume")}
+    fields = {k: v for k, v in vars(args).items() if k not in ("grid", "report", "resume", "asked")}
     fields["data"] = args.data or os.environ.get("LEAFBN_DATA") or "embedded"
     for axis, values in space_axes(args.space).items():
         if fields[axis] is None:
@@ -275,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     from leafbn.tuning import StudyError, run_study
 
     try:
-        result = run_study(config, resume=args.resume, report=args.report)
+        result = run_study(config, resume=args.resume, report=args.report, asked=args.asked)
     except (DataError, StudyError) as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2

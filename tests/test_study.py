@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,12 @@ from leafbn.tables import CURVE_COLUMNS, TRIAL_COLUMNS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "study" / "run.py"), *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env,
     )  # fmt: skip
 
 
@@ -121,13 +124,15 @@ def test_tiny_grid_on_local_ray(tmp_path):
 
 @pytest.mark.cluster
 def test_cli_on_kaggle_data_records_divergence(tmp_path, kaggle_train_csv):
-    # Kaggle's own train.csv where ../shared is present, else one written in its format.
+    # Kaggle's own train.csv where ../shared is present, else one written in its format; and a home
+    # folder that cannot be written (locked-down nodes, some CI), where Ray keeps its auth token.
     train_csv = kaggle_train_csv
-    done = run_cli(
+    xla = os.environ.get("LEAFBN_XLA_CACHE", str(Path.home() / ".cache" / "leafbn" / "xla"))
+    args = (
         "--grid", "--data", str(train_csv), "--lr", "0.01,1000", "--seeds", "1", "--splits", "2",
-        "--epochs", "4",
-        "--out", str(tmp_path), "--name", "kaggle", "--num-cpus", "2", "--report",
+        "--epochs", "4", "--out", str(tmp_path), "--name", "kaggle", "--num-cpus", "2", "--report",
     )  # fmt: skip
+    done = run_cli(*args, env={**os.environ, "HOME": "/proc", "LEAFBN_XLA_CACHE": xla})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     trials, curves = check_tables(tmp_path / "kaggle", expected_trials=8, epochs=4)
