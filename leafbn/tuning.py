@@ -42,6 +42,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from leafbn import data as leafdata
+from leafbn import reaper
 from leafbn.config import StudyConfig, steps_per_epoch
 from leafbn.progress import ProgressLine
 from leafbn.spaces import estimate_seconds, objective, optuna_space
@@ -370,7 +371,7 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
                 ray.shutdown()
         return
     _token_without_home()
-    with _loopback_only():
+    with reaper.watch(), _loopback_only():  # a killed driver leaves none of its Ray processes behind
         ray.init(  # "local": a new instance of our own, never a cluster that happens to run here
             address="local",
             num_cpus=config.num_cpus,

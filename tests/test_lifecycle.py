@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import psutil
 import pytest
 
 from leafbn.config import StudyConfig
@@ -126,13 +127,23 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
         ):
             time.sleep(0.2)
         assert study.poll() is None, "the study ended before it could be killed: make it longer"
-        os.killpg(study.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        ray_processes = psutil.Process(study.pid).children(recursive=True)
+        assert any("raylet" in p.name() or "gcs_server" in p.name() for p in ray_processes)
+        study.send_signal(signal.SIGKILL)  # the driver alone, as the OOM killer would
         study.wait(timeout=30)
+        _, alive = psutil.wait_procs(ray_processes, timeout=15)  # its watcher ends them
+        assert not alive, [p.name() for p in alive]
     finally:
         if study.poll() is None:
             os.killpg(study.pid, signal.SIGKILL)
     before = recorded_finished(path, epochs)
     assert 2 <= len(before) < 16 and not (path / "trials.csv").exists()
+
+    other = subprocess.run([*RUN, *args, "--resume", "--epochs", "7", "--lr", "5,50"], capture_output=True,
+                           text=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    assert "--epochs 7 (the study's: 60)" in other.stderr and "--lr 5,50 (the study's: " in other.stderr
+    assert not (path / "trials.csv").exists()  # refused before anything was written
 
     again = subprocess.run([*RUN, *args, "--resume"], capture_output=True, text=True, timeout=600,
                            stdin=subprocess.DEVNULL)  # fmt: skip
@@ -176,6 +187,12 @@ def test_out_as_a_storage_uri_ends_in_one_place(tmp_path):
     assert len(pd.read_csv(store / "u" / "trials.csv")) == 1
 
     env["LEAFBN_STAGING"] = str(tmp_path / "elsewhere")  # another machine: nothing local
+    other = subprocess.run([*RUN, *args, "--resume", "--epochs", "7", "--lr", "5,50"], capture_output=True,
+                           text=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    assert "--epochs 7 (the study's: 60)" in other.stderr and "--lr 5,50 (the study's: " in other.stderr
+    assert not (path / "trials.csv").exists()  # refused before anything was written
+
     again = subprocess.run([*RUN, *args, "--resume"], capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and "already complete" in again.stdout, again.stderr[-2000:]
 
