@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "TRIAL_FIELDS", "steps_per_epoch"]
+__all__ = ["StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "steps_per_epoch"]
 
 #: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
 SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
@@ -27,6 +27,18 @@ BN_PLACEMENTS = ("before", "after")
 MAX_EPOCHS = 10_000
 #: Seeds are numpy/Keras seeds: 0 … 2**32 - 1.
 MAX_SEED = 2**32 - 1
+
+#: The named search spaces (``--space``): the axes each sets; axes it does not name keep the
+#: StudyConfig defaults. ``seed`` is the blog's grid; ``full`` adds the architecture and BN's settings.
+SPACES: dict[str, dict[str, tuple]] = {
+    "seed": {},
+    "full": {
+        "depth": (1, 2, 3, 4, 5),
+        "width": (25, 50, 100, 200, 400),
+        "bn_momentum": (0.5, 0.9, 0.99, 0.999),
+        "bn_placement": ("before", "after"),
+    },
+}
 
 #: Ray Tune's standard logger callbacks a study can add (``--log``).
 LOGGERS: tuple[str, ...] = ("tensorboard", "csv", "mlflow")
@@ -92,7 +104,7 @@ class StudyConfig:
     momentum: float = 0.9  # SGD momentum, Nesterov
     decay: float = 1e-6  # legacy Keras decay: lr_t = lr / (1 + decay * iterations)
     # --- how the space is searched -----------------------------------------------------------
-    space: str = "seed"  # named space the axes came from (leafbn.spaces.SPACES): seed | full
+    space: str = "seed"  # named space the axes came from (SPACES): seed | full
     optuna: int = 0  # 0: the full grid; N > 0: N trials sampled by Optuna (TPE) instead
     max_concurrent: int | None = None  # trials at once (None: as many as there are CPUs)
     asha: bool = False  # Ray Tune's ASHA scheduler stops hopeless trials early
@@ -185,8 +197,6 @@ class StudyConfig:
             fail("decay", self.decay, "must be >= 0")
         if self.num_cpus is not None and self.num_cpus < 1:
             fail("num-cpus", self.num_cpus, "must be >= 1")
-        from leafbn.spaces import SPACES
-
         if self.space not in SPACES:
             fail("space", self.space, f"must be one of {', '.join(SPACES)}")
         if self.optuna < 0:

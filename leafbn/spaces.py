@@ -11,20 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from leafbn.config import TRIAL_FIELDS, StudyConfig, steps_per_epoch
+from leafbn.config import SPACES, TRIAL_FIELDS, StudyConfig, steps_per_epoch
 
 __all__ = ["SPACES", "space_axes", "optuna_space", "objective", "WORST_LOSS", "estimate_seconds"]
-
-#: The axes each named space sets; axes it does not name keep the StudyConfig defaults.
-SPACES: dict[str, dict[str, tuple]] = {
-    "seed": {},
-    "full": {
-        "depth": (1, 2, 3, 4, 5),
-        "width": (25, 50, 100, 200, 400),
-        "bn_momentum": (0.5, 0.9, 0.99, 0.999),
-        "bn_placement": ("before", "after"),
-    },
-}
 
 #: The cross-entropy of giving the true class probability 1e-7 (Keras' epsilon): the objective's
 #: ceiling. A diverged trial is worth exactly this to Optuna and ASHA, so they learn the region is

@@ -1,4 +1,4 @@
-"""Issue 3: Optuna search, resume after SIGKILL, spaces and their size announcement."""
+"""A study's life: Optuna search, a grid too large, SIGKILL then --resume, a storage URI as --out."""
 
 import json
 import math
@@ -14,36 +14,10 @@ import pandas as pd
 import psutil
 import pytest
 
-from leafbn.config import StudyConfig
-from leafbn.spaces import WORST_LOSS, estimate_seconds, objective, optuna_space, space_axes
+from leafbn.spaces import WORST_LOSS
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(ROOT / "study" / "run.py")]
-
-
-def test_objective_never_rewards_divergence():
-    assert objective(0.5) == 0.5
-    assert objective(math.nan) == objective(math.inf) == WORST_LOSS
-    assert objective(40.0) == WORST_LOSS  # no finite loss counts as worse than diverging
-
-
-def test_full_space_and_overrides():
-    axes = space_axes("full")
-    assert axes["depth"] == (1, 2, 3, 4, 5) and axes["width"] == (25, 50, 100, 200, 400)
-    assert min(axes["bn_momentum"]) == 0.5 and max(axes["bn_momentum"]) == 0.999
-    assert axes["lr"] == StudyConfig().lr and set(axes["bn_placement"]) == {"before", "after"}
-    searched, fixed = optuna_space(StudyConfig(**axes))
-    assert searched["lr"].log and searched["lr"].low == 0.001 and searched["lr"].high == 1000
-    assert set(searched) == {"lr", "bn", "depth", "width", "bn_momentum", "bn_placement"}
-    assert fixed == {"batch_size": 10}
-
-
-def test_estimate_grows_with_the_space():
-    seed = StudyConfig(seeds=1)
-    small = estimate_seconds(seed, seed.trial_configs(), 1267, cpus=2)
-    wide = StudyConfig(**{**space_axes("full"), "seeds": 1})
-    assert estimate_seconds(wide, wide.trial_configs(), 1267, cpus=2) > 20 * small
-    assert estimate_seconds(seed, seed.trial_configs(), 1267, cpus=4) < small
 
 
 def test_too_large_a_grid_is_announced_and_refused(tmp_path):
