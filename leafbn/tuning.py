@@ -21,7 +21,7 @@ import platform
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -570,7 +570,7 @@ def run_study(
     config: StudyConfig,
     echo=print,
     resume: bool = False,
-    report: bool = False,
+    report: Callable[[Path], Path] | None = None,
     asked: set[str] | frozenset[str] = frozenset(),
 ) -> StudyResult:
     """Run ``config``'s study on Ray Tune and write its results; returns where they are.
@@ -581,7 +581,8 @@ def run_study(
     is not run again. Raises :class:`StudyError` (one line) for an unwritable ``--out``, an
     unreachable ``--address``, a grid larger than ``max_trials``, or an existing study without
     ``resume``; :class:`leafbn.data.DataError` for bad data. An interrupted study still writes the
-    tables of what it finished. With ``report``, the robustness report is written at the end.
+    tables of what it finished. ``report``: called with the study's folder at the end, before any
+    copy to a URI ``--out`` (the CLI passes :func:`leafbn.report.write_report`); returns its path.
     ``asked``: the settings the user gave explicitly; on ``resume`` any of them (besides where the
     study runs) that contradicts the stored study is refused, naming each.
     With a URI ``--out``, Ray Tune writes there directly and the study's own files are copied
@@ -668,7 +669,7 @@ def _run(
     expected: int,
     meta: dict[str, Any] | None,
     echo,
-    report: bool,
+    report: Callable[[Path], Path] | None,
 ) -> StudyResult:
     """The study itself, in its locked folder: ``meta`` is the stored config.json when resuming."""
     resume = meta is not None
@@ -718,9 +719,7 @@ def _run(
         complete=complete,
     )
     _write_json(path / "config.json", meta)
-    if report:
-        from leafbn.report import write_report
-
-        echo(f"report: {write_report(path)}")
+    if report is not None:
+        echo(f"report: {report(path)}")
     _publish(config, path)
     return StudyResult(path, trials_df, curves_df, complete)

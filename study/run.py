@@ -280,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     from leafbn.tuning import StudyError, run_study
 
     try:
-        result = run_study(config, resume=args.resume, report=args.report, asked=args.asked)
+        from leafbn.report import write_report
+
+        result = run_study(
+            config, resume=args.resume, report=write_report if args.report else None, asked=args.asked
+        )
     except (DataError, StudyError) as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
