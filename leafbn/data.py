@@ -650,9 +650,11 @@ def _check_splittable(data: LeafData, val_fraction: float) -> None:
     n_val = math.ceil(val_fraction * len(data.y))
     n_train = len(data.y) - n_val
     if min(n_val, n_train) < len(data.classes):
+        n, c = len(data.y), len(data.classes)
+        low, high = math.ceil(1000 * c / n) / 1000, math.floor(1000 * (n - c) / n) / 1000
         raise DataError(
-            f"{data.source}: val_fraction={val_fraction} gives {n_train} training and {n_val} "
-            f"validation rows for {len(data.classes)} classes; each part needs one row per class"
+            f"--val-fraction {val_fraction}: gives {n_train} training and {n_val} validation rows of "
+            f"{data.source} for {c} classes; each part needs one row per class: use {low:g} to {high:g}"
         )
 
 

@@ -286,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             config, resume=args.resume, report=write_report if args.report else None, asked=args.asked
         )
     except (DataError, StudyError) as exc:
-        print(f"run.py: error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if isinstance(exc, DataError) and message.startswith(f"{config.data}:"):
+            # say where the value came from: the flag, or the environment variable
+            message = f"--data {message}" if args.data else f"LEAFBN_DATA={message}"
+        print(f"run.py: error: {message}", file=sys.stderr)
         return 2
 
     from leafbn.analysis import format_summary, summary

@@ -171,7 +171,8 @@ def test_cli_on_kaggle_data_records_divergence(tmp_path, kaggle_train_csv):
         (["--epochs", "0"], "--epochs 0: must be in [1, 10000]"),
         (["--seeds", "0"], "--seeds 0: must be >= 1"),
         (["--bn", "maybe"], "--bn maybe: 'maybe' is not on or off"),
-        (["--data", "/nonexistent/train.csv"], "/nonexistent/train.csv"),
+        (["--data", "/nonexistent/train.csv"], "--data /nonexistent/train.csv: no such file"),
+        (["--val-fraction", "0.99"], "--val-fraction 0.99: gives 15 training and 1569 validation rows"),
         (["--out", "/proc/leafbn"], "--out /proc/leafbn: cannot write there"),
         (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
         (
@@ -214,6 +215,12 @@ def test_cli_refuses_a_logger_whose_package_is_missing(tmp_path, capsys, monkeyp
         f"--log {logger}: needs {module}, not installed: pip install 'leafbn[{extra}]'"
     )
     assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_cli_names_the_variable_a_bad_data_path_came_from(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEAFBN_DATA", "/nonexistent")
+    code, stderr = run_main(capsys, "--out", str(tmp_path))
+    assert code == 2 and stderr.startswith("run.py: error: LEAFBN_DATA=/nonexistent: no such file or folder")
 
 
 def test_cli_refuses_to_overwrite_a_study(tmp_path):
