@@ -132,10 +132,18 @@ def _interval(iv: dict[str, Any], unit: str = "", signed: bool = False) -> str:
     return text
 
 
+def _probability(p: float) -> str:
+    """``= 0.738``; ``> 0.999`` or ``< 0.001`` where three decimals would round to a certainty."""
+    if 0.9995 <= p < 1:
+        return "> 0.999"
+    if 0 < p < 0.0005:
+        return "< 0.001"
+    return f"= {p:.3f}"
+
+
 def _verdict_sentence(ans: dict[str, Any]) -> str:
-    head = (
-        f"**Verdict: {_VERDICT[ans['verdict']]}** — P(BN's stable range is wider) = {ans['p_bn_wider']:.3f}"
-    )
+    p = _probability(ans["p_bn_wider"])
+    head = f"**Verdict: {_VERDICT[ans['verdict']]}** — P(BN's stable range is wider) {p}"
     tail = f", over {ans['seeds']} seeds" + (f" × {ans['splits']} splits" if ans["splits"] > 1 else "") + "."
     if ans["verdict"] == "inconclusive":
         if ans["seeds_to_settle"]:
@@ -144,7 +152,11 @@ def _verdict_sentence(ans: dict[str, Any]) -> str:
                 "(the same resampling, drawing that many)."
             )
         else:
-            tail += " Run more seeds: even 8× as many would likely not settle it at this effect size."
+            tail += (
+                " Run more seeds: resampling these runs at up to 8× as many seeds does not settle it"
+                " (a success rate at the threshold stays there when its own runs are redrawn); only new"
+                " seeds can tell which side of it a learning rate is on."
+            )
     return head + tail
 
 
