@@ -331,16 +331,25 @@ def summary(trials: pd.DataFrame) -> pd.DataFrame:
         trials: the trials table (as written to ``trials.csv``; ``diverged`` may be missing).
 
     Returns:
-        Columns ``lr``, ``bn``, ``val_loss_mean``, ``val_loss_std`` (over the non-diverged trials
-        with a finite loss), ``diverged`` (count) and ``runs`` (count), sorted by ``lr`` then
-        ``bn``. Any other axis (depth, width, ...) is pooled.
+        Columns ``lr``, ``bn``, ``val_loss_mean``, ``val_loss_std`` (over the finished, non-diverged
+        trials with a finite loss), ``diverged`` (count), ``runs`` (finished trials: all their epochs
+        run, or diverged) and ``unfinished`` (trials of an interrupted study that stopped before
+        their last epoch or never started, or that ASHA stopped), sorted by ``lr`` then ``bn``.
+        Any other axis (depth, width, ...) is pooled.
     """
-    columns = ["lr", "bn", "val_loss_mean", "val_loss_std", "diverged", "runs"]
+    columns = ["lr", "bn", "val_loss_mean", "val_loss_std", "diverged", "runs", "unfinished"]
     if trials.empty or not {"lr", "bn", "final_val_loss"} <= set(trials.columns):
         return pd.DataFrame(columns=columns)
     trials = _normalise_trials(trials)
+    finished = trials["diverged"].copy()
+    if {"epochs_run", "epochs"} <= set(trials.columns):
+        finished |= pd.to_numeric(trials["epochs_run"]) >= pd.to_numeric(trials["epochs"])
+    else:
+        finished[:] = True
+    trials = trials.assign(_finished=finished)
     rows = []
-    for (lr, bn), group in trials.groupby(["lr", "bn"], sort=True):
+    for (lr, bn), everything in trials.groupby(["lr", "bn"], sort=True):
+        group = everything[everything["_finished"]]
         _, mean, std, _ = _mean_std_ci(_finite_ok(group, "final_val_loss"), 0.95)
         rows.append(
             dict(
@@ -350,6 +359,7 @@ def summary(trials: pd.DataFrame) -> pd.DataFrame:
                 val_loss_std=std,
                 diverged=int(group["diverged"].sum()),
                 runs=len(group),
+                unfinished=len(everything) - len(group),
             )
         )
     return pd.DataFrame(rows, columns=columns)
@@ -372,7 +382,10 @@ def format_summary(df: pd.DataFrame) -> str:
             loss = _number(row.val_loss_mean)
         else:
             loss = f"{_number(row.val_loss_mean)} ± {_number(row.val_loss_std)}"
-        lines.append(f"{row.lr:>8g}  {'on' if row.bn else 'off':<5}  {loss:<22}  {row.diverged}/{row.runs}")
+        unfinished = f"  (+{row.unfinished} unfinished)" if getattr(row, "unfinished", 0) else ""
+        lines.append(
+            f"{row.lr:>8g}  {'on' if row.bn else 'off':<5}  {loss:<22}  {row.diverged}/{row.runs}{unfinished}"
+        )
     return "\n".join(lines)
 
 

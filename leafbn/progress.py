@@ -19,6 +19,13 @@ from ray import tune
 __all__ = ["ProgressLine"]
 
 
+def _stopped_early(trial: Any) -> bool:
+    """The trial's last report is before its last epoch, and it did not diverge."""
+    result, epochs = trial.last_result or {}, trial.config.get("epochs")
+    epoch = result.get("epoch")
+    return epoch is not None and epochs is not None and epoch < epochs and not result.get("diverged")
+
+
 def _clock(seconds: float) -> str:
     return str(timedelta(seconds=int(seconds))).removeprefix("0:")
 
@@ -41,9 +48,14 @@ class ProgressLine(tune.Callback):
         self.done_before: int | None = None  # trials already done when this run's first line was drawn
 
     def line(self, trials: list) -> str:
-        done = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+        """One progress line. A trial ended before its last epoch without diverging (ASHA stopped
+        it, or the study was interrupted) counts as stopped, not done; one that ended without a
+        single report (an interrupted study's never-started trials) as pending."""
+        ended = [t for t in trials if t.status == "ERROR" or (t.status == "TERMINATED" and t.last_result)]
+        stopped = [t for t in ended if t.status == "TERMINATED" and _stopped_early(t)]
+        done = [t for t in ended if not any(t is s for s in stopped)]
         running = sum(t.status == "RUNNING" for t in trials)
-        pending = max(self.total - len(done) - running, 0)
+        pending = max(self.total - len(ended) - running, 0)
         results = [t.last_result or {} for t in done]
         diverged = sum(bool(r.get("diverged")) for r in results)
         finite = [
@@ -58,6 +70,8 @@ class ProgressLine(tune.Callback):
             f"{running} running",
             f"{pending} pending",
         ]
+        if stopped:
+            parts.insert(1, f"{len(stopped)} stopped early")
         if diverged:
             parts.append(f"{diverged} diverged")
         if finite:

@@ -19,7 +19,9 @@ import json
 import os
 import platform
 import secrets
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -385,6 +387,23 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             ray.shutdown()
 
 
+@contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM (``kill``, a batch scheduler, a closed session) ends the study as Ctrl-C does.
+
+    Ray Tune stops gracefully on SIGINT and the tables of what finished are written; Ray's own
+    SIGTERM handler would end the driver at once, with no table. Only the main thread can do this.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _token_without_home() -> None:
     """Give a local Ray instance its auth token in the environment where ``~/.ray`` cannot be written.
 
@@ -701,7 +720,8 @@ def _run(
         else:
             tuner = build_tuner(config, splits, callbacks=[progress])
         try:
-            tuner.fit()
+            with _term_as_interrupt():
+                tuner.fit()
         except KeyboardInterrupt:
             echo("leafbn: interrupted; writing what finished (continue with --resume)")
     trials_df, curves_df, statuses = collect_tables(experiment)

@@ -123,7 +123,15 @@ def test_per_family_metrics_with_a_depth_axis():
 
 def test_summary_and_format_summary():
     summ = analysis.summary(make_trials())
-    assert list(summ.columns) == ["lr", "bn", "val_loss_mean", "val_loss_std", "diverged", "runs"]
+    assert list(summ.columns) == [
+        "lr",
+        "bn",
+        "val_loss_mean",
+        "val_loss_std",
+        "diverged",
+        "runs",
+        "unfinished",
+    ]
     assert len(summ) == 14 and summ["runs"].eq(5).all()
     assert row(summ, lr=1.0, bn=False).diverged == 5 and math.isnan(row(summ, lr=1.0, bn=False).val_loss_mean)
     assert row(summ, lr=1e-2, bn=True).val_loss_mean == pytest.approx(0.4)
@@ -132,6 +140,17 @@ def test_summary_and_format_summary():
     assert len(text.splitlines()) == 15
     assert "0.4000 ± 0.0158" in text and "5/5" in text and "0/5" in text
     assert analysis.format_summary(analysis.summary(make_trials().iloc[0:0])) == "(no trials)"
+
+
+def test_summary_of_an_interrupted_study_counts_only_finished_runs():
+    trials = make_trials(lrs=[1e-2])
+    cut = (trials["bn"]) & (trials["seed"] >= 3)  # two BN seeds stopped: one half-way, one never ran
+    trials.loc[cut, "epochs_run"] = [2, 0]
+    trials.loc[cut, "final_val_loss"] = [9.0, math.nan]
+    r = row(analysis.summary(trials), lr=1e-2, bn=True)
+    assert (r.runs, r.unfinished, r.diverged) == (3, 2, 0)
+    assert r.val_loss_mean == pytest.approx(0.4 + OFFS[[2, 3, 4]].mean())  # seeds 0-2 only
+    assert "0/3  (+2 unfinished)" in analysis.format_summary(analysis.summary(trials))
 
 
 def test_summary_accepts_the_runner_table_as_written(tmp_path):

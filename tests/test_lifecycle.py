@@ -141,6 +141,31 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
 
 
 @pytest.mark.cluster
+def test_sigterm_ends_the_study_as_ctrl_c_does_with_its_tables(tmp_path):
+    epochs = 100
+    args = ["--lr", "0.001,0.01", "--seeds", "3", "--epochs", str(epochs), "--out", str(tmp_path),
+            "--name", "termed", "--num-cpus", "2"]  # fmt: skip
+    path = tmp_path / "termed"
+    study = subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not finished_trials(path, epochs) and study.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert study.poll() is None, "the study ended before it could be stopped: make it longer"
+        study.send_signal(signal.SIGTERM)  # kill, a batch scheduler's stop, a closed session
+        out, err = study.communicate(timeout=120)
+    finally:
+        if study.poll() is None:
+            study.kill()
+    assert study.returncode == 1 and "Traceback" not in err, err[-2000:]
+    assert "continue it with --resume" in err
+    trials = pd.read_csv(path / "trials.csv")  # the tables of what finished, written at once
+    assert len(trials) == 12 and (trials["epochs_run"] == epochs).sum() >= 1
+    assert "unfinished)" in out  # the summary marks the trials that did not finish
+
+
+@pytest.mark.cluster
 def test_out_as_a_storage_uri_ends_in_one_place(tmp_path):
     store = tmp_path / "store"
     env = {**os.environ, "LEAFBN_STAGING": str(tmp_path / "staging")}

@@ -40,3 +40,14 @@ def test_a_restored_callback_restarts_its_clock_and_rate():
     assert "left" not in first  # no trial finished in this run yet: no rate to extrapolate from
     later = restored.line([*done_before[:2], trial("TERMINATED", 0.5), trial("RUNNING")])
     assert "3/4 done" in later and "left" in later
+
+
+def test_an_interrupted_study_is_not_all_done():
+    def ran(epoch, epochs=100):
+        t = trial("TERMINATED", 0.4)
+        t.last_result["epoch"], t.config["epochs"] = epoch, epochs
+        return t
+
+    progress = ProgressLine(total=4, echo=lambda _: None)
+    line = progress.line([ran(100), ran(30), trial("TERMINATED"), trial("TERMINATED")])  # Ctrl-C
+    assert line.startswith("[leafbn 00:00] 1/4 done · 1 stopped early · 0 running · 2 pending")
