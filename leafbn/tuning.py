@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import platform
 import secrets
@@ -531,14 +532,36 @@ def _prepare_dir(config: StudyConfig, path: Path) -> None:
             raise StudyError(f"--out {config.out}: cannot write there ({str(exc).splitlines()[0]})") from exc
 
 
+def _never_started(record: logging.LogRecord) -> bool:
+    """Drop Ray Tune's "Failed to fetch metrics" warning when each trial it names has no result file
+    at all (an interrupted study's trials that never started: trials.csv records them with 0
+    epochs); keep it when any other error is among them."""
+    lines = record.getMessage().splitlines()
+    if not lines or not lines[0].startswith("Failed to fetch metrics"):
+        return True
+    return not all("FileNotFoundError(" in line for line in lines[1:])
+
+
+@contextmanager
+def _quiet_never_started() -> Iterator[None]:
+    """Inside, Ray Tune's reader of results drops the warning :func:`_never_started` describes."""
+    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    logger.addFilter(_never_started)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_never_started)
+
+
 def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """``trials.csv`` and ``curves.csv`` from Ray Tune's experiment folder at ``path`` (or URI).
 
     Read from disk (``tune.ExperimentAnalysis``), so a finished, an interrupted and a resumed
     study are read alike. Also returns the count of trials per Ray Tune status.
     """
-    analysis = tune.ExperimentAnalysis(path)
-    frames = analysis.trial_dataframes
+    with _quiet_never_started():
+        analysis = tune.ExperimentAnalysis(path)
+        frames = analysis.trial_dataframes
     rows, curves, statuses = [], [], {}
     for trial in analysis.trials:
         history = frames.get(trial.trial_id)
@@ -720,7 +743,7 @@ def _run(
         else:
             tuner = build_tuner(config, splits, callbacks=[progress])
         try:
-            with _term_as_interrupt():
+            with _term_as_interrupt(), _quiet_never_started():
                 tuner.fit()
         except KeyboardInterrupt:
             echo("leafbn: interrupted; writing what finished (continue with --resume)")

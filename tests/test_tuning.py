@@ -123,3 +123,19 @@ def test_a_read_only_home_gets_rays_token_in_the_environment(monkeypatch):
     token = os.environ["RAY_AUTH_TOKEN"]
     _token_without_home()
     assert os.environ["RAY_AUTH_TOKEN"] == token  # set once, kept
+
+
+def test_only_never_started_trials_are_quiet_in_ray_tunes_reader():
+    import logging
+
+    from leafbn.tuning import _never_started
+
+    def record(message):
+        return logging.LogRecord("ray", logging.WARNING, __file__, 1, message, None, None)
+
+    missing = (
+        "Failed to fetch metrics for 2 trial(s):\n- a: FileNotFoundError('x')\n- b: FileNotFoundError('y')"
+    )
+    assert not _never_started(record(missing))
+    assert _never_started(record(missing + "\n- c: ValueError('corrupt json')"))
+    assert _never_started(record("something else"))
