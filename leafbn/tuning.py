@@ -577,6 +577,16 @@ def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int
     return trials_frame(rows), curves_df, statuses
 
 
+def _killed_session_seconds(run: dict[str, Any], path: Path) -> float:
+    """Seconds the previous session ran if it was killed before writing its end (SIGKILL, a power
+    cut): from its start to Ray Tune's last saved experiment state. 0 if it ended normally."""
+    started, ended = run.get("session_started"), run.get("session_ended")
+    if started is None or (ended is not None and ended >= started):
+        return 0.0
+    states = [state.stat().st_mtime for state in path.glob("experiment_state-*.json")]
+    return max(0.0, max(states, default=started) - started)
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
         return json.loads((path / "config.json").read_text())
@@ -724,6 +734,11 @@ def _run(
             "run": {"started": datetime.now(UTC).isoformat(timespec="seconds"), "trials_expected": expected},
         }
         _write_json(path / "config.json", meta)
+    earlier = meta["run"].get("wall_time_s", 0) if resume else 0
+    if resume:
+        earlier += _killed_session_seconds(meta["run"], path)
+    meta["run"]["session_started"] = time.time()  # a killed session's time is counted on resume
+    _write_json(path / "config.json", meta)
 
     start = time.perf_counter()
     with ray_session(config):
@@ -754,9 +769,8 @@ def _run(
     complete = finished == expected
     meta["run"].update(
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
-        wall_time_s=round(
-            time.perf_counter() - start + (meta["run"].get("wall_time_s", 0) if resume else 0), 2
-        ),
+        wall_time_s=round(time.perf_counter() - start + earlier, 2),
+        session_ended=time.time(),
         trials_finished=finished,
         trial_status=statuses,
         complete=complete,

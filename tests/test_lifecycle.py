@@ -131,6 +131,8 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path):
         assert after[name] == text, name
     meta = json.loads((path / "config.json").read_text())
     assert meta["run"]["complete"] and meta["run"]["trials_finished"] == 16
+    # the killed session's seconds (to its last saved state) are part of wall_time_s
+    assert meta["run"]["wall_time_s"] > meta["run"]["session_ended"] - meta["run"]["session_started"] + 1
 
     twice = subprocess.run([*RUN, *args, "--resume"], capture_output=True, text=True, timeout=300)
     assert twice.returncode == 0 and "already complete" in twice.stdout
