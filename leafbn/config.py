@@ -13,7 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "steps_per_epoch"]
+__all__ = [
+    "StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
+    "contradictions", "steps_per_epoch",
+]  # fmt: skip
 
 #: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
 SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
@@ -253,3 +256,23 @@ class StudyConfig:
     def replace(self, **changes: Any) -> StudyConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+#: Settings a resumed study takes from the command line: where it runs, not what it runs.
+WHERE_IT_RUNS = ("address", "num_cpus", "out", "name", "data", "log")
+
+
+def contradictions(stored: StudyConfig, given: StudyConfig, asked: set[str]) -> list[str]:
+    """The flags in ``asked`` whose values in ``given`` differ from the ``stored`` study's, as text."""
+
+    def show(value: Any) -> str:
+        return ",".join(_show(v) for v in value) if isinstance(value, tuple) else _show(value)
+
+    return [
+        f"--{name.replace('_', '-')} {show(getattr(given, name))} "
+        f"(the study's: {show(getattr(stored, name))})"
+        for name in sorted(asked)
+        if name not in WHERE_IT_RUNS
+        and hasattr(stored, name)
+        and getattr(given, name) != getattr(stored, name)
+    ]

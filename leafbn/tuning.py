@@ -6,49 +6,51 @@ files), runs one function trainable per trial (1 CPU each; ``reuse_actors`` keep
 TensorFlow and compiled programs warm), and writes ``config.json``, ``trials.csv`` and
 ``curves.csv`` beside Ray Tune's own experiment folder in ``OUT/NAME/``.
 
-Ray has no authentication: a local Ray instance started here listens on 127.0.0.1 only and runs no
-dashboard.
+Where it runs is :mod:`leafbn.session`'s (a local Ray on 127.0.0.1, or a cluster); where its
+files live, :mod:`leafbn.storage`'s.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import importlib.util
-import json
 import logging
 import os
-import platform
-import secrets
-import signal
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from a study
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the loggers we want are named below
-
 import optuna
 import pandas as pd
-import pyarrow.fs as pafs
 import ray
 from ray import tune
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from leafbn import data as leafdata
-from leafbn import reaper
-from leafbn.config import StudyConfig, steps_per_epoch
+from leafbn.config import StudyConfig, contradictions, steps_per_epoch
+from leafbn.loggers import check_loggers, logger_callbacks
 from leafbn.progress import ProgressLine
+from leafbn.session import StudyError, check_reachable, ray_session, term_as_interrupt
 from leafbn.spaces import estimate_seconds, objective, optuna_space
+from leafbn.storage import (
+    experiment_path,
+    fetch,
+    is_uri,
+    killed_session_seconds,
+    prepare_dir,
+    publish,
+    read_meta,
+    remote,
+    study_dir,
+    study_lock,
+    versions,
+    write_json,
+)  # fmt: skip
 from leafbn.tables import CURVE_COLUMNS, curves_from_history, trial_row, trials_frame
 
 __all__ = [
@@ -62,10 +64,6 @@ __all__ = [
 ]
 
 
-class StudyError(RuntimeError):
-    """The study cannot start or go on; the message is one line for the user."""
-
-
 @dataclass(frozen=True)
 class StudyResult:
     """Where a finished (or interrupted) study's files are, and its trials table."""
@@ -76,59 +74,6 @@ class StudyResult:
     complete: bool
 
 
-def is_uri(out: str) -> bool:
-    """Whether ``--out`` names a storage URI (``s3://``, ``gs://``, ``file://`` …), not a folder."""
-    return "://" in out
-
-
-def experiment_path(config: StudyConfig) -> str:
-    """Where Ray Tune keeps the study's experiment folder: ``OUT/NAME`` (a folder or a URI)."""
-    if is_uri(config.out):
-        return f"{config.out.rstrip('/')}/{config.name}"
-    return str(study_dir(config))
-
-
-def study_dir(config: StudyConfig) -> Path:
-    """The local folder of the study's own files (tables, ``config.json``, report).
-
-    ``OUT/NAME`` for a local ``--out``. For a URI, a working folder under ``LEAFBN_STAGING``
-    (default ``~/.cache/leafbn/studies``) whose files are copied to ``OUT/NAME`` at the end.
-    """
-    if is_uri(config.out):
-        digest = hashlib.sha1(experiment_path(config).encode()).hexdigest()[:10]
-        root = Path(os.environ.get("LEAFBN_STAGING", Path.home() / ".cache" / "leafbn" / "studies"))
-        return (root / f"{config.name}-{digest}").resolve()
-    return (Path(config.out).expanduser() / config.name).resolve()
-
-
-def _remote(config: StudyConfig) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and path of ``OUT/NAME`` for a URI ``--out``."""
-    try:
-        return pafs.FileSystem.from_uri(experiment_path(config))
-    except Exception as exc:  # pyarrow raises several kinds for a bad or unreachable URI
-        raise StudyError(f"--out {config.out}: cannot use this storage ({str(exc).splitlines()[0]})") from exc
-
-
-def _publish(config: StudyConfig, path: Path) -> None:
-    """Copy the study's own files from ``path`` to ``OUT/NAME`` when ``--out`` is a URI."""
-    if is_uri(config.out):
-        fs, base = _remote(config)
-        pafs.copy_files(str(path), base, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-
-
-def _fetch(config: StudyConfig, path: Path) -> None:
-    """Bring ``config.json`` and ``optuna.db`` back from ``OUT/NAME`` (a URI) to resume there."""
-    fs, base = _remote(config)
-    path.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "optuna.db"):
-        if fs.get_file_info(f"{base}/{name}").type == pafs.FileType.File:
-            pafs.copy_files(f"{base}/{name}", str(path / name), source_filesystem=fs,
-                            destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------
-# The trainable: one trial, one CPU, a report every `report_every` epochs.
-# --------------------------------------------------------------------------------------------
 def trainable(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> None:
     """Ray Tune function trainable: train one network on ``splits[config["split"]]``, reporting as it goes.
 
@@ -195,45 +140,6 @@ def trainable(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> Non
         decay=float(config["decay"]),
         on_epoch=report,
     )
-
-
-#: What each of Ray Tune's standard loggers needs beyond leafbn's own dependencies, and its extra.
-_LOGGER_NEEDS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
-
-
-def check_loggers(config: StudyConfig) -> None:
-    """Raise :class:`StudyError` (one line, naming the extra) if a ``--log`` logger's package is missing."""
-    for name in config.log:
-        module, extra = _LOGGER_NEEDS.get(name, (None, None))
-        if module and importlib.util.find_spec(module) is None:
-            raise StudyError(f"--log {name}: needs {module}, not installed: pip install 'leafbn[{extra}]'")
-
-
-def logger_callbacks(config: StudyConfig) -> list[tune.Callback]:
-    """Ray Tune's own logger callbacks for ``config.log``, besides the ``result.json`` leafbn reads.
-
-    tensorboard: ``TBXLoggerCallback`` (event files in each trial's folder, the trial's config as
-    hyperparameters: ``tensorboard --logdir OUT/NAME``); csv: ``CSVLoggerCallback``
-    (``progress.csv`` per trial); mlflow: ``MLflowLoggerCallback``, one MLflow run per trial in
-    the experiment NAME of the tracking store ``sqlite:///OUT/NAME/mlflow.db``.
-    """
-    check_loggers(config)
-    callbacks: list[tune.Callback] = []
-    if "tensorboard" in config.log:
-        callbacks.append(TBXLoggerCallback())
-    if "csv" in config.log:
-        callbacks.append(CSVLoggerCallback())
-    if "mlflow" in config.log:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-        callbacks.append(
-            MLflowLoggerCallback(
-                tracking_uri=f"sqlite:///{study_dir(config) / 'mlflow.db'}",
-                experiment_name=config.name,
-                save_artifact=False,
-            )
-        )
-    return callbacks
 
 
 def build_tuner(
@@ -306,232 +212,6 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
 
 
-# --------------------------------------------------------------------------------------------
-# Ray: local on 127.0.0.1 by default, or an existing cluster.
-# --------------------------------------------------------------------------------------------
-#: An HTTP/2 client's first bytes (the connection preface and an empty SETTINGS frame). Ray's GCS
-#: and its client server speak gRPC, so they answer with a SETTINGS frame; anything else does not.
-_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast with one line if ``host:port`` (or ``ray://host:port``) does not answer as Ray does.
-
-    A closed port, or a port where something else listens (an HTTP server, say; ``ray.init`` would
-    wait there for minutes), is refused within ``timeout`` seconds. With ``RAY_USE_TLS`` only the
-    TCP connection is checked.
-    """
-    if address == "auto":
-        return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise StudyError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
-            if os.environ.get("RAY_USE_TLS", "0") in ("0", ""):
-                sock.sendall(_H2_PREFACE)
-                head = b""
-                while len(head) < 9 and (chunk := sock.recv(9 - len(head))):
-                    head += chunk
-                if len(head) < 9 or head[3] != 4:  # frame type 4: SETTINGS
-                    raise StudyError(
-                        f"--address {address}: something answers there, but not Ray "
-                        "(point it at the head node's GCS port, 6379 by default, or ray://HOST:10001)"
-                    )
-    except OSError as exc:
-        raise StudyError(
-            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})"
-        ) from exc
-
-
-@contextmanager
-def ray_session(config: StudyConfig) -> Iterator[None]:
-    """Connect to ``config.address`` or start a local Ray on 127.0.0.1; shut down afterwards."""
-    if ray.is_initialized():
-        yield
-        return
-    common = dict(log_to_driver=False, configure_logging=False)
-    if config.address:
-        _check_reachable(config.address)
-        # A cluster on this machine's loopback: join it as a local study starts one, or Ray dials
-        # the machine's network address, where such a cluster does not listen.
-        with _loopback_only() if _is_loopback(config.address) else nullcontext():
-            try:
-                ray.init(address=config.address, **common)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                hint = (
-                    ""
-                    if os.environ.get("RAY_AUTH_MODE")
-                    else "; a cluster with token authentication needs RAY_AUTH_MODE=token"
-                )
-                raise StudyError(
-                    f"--address {config.address}: cannot join ({str(exc).splitlines()[0]}){hint}"
-                ) from exc
-            try:
-                yield
-            finally:
-                ray.shutdown()
-        return
-    _token_without_home()
-    with reaper.watch(), _loopback_only():  # a killed driver leaves none of its Ray processes behind
-        ray.init(  # "local": a new instance of our own, never a cluster that happens to run here
-            address="local",
-            num_cpus=config.num_cpus,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            **common,
-        )
-        try:
-            yield
-        finally:
-            ray.shutdown()
-
-
-@contextmanager
-def _term_as_interrupt() -> Iterator[None]:
-    """Inside, SIGTERM (``kill``, a batch scheduler, a closed session) ends the study as Ctrl-C does.
-
-    Ray Tune stops gracefully on SIGINT and the tables of what finished are written; Ray's own
-    SIGTERM handler would end the driver at once, with no table. Only the main thread can do this.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _token_without_home() -> None:
-    """Give a local Ray instance its auth token in the environment where ``~/.ray`` cannot be written.
-
-    Ray's local instance turns on token authentication and saves a new token in
-    ``~/.ray/auth_token``; on a read-only home folder (locked-down nodes, some CI) that raises
-    inside ``ray.init``. The token then goes in ``RAY_AUTH_TOKEN``, which Ray's processes inherit.
-    """
-    if {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
-        return
-    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
-        return
-    token_file = Path.home() / ".ray" / "auth_token"
-    if token_file.is_file():
-        return
-    try:
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        probe = token_file.parent / ".leafbn-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError:
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # as Ray's own token generator does
-
-
-def _is_loopback(address: str) -> bool:
-    """Whether ``HOST:PORT`` (or ``ray://HOST:PORT``) names this machine's loopback interface."""
-    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
-    return host == "localhost" or host.startswith("127.") or host == "::1"
-
-
-@contextmanager
-def _loopback_only() -> Iterator[None]:
-    """Keep a local Ray on 127.0.0.1: every server it starts listens on loopback only.
-
-    On Linux Ray rewrites a 127.0.0.1 node address to the machine's network address unless its
-    single-machine mode (the default on macOS and Windows) is on; Ray reads that switch from
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is imported, so the cached value is set too.
-    Both are restored afterwards, so a later session can join a real cluster.
-    """
-    from ray._private import ray_constants
-
-    saved = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # inherited by Ray's processes
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        if saved[0] is None:
-            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
-        else:
-            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved[0]
-        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
-
-
-# --------------------------------------------------------------------------------------------
-# The study.
-# --------------------------------------------------------------------------------------------
-def _versions() -> dict[str, str]:
-    """Installed versions, read from package metadata (no TensorFlow import in the driver)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from leafbn import __version__
-
-    found = {"leafbn": __version__, "ray": ray.__version__, "python": platform.python_version()}
-    for name, dists in (("tensorflow", ("tensorflow-cpu", "tensorflow")), ("keras", ("keras",))):
-        for dist in dists:
-            try:
-                found[name] = version(dist)
-                break
-            except PackageNotFoundError:
-                continue
-    return found
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
-@contextmanager
-def study_lock(path: Path) -> Iterator[None]:
-    """Own the study folder ``path`` while a study runs there (``path/.lock``, an flock).
-
-    Raises :class:`StudyError` naming the holder if another study holds it. The operating system
-    frees the lock when its process ends, however it ends (SIGKILL included), so a crashed study
-    never leaves it stuck; Ray's processes do not inherit it.
-    """
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise StudyError(
-                f"{path}: another study is running there ({holder}); "
-                "wait for it to end, or use another --name"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _prepare_dir(config: StudyConfig, path: Path) -> None:
-    """Make sure the study's folder (and, for a URI ``--out``, its storage) can be written."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".leafbn-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise StudyError(
-            f"--out {config.out if not is_uri(config.out) else path}: "
-            f"cannot write there ({exc.strerror or exc})"
-        ) from exc
-    if is_uri(config.out):
-        fs, base = _remote(config)
-        try:
-            fs.create_dir(base, recursive=True)
-            with fs.open_output_stream(f"{base}/.leafbn-write-test") as probe:
-                probe.write(b"")
-            fs.delete_file(f"{base}/.leafbn-write-test")
-        except Exception as exc:
-            raise StudyError(f"--out {config.out}: cannot write there ({str(exc).splitlines()[0]})") from exc
-
-
 def _never_started(record: logging.LogRecord) -> bool:
     """Drop Ray Tune's "Failed to fetch metrics" warning when each trial it names has no result file
     at all (an interrupted study's trials that never started: trials.csv records them with 0
@@ -577,47 +257,6 @@ def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int
     return trials_frame(rows), curves_df, statuses
 
 
-def _killed_session_seconds(run: dict[str, Any], path: Path) -> float:
-    """Seconds the previous session ran if it was killed before writing its end (SIGKILL, a power
-    cut): from its start to Ray Tune's last saved experiment state. 0 if it ended normally."""
-    started, ended = run.get("session_started"), run.get("session_ended")
-    if started is None or (ended is not None and ended >= started):
-        return 0.0
-    states = [state.stat().st_mtime for state in path.glob("experiment_state-*.json")]
-    return max(0.0, max(states, default=started) - started)
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise StudyError(f"{path / 'config.json'}: cannot read the study's configuration ({exc})") from exc
-
-
-#: Settings a resumed study takes from the command line: where it runs, not what it runs.
-WHERE_IT_RUNS = ("address", "num_cpus", "out", "name", "data", "log")
-
-
-def contradictions(stored: StudyConfig, given: StudyConfig, asked: set[str]) -> list[str]:
-    """The flags in ``asked`` whose values in ``given`` differ from the ``stored`` study's, as text."""
-
-    def show(value: Any) -> str:
-        if isinstance(value, tuple):
-            return ",".join(show(v) for v in value)
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-    return [
-        f"--{name.replace('_', '-')} {show(getattr(given, name))} "
-        f"(the study's: {show(getattr(stored, name))})"
-        for name in sorted(asked)
-        if name not in WHERE_IT_RUNS
-        and hasattr(stored, name)
-        and getattr(given, name) != getattr(stored, name)
-    ]
-
-
 def run_study(
     config: StudyConfig,
     echo=print,
@@ -643,16 +282,16 @@ def run_study(
     path, experiment = study_dir(config), experiment_path(config)
     check_loggers(config)  # before anything is written
     if config.address:
-        _check_reachable(config.address)  # before anything is written
+        check_reachable(config.address)  # before anything is written
     if is_uri(config.out):
-        _remote(config)  # a bad URI fails here, before anything is written
+        remote(config)  # a bad URI fails here, before anything is written
     restorable = tune.Tuner.can_restore(experiment)
     if resume:
         if not restorable:
             raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
         if is_uri(config.out):
-            _fetch(config, path)
-        meta = _read_meta(path)
+            fetch(config, path)
+        meta = read_meta(path)
         stored = StudyConfig.from_dict(meta["study"])
         differ = contradictions(stored, config, set(asked))
         if differ:
@@ -703,7 +342,7 @@ def run_study(
             "use --optuna N, or raise --max-trials"
         )
     if not resume:
-        _prepare_dir(config, path)
+        prepare_dir(config, path)
     with study_lock(path):
         if not resume and (tune.Tuner.can_restore(experiment) or (path / "config.json").exists()):
             raise StudyError(  # another study started here between the first check and the lock
@@ -730,15 +369,15 @@ def _run(
         meta = {
             "study": config.to_dict(),
             "data": data.record(),
-            "versions": _versions(),
+            "versions": versions(),
             "run": {"started": datetime.now(UTC).isoformat(timespec="seconds"), "trials_expected": expected},
         }
-        _write_json(path / "config.json", meta)
+        write_json(path / "config.json", meta)
     earlier = meta["run"].get("wall_time_s", 0) if resume else 0
     if resume:
-        earlier += _killed_session_seconds(meta["run"], path)
+        earlier += killed_session_seconds(meta["run"], path)
     meta["run"]["session_started"] = time.time()  # a killed session's time is counted on resume
-    _write_json(path / "config.json", meta)
+    write_json(path / "config.json", meta)
 
     start = time.perf_counter()
     with ray_session(config):
@@ -758,7 +397,7 @@ def _run(
         else:
             tuner = build_tuner(config, splits, callbacks=[progress])
         try:
-            with _term_as_interrupt(), _quiet_never_started():
+            with term_as_interrupt(), _quiet_never_started():
                 tuner.fit()
         except KeyboardInterrupt:
             echo("leafbn: interrupted; writing what finished (continue with --resume)")
@@ -775,8 +414,8 @@ def _run(
         trial_status=statuses,
         complete=complete,
     )
-    _write_json(path / "config.json", meta)
+    write_json(path / "config.json", meta)
     if report is not None:
         echo(f"report: {report(path)}")
-    _publish(config, path)
+    publish(config, path)
     return StudyResult(path, trials_df, curves_df, complete)

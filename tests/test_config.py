@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from leafbn.config import SEED_LRS, ConfigError, StudyConfig
+from leafbn.config import SEED_LRS, ConfigError, StudyConfig, contradictions
 
 
 def test_defaults_are_the_seed_grid():
@@ -64,3 +64,15 @@ def test_bad_values_name_flag_value_and_bound(changes, message):
 def test_unknown_setting_is_an_error():
     with pytest.raises(ConfigError, match="unknown study setting"):
         StudyConfig.from_dict({"lrr": [0.1]})
+
+
+def test_resume_refuses_flags_that_contradict_the_stored_study():
+    stored = StudyConfig(lr=(0.01, 0.1), epochs=20, seeds=2)
+    given = StudyConfig(lr=(5.0, 50.0), epochs=7, seeds=2, num_cpus=1, out="elsewhere")
+    asked = {"lr", "epochs", "seeds", "num_cpus", "out"}
+    assert contradictions(stored, given, asked) == [
+        "--epochs 7 (the study's: 20)",
+        "--lr 5,50 (the study's: 0.01,0.1)",
+    ]  # seeds agrees; where it runs (CPUs, --out) may change
+    assert contradictions(stored, given, {"seeds", "num_cpus"}) == []
+    assert contradictions(stored, StudyConfig(bn=(True,)), {"bn"}) == ["--bn on (the study's: off,on)"]

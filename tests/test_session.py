@@ -1,0 +1,68 @@
+"""leafbn.session: an --address that is not Ray is refused quickly; a read-only home still works."""
+
+import http.server
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from leafbn.session import StudyError, _token_without_home, check_reachable
+
+
+def _serve(handler_answers: bool):
+    """A TCP server on 127.0.0.1 that answers as HTTP/1 does, or accepts and never says a word."""
+    if handler_answers:
+        server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server.server_address[1], server.shutdown
+    sock = socket.create_server(("127.0.0.1", 0))
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except TimeoutError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    return sock.getsockname()[1], stop.set
+
+
+@pytest.mark.parametrize("answers", [True, False], ids=["http-server", "silent-server"])
+def test_an_address_where_something_else_listens_is_refused_quickly(answers):
+    port, stop = _serve(answers)
+    try:
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            start = time.monotonic()
+            with pytest.raises(StudyError) as info:
+                check_reachable(address, timeout=2.0)
+            assert time.monotonic() - start < 5
+            message = str(info.value)
+            assert message.startswith(f"--address {address}: ") and "\n" not in message
+            assert ("not Ray" in message) if answers else ("timed out" in message)
+    finally:
+        stop()
+
+
+def test_a_closed_port_is_refused():
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    with pytest.raises(StudyError, match=rf"--address 127.0.0.1:{port}: no Ray cluster answers there"):
+        check_reachable(f"127.0.0.1:{port}")
+
+
+def test_a_read_only_home_gets_rays_token_in_the_environment(monkeypatch):
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.setenv(name, "")  # so that the teardown restores what was there, or nothing
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", "/proc")  # nothing can be created there
+    _token_without_home()
+    assert len(os.environ["RAY_AUTH_TOKEN"]) == 64
+    token = os.environ["RAY_AUTH_TOKEN"]
+    _token_without_home()
+    assert os.environ["RAY_AUTH_TOKEN"] == token  # set once, kept
