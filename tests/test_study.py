@@ -27,8 +27,8 @@ def run_cli(
     )  # fmt: skip
 
 
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """study/run.py's main() in this process (no interpreter start): its exit status and stderr."""
+def run_main_output(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """study/run.py's main() in this process (no interpreter start): exit status, stdout, stderr."""
     spec = importlib.util.spec_from_file_location("leafbn_run_cli", ROOT / "study" / "run.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -36,7 +36,14 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
         code = module.main(list(args))
     except SystemExit as exc:  # argparse's errors
         code = exc.code
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """:func:`run_main_output`'s exit status and stderr."""
+    code, _, err = run_main_output(capsys, *args)
+    return code, err
 
 
 def check_tables(path: Path, expected_trials: int, epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
