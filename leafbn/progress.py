@@ -16,6 +16,8 @@ from typing import Any
 
 from ray import tune
 
+from leafbn.tables import flat_config
+
 __all__ = ["ProgressLine"]
 
 
@@ -76,7 +78,7 @@ class ProgressLine(tune.Callback):
             parts.append(f"{diverged} diverged")
         if finite:
             loss, best = min(finite, key=lambda pair: pair[0])
-            cfg = {**best.config.get("trial", {}), **best.config}
+            cfg = flat_config(best.config)
             bn = "on" if cfg.get("bn") else "off"
             parts.append(f"best val_loss {loss:.3f} (lr={cfg.get('lr'):.3g} bn={bn})")
         if new > 0 and len(done) < self.total:

@@ -20,7 +20,8 @@ from leafbn.config import TRIAL_FIELDS
 
 __all__ = [
     "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "TableError",
-    "curves_from_history", "epochs_of", "last_attempt", "read_table", "trial_row", "trials_frame",
+    "curves_from_history", "epochs_of", "flat_config", "last_attempt", "read_table", "trial_row",
+    "trials_frame",
 ]  # fmt: skip
 
 CURVE_COLUMNS = ["trial_id", "split", "epoch", "train_loss", "val_loss", "val_accuracy"]
@@ -31,6 +32,11 @@ TRIAL_COLUMNS = [
     "final_val_loss", "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss",
     "diverged", "diverged_epoch", "epochs_run", "time_s", "node_id", "retries", "error",
 ]  # fmt: skip
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's Ray Tune config in one shape: a grid trial's ``trial`` dict merged into the rest."""
+    return {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
 
 
 #: Columns of either table that hold numbers (empty, nan and inf included) or booleans.

@@ -51,7 +51,7 @@ from leafbn.storage import (
     versions,
     write_json,
 )  # fmt: skip
-from leafbn.tables import CURVE_COLUMNS, curves_from_history, trial_row, trials_frame
+from leafbn.tables import CURVE_COLUMNS, curves_from_history, flat_config, trial_row, trials_frame
 
 __all__ = [
     "StudyError",
@@ -79,16 +79,18 @@ def trainable(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> Non
 
     ``config`` holds the trial's axes (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``,
     ``bn_placement``, ``batch_size``), its ``split`` and ``seed``, and the study's ``epochs``,
-    ``drop_last``, ``momentum``, ``decay`` and ``report_every``. Each report carries the latest epoch's
-    losses, its
-    ``objective``, ``diverged``, the trainer's cumulative ``time_s``, the Ray ``node_id``, and a
-    ``curve`` list with every epoch since the previous report.
+    ``drop_last``, ``momentum``, ``decay`` and ``report_every`` (a grid trial's own values arrive
+    under ``"trial"``, an Optuna trial's flat: :func:`leafbn.tables.flat_config` makes them one
+    shape). Each report carries the latest epoch's losses, its ``objective``, ``diverged``, the
+    trainer's cumulative ``time_s``, the Ray ``node_id``, and a ``curve`` list with every epoch
+    since the previous report.
     """
     # Imported here, in the worker: the driver never needs TensorFlow.
     from leafbn.model import ModelSpec
     from leafbn.train import train
 
     start = time.perf_counter()
+    config = flat_config(config)
     split = splits[int(config.get("split") or 0)]
     node_id = ray.get_runtime_context().get_node_id()
     spec = ModelSpec(
@@ -174,7 +176,7 @@ def build_tuner(
             time_attr="epoch", max_t=config.epochs, grace_period=max(1, config.epochs // 10)
         )
     return tune.Tuner(
-        _trainable(splits),
+        _with_resources(splits),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric="objective" if (search_alg or scheduler) else None,
@@ -197,19 +199,9 @@ def build_tuner(
     )
 
 
-def _trainable(splits: tuple[leafdata.Split, ...]):
-    """The trial function with the splits in Ray's object store and 1 CPU per trial."""
-    return tune.with_resources(tune.with_parameters(leafbn_trial, splits=splits), {"cpu": 1})
-
-
-def leafbn_trial(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> None:
-    """One trial: unpack the grid's ``trial`` dict (if any) into the flat config :func:`trainable` takes."""
-    trainable(flat_config(config), splits)
-
-
-def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's config with the grid's ``trial`` dict merged in."""
-    return {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
+def _with_resources(splits: tuple[leafdata.Split, ...]):
+    """:func:`trainable` with the splits in Ray's object store and 1 CPU per trial."""
+    return tune.with_resources(tune.with_parameters(trainable, splits=splits), {"cpu": 1})
 
 
 def _never_started(record: logging.LogRecord) -> bool:
@@ -392,7 +384,7 @@ def _run(
         progress = ProgressLine(expected, echo=echo)
         if resume:
             tuner = tune.Tuner.restore(
-                experiment, trainable=_trainable(splits), resume_unfinished=True, resume_errored=True
+                experiment, trainable=_with_resources(splits), resume_unfinished=True, resume_errored=True
             )
         else:
             tuner = build_tuner(config, splits, callbacks=[progress])
