@@ -1,7 +1,7 @@
 """Compute the numbers of a study from its tables: aggregates, robustness metrics, BN effect.
 
-Every function takes the DataFrames that :func:`load_tables` returns (``trials.csv`` and
-``curves.csv``, see ``docs/results.md``) and returns a DataFrame; nothing here draws or prints
+Every function takes the DataFrames that :func:`leafbn.tables.load_tables` returns (``trials.csv``
+and ``curves.csv``, see ``docs/results.md``) and returns a DataFrame; nothing here draws or prints
 (except :func:`format_summary`, which only formats). :mod:`leafbn.plots` draws these tables and
 :mod:`leafbn.report` writes them up.
 
@@ -19,10 +19,7 @@ are *nuisance* axes.
 
 from __future__ import annotations
 
-import json
 import math
-import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from leafbn.config import TRIAL_FIELDS
-from leafbn.tables import read_table
+from leafbn.tables import normalise_trials
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -39,7 +36,6 @@ __all__ = [
     "config_axes",
     "context_axes",
     "groups",
-    "load_tables",
     "aggregate",
     "summary",
     "format_summary",
@@ -50,16 +46,12 @@ __all__ = [
     "heatmap_axes",
 ]
 
-#: Default tolerance of :func:`stable_lr_range`, in nats of validation cross-entropy: a learning
-#: rate is "stable" when its mean validation loss is at most the family's best + 0.5 nats
-#: (e^0.5 ≈ 1.65: the geometric-mean probability given to the true class is at most 1.65× lower).
+#: Default tolerance of a run's success (:func:`leafbn.robustness.stability`), in nats of
+#: validation cross-entropy: a run succeeds when its outcome is at most its family's best + 0.5
+#: nats (e^0.5 ≈ 1.65: the geometric-mean probability of the true class at most 1.65× lower).
 DEFAULT_TOLERANCE: float = 0.5
 
 #: Columns ``trials.csv`` must have for any analysis.
-_REQUIRED = ("lr", "bn", "final_val_loss")
-_BOOL_COLUMNS = ("bn", "diverged")
-_TRUE = {"true", "1", "yes", "t", "y", "1.0"}
-_FALSE = {"false", "0", "no", "f", "n", "0.0", ""}
 #: The per-trial metrics aggregated by :func:`aggregate`, with their short output names.
 _METRICS = {
     "outcome": "val_loss",
@@ -68,144 +60,26 @@ _METRICS = {
 }
 
 
-# ------------------------------------------------------------------------------------------------
-# Loading
-# ------------------------------------------------------------------------------------------------
-def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Read a study's ``trials.csv``, ``curves.csv`` and ``config.json``.
-
-    Args:
-        results_dir: the study's folder (``OUT/NAME``).
-
-    Returns:
-        ``(trials, curves, config)``: ``trials`` with ``bn``/``diverged`` as booleans (``diverged``
-        is derived from a non-finite ``final_val_loss`` when the column is missing) and numeric
-        columns as floats; ``curves`` (empty with its documented columns when the file is missing);
-        ``config`` (``{}`` when ``config.json`` is missing or unreadable).
-
-    Raises:
-        FileNotFoundError: ``results_dir`` or its ``trials.csv`` does not exist.
-        ValueError: ``trials.csv`` cannot be parsed or lacks a required column
-            (``lr``, ``bn``, ``final_val_loss``).
-
-    A missing or unreadable ``curves.csv`` / ``config.json`` and an empty ``trials.csv`` only warn
-    (:class:`UserWarning`).
-    """
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such results directory")
-    trials_path = root / "trials.csv"
-    if not trials_path.is_file():
-        raise FileNotFoundError(f"{trials_path}: no trials.csv (has the study run?)")
-    try:
-        trials = read_table(trials_path)
-    except pd.errors.EmptyDataError:  # a zero-byte file: an empty study, warned about below
-        trials = pd.DataFrame(columns=list(_REQUIRED))
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise ValueError(f"{trials_path}: unreadable table ({exc})") from exc
-    missing = [c for c in _REQUIRED if c not in trials.columns]
-    if missing:
-        raise ValueError(f"{trials_path}: missing column(s) {', '.join(missing)}")
-    trials = _normalise_trials(trials)
-    if trials.empty:
-        warnings.warn(f"{trials_path} is empty: no trials to analyse", stacklevel=2)
-
-    curves_path = root / "curves.csv"
-    curves = pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"])
-    if curves_path.is_file():
-        try:
-            curves = read_table(curves_path)
-            for col in ("epoch", "train_loss", "val_loss", "val_accuracy"):
-                if col in curves.columns:
-                    curves[col] = pd.to_numeric(curves[col], errors="coerce")
-            if "trial_id" in curves.columns:
-                curves["trial_id"] = curves["trial_id"].astype(str)
-        except pd.errors.EmptyDataError:
-            warnings.warn(f"{curves_path} is empty: no learning curves", stacklevel=2)
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-            warnings.warn(f"{curves_path}: unreadable ({exc}); no learning curves", stacklevel=2)
-        # a malformed row (TableError) is an error: a number from a cut line must not be reported
-    else:
-        warnings.warn(f"{curves_path} is missing: no learning curves", stacklevel=2)
-
-    config: dict[str, Any] = {}
-    config_path = root / "config.json"
-    if config_path.is_file():
-        try:
-            loaded = json.loads(config_path.read_text())
-            if isinstance(loaded, dict):
-                config = loaded
-            else:
-                warnings.warn(f"{config_path}: not a JSON object; ignored", stacklevel=2)
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-            warnings.warn(f"{config_path}: unreadable ({exc}); ignored", stacklevel=2)
-    else:
-        warnings.warn(f"{config_path} is missing: the report cannot say what was run", stacklevel=2)
-    return trials, curves, config
-
-
-def _to_bool(series: pd.Series) -> pd.Series:
-    """``True``/``False``/``1``/``0``/``yes``/``no`` (any case) → bool; anything else → False."""
-    if series.dtype == bool:
-        return series
-    text = series.astype(str).str.strip().str.lower()
-    return text.isin(_TRUE)
+# --- Preparing ---------------------------------------------------------------------------------------------
 
 
 def prepare(trials: pd.DataFrame) -> pd.DataFrame:
-    """``trials`` as :func:`load_tables` returns it, with an ``outcome`` column (normalised once; a
-    loaded table passes through). Without :func:`leafbn.robustness.add_outcomes`, a run's outcome is
-    its final validation loss (NaN when it diverged)."""
+    """``trials`` as :func:`leafbn.tables.load_tables` returns it, with an ``outcome`` column
+    (normalised once; a loaded table passes through). Without
+    :func:`leafbn.robustness.add_outcomes`, a run's outcome is its final validation loss (NaN when
+    it diverged)."""
     if not (
         "diverged" in trials.columns
         and trials["diverged"].dtype == bool
         and ("bn" not in trials.columns or trials["bn"].dtype == bool)
     ):
-        trials = _normalise_trials(trials)
+        trials = normalise_trials(trials)
     if "outcome" not in trials.columns:
         trials = trials.assign(outcome=trials["final_val_loss"].astype(float).where(~trials["diverged"]))
     return trials
 
 
-def _normalise_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """Booleans as bool, numbers as float, ``diverged`` present."""
-    trials = trials.copy()
-    if "bn" in trials.columns:
-        trials["bn"] = _to_bool(trials["bn"])
-    numeric = [
-        "lr",
-        "depth",
-        "width",
-        "bn_momentum",
-        "seed",
-        *_METRICS,
-        "final_val_loss",
-        "split",
-        "batch_size",
-        "best_val_loss",
-        "epochs_run",
-        "diverged_epoch",
-        "time_s",
-        "retries",
-    ]
-    for col in numeric:
-        if col in trials.columns:
-            trials[col] = pd.to_numeric(trials[col], errors="coerce")
-    for col in ("depth", "width"):
-        if col in trials.columns and trials[col].notna().all():
-            trials[col] = trials[col].astype(int)
-    if "diverged" in trials.columns:
-        trials["diverged"] = _to_bool(trials["diverged"])
-    else:
-        trials["diverged"] = ~np.isfinite(trials["final_val_loss"].astype(float))
-    if "trial_id" in trials.columns:
-        trials["trial_id"] = trials["trial_id"].astype(str)
-    return trials
-
-
-# ------------------------------------------------------------------------------------------------
-# Aggregates
-# ------------------------------------------------------------------------------------------------
+# --- Aggregates ------------------------------------------------------------------------------------------
 def config_axes(trials: pd.DataFrame) -> list[str]:
     """The configuration's axes: the fields of TRIAL_FIELDS (and ``batch_size``) the table has.
     The seed and the split are nuisance axes: never part of a configuration."""
@@ -288,7 +162,7 @@ def aggregate(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per configuration (every axis in TRIAL_FIELDS but the seed): seeds, divergence and metrics.
 
     Args:
-        trials: the trials table from :func:`load_tables`.
+        trials: the trials table (:func:`leafbn.tables.load_tables`).
         confidence: level of the t-distribution confidence intervals.
 
     Returns:
@@ -340,7 +214,7 @@ def summary(trials: pd.DataFrame) -> pd.DataFrame:
     columns = ["lr", "bn", "val_loss_mean", "val_loss_std", "diverged", "runs", "unfinished"]
     if trials.empty or not {"lr", "bn", "final_val_loss"} <= set(trials.columns):
         return pd.DataFrame(columns=columns)
-    trials = _normalise_trials(trials)
+    trials = normalise_trials(trials)
     finished = trials["diverged"].copy()
     if {"epochs_run", "epochs"} <= set(trials.columns):
         finished |= pd.to_numeric(trials["epochs_run"]) >= pd.to_numeric(trials["epochs"])
@@ -389,9 +263,7 @@ def format_summary(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------
-# Robustness
-# ------------------------------------------------------------------------------------------------
+# --- Robustness ------------------------------------------------------------------------------------------
 def holm(p_values: np.ndarray | pd.Series) -> np.ndarray:
     """Holm's step-down adjusted p-values of a family of tests (NaN entries are not tests)."""
     p = np.asarray(p_values, dtype=float)
@@ -490,9 +362,7 @@ def bn_effect(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-# Curves and heatmaps
-# ------------------------------------------------------------------------------------------------
+# --- Curves and heatmaps ---------------------------------------------------------------------------------
 def curve_summary(trials: pd.DataFrame, curves: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per configuration and epoch: the learning curves' mean over seeds with a CI.
 

@@ -12,12 +12,11 @@ an ``X`` in the side's colour along the top edge, labelled ``diverged/runs``.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps, rc_context
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
@@ -33,8 +32,6 @@ __all__ = [
     "plot_bn_effect",
     "plot_learning_curves",
     "plot_heatmaps",
-    "plot_optimization_history",
-    "plot_param_importances",
 ]
 
 _COLORS = {False: "tab:orange", True: "tab:blue"}
@@ -427,33 +424,3 @@ def plot_heatmaps(heat: pd.DataFrame, axis: str) -> Figure:
             fig.colorbar(image, ax=ax, shrink=0.85)
     fig.suptitle(f"Learning rate × {axis}: loss and divergence (other axes pooled)")
     return fig
-
-
-# ------------------------------------------------------------------------------------------------
-def plot_optimization_history(study: Any) -> Figure:
-    """Optuna's optimisation history (``optuna.visualization.matplotlib.plot_optimization_history``)."""
-    import optuna
-
-    with warnings.catch_warnings(), rc_context():  # Optuna sets a global style: keep it to this figure
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-    return _retitle(ax, f"Optuna optimisation history ({study.study_name})")
-
-
-def plot_param_importances(study: Any) -> Figure:
-    """Optuna's hyperparameter importances (``optuna.visualization.matplotlib.plot_param_importances``)."""
-    import optuna
-
-    with warnings.catch_warnings(), rc_context():  # Optuna sets a global style: keep it to this figure
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ax = optuna.visualization.matplotlib.plot_param_importances(study)
-    return _retitle(ax, f"Optuna hyperparameter importances ({study.study_name})")
-
-
-def _retitle(ax: Any, title: str) -> Figure:
-    """Replace Optuna's titles (it sets them at any of the three places) with ours; the Figure."""
-    ax = ax if isinstance(ax, Axes) else np.ravel(ax)[0]
-    for loc in ("left", "center", "right"):
-        ax.set_title("", loc=loc)
-    ax.set_title(title)
-    return ax.figure

@@ -1,7 +1,7 @@
 """Write a study's report: ``RESULTS_DIR/report/`` with ``report.md``, ``report.html``, the PNGs and
 ``answer.json``.
 
-:func:`write_report` reads the tables (:func:`leafbn.analysis.load_tables`), computes the numbers
+:func:`write_report` reads the tables (:func:`leafbn.tables.load_tables`), computes the numbers
 (:mod:`leafbn.analysis`, :mod:`leafbn.robustness`), draws them (:mod:`leafbn.plots`,
 :mod:`leafbn.robustness_plots`), words them (:mod:`leafbn.prose`, :mod:`leafbn.caveats`) and renders
 the same content twice (:mod:`leafbn.render`): Markdown linking the PNGs beside it, and a
@@ -22,7 +22,17 @@ from typing import Any
 
 import pandas as pd
 
-from leafbn import analysis, caveats, optuna_results, plots, prose, robustness, robustness_plots
+from leafbn import (
+    analysis,
+    caveats,
+    optuna_plots,
+    optuna_results,
+    plots,
+    prose,
+    robustness,
+    robustness_plots,
+    tables,
+)
 from leafbn.render import Block, to_html, to_markdown
 
 __all__ = ["write_report"]
@@ -67,7 +77,7 @@ def write_report(
     root = Path(results_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trials, curves, config = analysis.load_tables(root)
+        trials, curves, config = tables.load_tables(root)
         study = config.get("study") if isinstance(config.get("study"), dict) else {}
         if window is None:
             window = int(study.get("window") or robustness.DEFAULT_WINDOW)
@@ -255,14 +265,14 @@ def _figures(
     study = optuna_results.load_optuna_study(root)
     if study is not None:
         save(
-            lambda: plots.plot_optimization_history(study),
+            lambda: optuna_plots.plot_optimization_history(study),
             "optuna_history.png",
             "Optuna optimisation history.",
         )
         importances = optuna_results.param_importances(study)
         if len(importances):
             save(
-                lambda: plots.plot_param_importances(study),
+                lambda: optuna_plots.plot_param_importances(study),
                 "optuna_importances.png",
                 "Optuna hyperparameter importances.",
             )

@@ -67,14 +67,12 @@ DECISIVE: float = 0.95
 _MORE_SEEDS: tuple[int, ...] = (2, 4, 8)
 
 
-# ------------------------------------------------------------------------------------------------
-# 1. Outcomes
-# ------------------------------------------------------------------------------------------------
+# --- 1. Outcomes -----------------------------------------------------------------------------------------
 def add_outcomes(trials: pd.DataFrame, curves: pd.DataFrame, window: int = DEFAULT_WINDOW) -> pd.DataFrame:
     """``trials`` with an ``outcome`` column: the median validation loss of its last ``window`` epochs.
 
     Args:
-        trials: the trials table (:func:`leafbn.analysis.load_tables`).
+        trials: the trials table (:func:`leafbn.tables.load_tables`).
         curves: the curves table (``trial_id, epoch, val_loss, ...``), one row per epoch.
         window: how many of the last epochs the median is over (>= 1).
 
@@ -106,9 +104,7 @@ def add_outcomes(trials: pd.DataFrame, curves: pd.DataFrame, window: int = DEFAU
     return trials
 
 
-# ------------------------------------------------------------------------------------------------
-# 2. Stability per configuration
-# ------------------------------------------------------------------------------------------------
+# --- 2. Stability per configuration ----------------------------------------------------------------------
 def _wilson(successes: int, n: int, confidence: float) -> tuple[float, float]:
     if n == 0:
         return math.nan, math.nan
@@ -174,9 +170,7 @@ def stability(
     return pd.DataFrame(rows)[columns]
 
 
-# ------------------------------------------------------------------------------------------------
-# 3. The answer, recomputed on resampled runs
-# ------------------------------------------------------------------------------------------------
+# --- 3. The answer, recomputed on resampled runs ---------------------------------------------------------
 def _answer_arrays(
     x: np.ndarray, log_lrs: np.ndarray, tolerance: float, chance: float, threshold: float
 ) -> dict[str, np.ndarray]:
@@ -388,9 +382,7 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-# ------------------------------------------------------------------------------------------------
-# How easy each arm is to tune
-# ------------------------------------------------------------------------------------------------
+# --- How easy each arm is to tune ------------------------------------------------------------------------
 def expected_best(trials: pd.DataFrame, chance: float = math.log(99)) -> pd.DataFrame:
     """Expected best (lowest) outcome of ``n`` runs drawn at random from each BN arm, n = 1…N.
 
@@ -416,9 +408,7 @@ def expected_best(trials: pd.DataFrame, chance: float = math.log(99)) -> pd.Data
     return pd.DataFrame(rows, columns=["bn", "n", "expected", "sd"])
 
 
-# ------------------------------------------------------------------------------------------------
-# answer.json
-# ------------------------------------------------------------------------------------------------
+# --- answer.json -----------------------------------------------------------------------------------------
 #: The seed experiment's family: answer.json's top-level fields describe it when the study ran it.
 SEED_FAMILY: dict[str, Any] = {
     "bn_momentum": 0.99, "bn_placement": "before", "depth": 3, "width": 100, "batch_size": 10,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,8 @@ from leafbn.config import TRIAL_FIELDS
 
 __all__ = [
     "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "TableError",
-    "curves_from_history", "epochs_of", "flat_config", "last_attempt", "read_table", "trial_row",
-    "trials_frame",
+    "curves_from_history", "epochs_of", "flat_config", "last_attempt", "load_tables", "normalise_trials",
+    "read_table", "trial_row", "trials_frame",
 ]  # fmt: skip
 
 CURVE_COLUMNS = ["trial_id", "split", "epoch", "train_loss", "val_loss", "val_accuracy"]
@@ -167,3 +169,130 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values(
         ["bn", "lr", "depth", "width", "bn_momentum", "batch_size", "split", "seed"], kind="stable"
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading a study's tables back
+# ------------------------------------------------------------------------------------------------
+#: Columns ``trials.csv`` must have for any analysis.
+_REQUIRED = ("lr", "bn", "final_val_loss")
+_TRUE = {"true", "1", "yes", "t", "y", "1.0"}
+
+
+def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Read a study's ``trials.csv``, ``curves.csv`` and ``config.json``.
+
+    Args:
+        results_dir: the study's folder (``OUT/NAME``).
+
+    Returns:
+        ``(trials, curves, config)``: ``trials`` with ``bn``/``diverged`` as booleans (``diverged``
+        is derived from a non-finite ``final_val_loss`` when the column is missing) and numeric
+        columns as floats; ``curves`` (empty with its documented columns when the file is missing);
+        ``config`` (``{}`` when ``config.json`` is missing or unreadable).
+
+    Raises:
+        FileNotFoundError: ``results_dir`` or its ``trials.csv`` does not exist.
+        ValueError: ``trials.csv`` cannot be parsed or lacks a required column
+            (``lr``, ``bn``, ``final_val_loss``).
+
+    A missing or unreadable ``curves.csv`` / ``config.json`` and an empty ``trials.csv`` only warn
+    (:class:`UserWarning`).
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such results directory")
+    trials_path = root / "trials.csv"
+    if not trials_path.is_file():
+        raise FileNotFoundError(f"{trials_path}: no trials.csv (has the study run?)")
+    try:
+        trials = read_table(trials_path)
+    except pd.errors.EmptyDataError:  # a zero-byte file: an empty study, warned about below
+        trials = pd.DataFrame(columns=list(_REQUIRED))
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"{trials_path}: unreadable table ({exc})") from exc
+    missing = [c for c in _REQUIRED if c not in trials.columns]
+    if missing:
+        raise ValueError(f"{trials_path}: missing column(s) {', '.join(missing)}")
+    trials = normalise_trials(trials)
+    if trials.empty:
+        warnings.warn(f"{trials_path} is empty: no trials to analyse", stacklevel=2)
+
+    curves_path = root / "curves.csv"
+    curves = pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"])
+    if curves_path.is_file():
+        try:
+            curves = read_table(curves_path)
+            for col in ("epoch", "train_loss", "val_loss", "val_accuracy"):
+                if col in curves.columns:
+                    curves[col] = pd.to_numeric(curves[col], errors="coerce")
+            if "trial_id" in curves.columns:
+                curves["trial_id"] = curves["trial_id"].astype(str)
+        except pd.errors.EmptyDataError:
+            warnings.warn(f"{curves_path} is empty: no learning curves", stacklevel=2)
+        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+            warnings.warn(f"{curves_path}: unreadable ({exc}); no learning curves", stacklevel=2)
+        # a malformed row (TableError) is an error: a number from a cut line must not be reported
+    else:
+        warnings.warn(f"{curves_path} is missing: no learning curves", stacklevel=2)
+
+    config: dict[str, Any] = {}
+    config_path = root / "config.json"
+    if config_path.is_file():
+        try:
+            loaded = json.loads(config_path.read_text())
+            if isinstance(loaded, dict):
+                config = loaded
+            else:
+                warnings.warn(f"{config_path}: not a JSON object; ignored", stacklevel=2)
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            warnings.warn(f"{config_path}: unreadable ({exc}); ignored", stacklevel=2)
+    else:
+        warnings.warn(f"{config_path} is missing: the report cannot say what was run", stacklevel=2)
+    return trials, curves, config
+
+
+def _to_bool(series: pd.Series) -> pd.Series:
+    """``True``/``False``/``1``/``0``/``yes``/``no`` (any case) → bool; anything else → False."""
+    if series.dtype == bool:
+        return series
+    text = series.astype(str).str.strip().str.lower()
+    return text.isin(_TRUE)
+
+
+def normalise_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """Booleans as bool, numbers as float, ``diverged`` present."""
+    trials = trials.copy()
+    if "bn" in trials.columns:
+        trials["bn"] = _to_bool(trials["bn"])
+    numeric = [
+        "lr",
+        "depth",
+        "width",
+        "bn_momentum",
+        "seed",
+        "outcome",
+        "final_val_accuracy",
+        "final_train_loss",
+        "final_val_loss",
+        "split",
+        "batch_size",
+        "best_val_loss",
+        "epochs_run",
+        "diverged_epoch",
+        "time_s",
+        "retries",
+    ]
+    for col in numeric:
+        if col in trials.columns:
+            trials[col] = pd.to_numeric(trials[col], errors="coerce")
+    for col in ("depth", "width"):
+        if col in trials.columns and trials[col].notna().all():
+            trials[col] = trials[col].astype(int)
+    if "diverged" in trials.columns:
+        trials["diverged"] = _to_bool(trials["diverged"])
+    else:
+        trials["diverged"] = ~np.isfinite(trials["final_val_loss"].astype(float))
+    if "trial_id" in trials.columns:
+        trials["trial_id"] = trials["trial_id"].astype(str)
+    return trials

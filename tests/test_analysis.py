@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import math
 
 import numpy as np
@@ -159,42 +158,6 @@ def test_summary_accepts_the_runner_table_as_written(tmp_path):
     summ = analysis.summary(trials)
     assert row(summ, lr=10.0, bn=False).diverged == 5  # from the non-finite loss
     assert row(summ, lr=10.0, bn=True).diverged == 0
-
-
-def test_load_tables_round_trip_and_tolerance(tmp_path):
-    trials = make_trials()
-    trials.to_csv(tmp_path / "trials.csv", index=False)
-    with pytest.warns(UserWarning) as record:
-        loaded, curves, config = analysis.load_tables(tmp_path)
-    messages = " ".join(str(w.message) for w in record)
-    assert "curves.csv" in messages and "config.json" in messages
-    assert curves.empty and config == {}
-    assert loaded["bn"].dtype == bool and loaded["diverged"].dtype == bool
-    assert loaded["diverged"].sum() == 20
-    make_curves(trials).to_csv(tmp_path / "curves.csv", index=False)
-    (tmp_path / "config.json").write_text(json.dumps({"run": {"trials_expected": 70}}))
-    loaded, curves, config = analysis.load_tables(tmp_path)
-    assert len(curves) > 0 and config["run"]["trials_expected"] == 70
-    (tmp_path / "config.json").write_text("{not json")
-    with pytest.warns(UserWarning, match="config.json"):
-        analysis.load_tables(tmp_path)
-
-
-def test_load_tables_bad_input(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        analysis.load_tables(tmp_path / "nope")
-    with pytest.raises(FileNotFoundError):
-        analysis.load_tables(tmp_path)
-    pd.DataFrame({"lr": [0.1], "seed": [0]}).to_csv(tmp_path / "trials.csv", index=False)
-    with pytest.raises(ValueError, match="missing column"):
-        analysis.load_tables(tmp_path)
-    (tmp_path / "trials.csv").write_text("")
-    with pytest.warns(UserWarning) as record:
-        trials, _, _ = analysis.load_tables(tmp_path)
-    assert any("is empty" in str(w.message) for w in record)
-    assert trials.empty
-    assert analysis.aggregate(trials).empty
-    assert analysis.bn_effect(trials).empty and analysis.summary(trials).empty
 
 
 def test_curve_summary():

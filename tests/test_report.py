@@ -245,8 +245,9 @@ def test_missing_curves_and_config_warn_and_heatmaps_appear(tmp_path):
 
 
 def test_optuna_study_gets_its_plots(tmp_path):
-    optuna = pytest.importorskip("optuna")
-    joblib = pytest.importorskip("joblib")
+    import joblib
+    import optuna
+
     write_study(tmp_path, lrs=[1e-2, 1e-1], curves=False)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="lr-search", sampler=optuna.samplers.RandomSampler(seed=1))

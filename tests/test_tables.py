@@ -1,11 +1,14 @@
 """Report history → trials.csv/curves.csv rows: batched reports, retries, divergence."""
 
+import json
 import math
 
 import pandas as pd
 import pytest
+from synthetic import make_curves, make_trials
 
-from leafbn.tables import TableError, curves_from_history, epochs_of, read_table, trial_row
+from leafbn import analysis
+from leafbn.tables import TableError, curves_from_history, epochs_of, load_tables, read_table, trial_row
 
 CONFIG = {"lr": 0.1, "bn": True, "depth": 3, "width": 100, "bn_momentum": 0.99, "bn_placement": "before",
           "batch_size": 10, "epochs": 4, "seed": 0}  # fmt: skip
@@ -84,3 +87,39 @@ def test_read_table_names_the_file_and_the_bad_line(tmp_path, text, message):
     with pytest.raises(TableError) as info:
         read_table(path)
     assert str(info.value) == f"{path}: {message}" or str(info.value).startswith(f"{path}: {message}")
+
+
+def test_load_tables_round_trip_and_tolerance(tmp_path):
+    trials = make_trials()
+    trials.to_csv(tmp_path / "trials.csv", index=False)
+    with pytest.warns(UserWarning) as record:
+        loaded, curves, config = load_tables(tmp_path)
+    messages = " ".join(str(w.message) for w in record)
+    assert "curves.csv" in messages and "config.json" in messages
+    assert curves.empty and config == {}
+    assert loaded["bn"].dtype == bool and loaded["diverged"].dtype == bool
+    assert loaded["diverged"].sum() == 20
+    make_curves(trials).to_csv(tmp_path / "curves.csv", index=False)
+    (tmp_path / "config.json").write_text(json.dumps({"run": {"trials_expected": 70}}))
+    loaded, curves, config = load_tables(tmp_path)
+    assert len(curves) > 0 and config["run"]["trials_expected"] == 70
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="config.json"):
+        load_tables(tmp_path)
+
+
+def test_load_tables_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_tables(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError):
+        load_tables(tmp_path)
+    pd.DataFrame({"lr": [0.1], "seed": [0]}).to_csv(tmp_path / "trials.csv", index=False)
+    with pytest.raises(ValueError, match="missing column"):
+        load_tables(tmp_path)
+    (tmp_path / "trials.csv").write_text("")
+    with pytest.warns(UserWarning) as record:
+        trials, _, _ = load_tables(tmp_path)
+    assert any("is empty" in str(w.message) for w in record)
+    assert trials.empty
+    assert analysis.aggregate(trials).empty
+    assert analysis.bn_effect(trials).empty and analysis.summary(trials).empty
