@@ -14,25 +14,25 @@ import pandas as pd
 
 from leafbn.config import TRIAL_FIELDS
 from leafbn.prose import context_label, duration, values_text, varying
+from leafbn.record import StudyRecord
 from leafbn.render import Block, fmt
 
 __all__ = ["expected_trials", "what_was_run", "caveats"]
 
 
-def expected_trials(config: dict[str, Any], trials: pd.DataFrame) -> int | None:
-    run = config.get("run") if isinstance(config.get("run"), dict) else {}
-    if isinstance(run.get("trials_expected"), (int, float)) and not isinstance(
-        run.get("trials_expected"), bool
-    ):
-        return int(run["trials_expected"])
-    grid = _grid(config)
+def expected_trials(record: StudyRecord, trials: pd.DataFrame) -> int | None:
+    """The trials the study meant to run: its run record's count, else its grid's size, else None."""
+    expected = record.run.get("trials_expected")
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        return int(expected)
+    grid = _grid(record)
     return len(grid) if grid is not None else None
 
 
-def _grid(config: dict[str, Any]) -> list[dict[str, Any]] | None:
+def _grid(record: StudyRecord) -> list[dict[str, Any]] | None:
     """The study's full grid from ``config.json``'s ``study`` (None when absent or invalid)."""
-    study = config.get("study")
-    if not isinstance(study, dict):
+    study = record.study
+    if not study:
         return None
     try:
         from leafbn.config import StudyConfig
@@ -45,12 +45,9 @@ def _grid(config: dict[str, Any]) -> list[dict[str, Any]] | None:
         return None
 
 
-def what_was_run(config: dict[str, Any], trials: pd.DataFrame, expected: int | None) -> list[Block]:
+def what_was_run(record: StudyRecord, trials: pd.DataFrame, expected: int | None) -> list[Block]:
     items: list[str] = []
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    study = config.get("study") if isinstance(config.get("study"), dict) else {}
-    run = config.get("run") if isinstance(config.get("run"), dict) else {}
-    versions = config.get("versions") if isinstance(config.get("versions"), dict) else {}
+    data, study, run, versions = record.data, record.study, record.run, record.versions
     if data:
         sha = str(data.get("sha256", ""))[:12]
         items.append(
@@ -125,13 +122,13 @@ def what_was_run(config: dict[str, Any], trials: pd.DataFrame, expected: int | N
         )
     if versions:
         items.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    if not config:
+    if not record:
         items.append("config.json is missing: data record, settings and run times unknown")
     return [("h2", "What was run"), ("ul", items)]
 
 
 def caveats(
-    config: dict[str, Any],
+    record: StudyRecord,
     trials: pd.DataFrame,
     expected: int | None,
     stats: pd.DataFrame | None,
@@ -145,11 +142,11 @@ def caveats(
             f"{len(trials)} of {expected} expected trials are present"
             + (
                 " (config.json run.trials_expected)."
-                if isinstance(config.get("run"), dict) and "trials_expected" in config["run"]
+                if "trials_expected" in record.run
                 else " (from config.json's grid)."
             )
         )
-        missing = _missing_configs(config, trials)
+        missing = _missing_configs(record, trials)
         if missing:
             items.append(
                 "Missing: "
@@ -191,7 +188,7 @@ def caveats(
                 f"{n_tests} learning rates tested per test (Welch and Mann–Whitney U), each family of tests "
                 f"Holm-corrected at p < {1 - confidence:g}; the verdict rests on the bootstrap, not on them."
             )
-    study = config.get("study") if isinstance(config.get("study"), dict) else {}
+    study = record.study
     split = (
         f" (split_seed {study['split_seed']}, validation fraction {study['val_fraction']})"
         if {"split_seed", "val_fraction"} <= set(study)
@@ -208,7 +205,7 @@ def caveats(
             f"One train/validation split{split}: the spread across seeds leaves out the split's variance "
             "(`--splits K` adds it); there is no separate test set."
         )
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    data = record.data
     items.append(
         f"One data set ({data.get('source', 'Leaf Classification features')}): "
         "the answer may not carry over to other data or architectures."
@@ -246,11 +243,11 @@ def _skew_caveat(stats: pd.DataFrame, tolerance: float) -> list[str]:
     ]
 
 
-def _missing_configs(config: dict[str, Any], trials: pd.DataFrame) -> list[str]:
+def _missing_configs(record: StudyRecord, trials: pd.DataFrame) -> list[str]:
     """Configurations of the grid with fewer trials present than seeds asked for."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        grid = _grid(config)
+        grid = _grid(record)
     if grid is None:
         return []
     axes = [f for f in TRIAL_FIELDS if f in grid[0]] if grid else []

@@ -33,6 +33,7 @@ from leafbn import (
     robustness_plots,
     tables,
 )
+from leafbn.record import StudyRecord
 from leafbn.render import Block, to_html, to_markdown
 
 __all__ = ["write_report"]
@@ -77,10 +78,9 @@ def write_report(
     root = Path(results_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trials, curves, config = tables.load_tables(root)
-        study = config.get("study") if isinstance(config.get("study"), dict) else {}
+        trials, curves, record = tables.load_tables(root)
         if window is None:
-            window = int(study.get("window") or robustness.DEFAULT_WINDOW)
+            window = int(record.study.get("window") or robustness.DEFAULT_WINDOW)
         settings = dict(
             window=window,
             tolerance=tolerance,
@@ -92,8 +92,8 @@ def write_report(
         out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("*.png"):
             old.unlink()
-        blocks, record = _build(root, out, trials, curves, config, settings, confidence, caught)
-    (out / "answer.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        blocks, answer = _build(root, out, trials, curves, record, settings, confidence, caught)
+    (out / "answer.json").write_text(json.dumps(answer, indent=2) + "\n", encoding="utf-8")
     md_path = out / "report.md"
     md_path.write_text(to_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(blocks, out), encoding="utf-8")
@@ -117,26 +117,24 @@ def _build(
     out: Path,
     trials: pd.DataFrame,
     curves: pd.DataFrame,
-    config: dict[str, Any],
+    record: StudyRecord,
     settings: dict[str, Any],
     confidence: float,
     caught: list,
 ) -> tuple[list[Block], dict[str, Any]]:
-    name = config.get("study", {}).get("name") if isinstance(config.get("study"), dict) else None
+    name = record.study.get("name")
     blocks: list[Block] = [("h1", f"leafbn report: {name or root.resolve().name}")]
-    expected = caveats.expected_trials(config, trials)
+    expected = caveats.expected_trials(record, trials)
     if expected is not None and len(trials) < expected:
         warnings.warn(f"partial study: {len(trials)} of {expected} expected trials present", stacklevel=2)
-    body: list[Block] = caveats.what_was_run(config, trials, expected)
+    body: list[Block] = caveats.what_was_run(record, trials, expected)
     tolerance = settings["tolerance"]
     if trials.empty:
         body += [("h2", "Answer"), ("p", "No trials in `trials.csv`: nothing to analyse yet.")]
-        body += caveats.caveats(config, trials, expected, None, None, tolerance, confidence)
-        record = robustness.answer_record([], settings)
-        return blocks + _warning_block(caught) + body, record
+        body += caveats.caveats(record, trials, expected, None, None, tolerance, confidence)
+        return blocks + _warning_block(caught) + body, robustness.answer_record([], settings)
 
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    study = config.get("study") if isinstance(config.get("study"), dict) else {}
+    data, study = record.data, record.study
     classes = data.get("classes")
     chance = math.log(classes if isinstance(classes, int) and classes > 1 else 99)
     trials = robustness.add_outcomes(trials, curves, settings["window"])
@@ -161,7 +159,7 @@ def _build(
         root, out, trials, curves, stats, stab, answers, draws, effect, settings, chance, confidence
     )
     body += _tables(trials, stats, stab, effect, confidence)
-    body += caveats.caveats(config, trials, expected, stats, effect, tolerance, confidence)
+    body += caveats.caveats(record, trials, expected, stats, effect, tolerance, confidence)
     return blocks + _warning_block(caught) + body, robustness.answer_record(answers, settings)
 
 

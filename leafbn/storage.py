@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import platform
 import socket
@@ -19,10 +18,11 @@ import pyarrow.fs as pafs
 import ray
 
 from leafbn.config import StudyConfig
+from leafbn.record import StudyRecord
 from leafbn.session import StudyError
 
 __all__ = [
-    "is_uri", "experiment_path", "study_dir", "study_lock", "prepare_dir", "read_meta", "write_json",
+    "is_uri", "experiment_path", "study_dir", "study_lock", "prepare_dir", "read_record",
     "versions", "publish", "fetch", "remote", "killed_session_seconds",
 ]  # fmt: skip
 
@@ -94,12 +94,6 @@ def versions() -> dict[str, str]:
     return found
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
 @contextmanager
 def study_lock(path: Path) -> Iterator[None]:
     """Own the study folder ``path`` while a study runs there (``path/.lock``, an flock).
@@ -148,9 +142,10 @@ def prepare_dir(config: StudyConfig, path: Path) -> None:
             raise StudyError(f"--out {config.out}: cannot write there ({str(exc).splitlines()[0]})") from exc
 
 
-def read_meta(path: Path) -> dict[str, Any]:
+def read_record(path: Path) -> StudyRecord:
+    """The study's ``config.json`` in folder ``path``; :class:`StudyError` (one line) if unreadable."""
     try:
-        return json.loads((path / "config.json").read_text())
+        return StudyRecord.read(path / "config.json")
     except (OSError, ValueError) as exc:
         raise StudyError(f"{path / 'config.json'}: cannot read the study's configuration ({exc})") from exc
 

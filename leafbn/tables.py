@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from leafbn.config import TRIAL_FIELDS
+from leafbn.record import StudyRecord
 
 __all__ = [
     "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "TableError",
@@ -179,17 +180,18 @@ _REQUIRED = ("lr", "bn", "final_val_loss")
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 
 
-def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, StudyRecord]:
     """Read a study's ``trials.csv``, ``curves.csv`` and ``config.json``.
 
     Args:
         results_dir: the study's folder (``OUT/NAME``).
 
     Returns:
-        ``(trials, curves, config)``: ``trials`` with ``bn``/``diverged`` as booleans (``diverged``
+        ``(trials, curves, record)``: ``trials`` with ``bn``/``diverged`` as booleans (``diverged``
         is derived from a non-finite ``final_val_loss`` when the column is missing) and numeric
         columns as floats; ``curves`` (empty with its documented columns when the file is missing);
-        ``config`` (``{}`` when ``config.json`` is missing or unreadable).
+        ``record``, the :class:`leafbn.record.StudyRecord` of ``config.json`` (empty when it is missing
+        or unreadable).
 
     Raises:
         FileNotFoundError: ``results_dir`` or its ``trials.csv`` does not exist.
@@ -236,20 +238,20 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, di
     else:
         warnings.warn(f"{curves_path} is missing: no learning curves", stacklevel=2)
 
-    config: dict[str, Any] = {}
+    record = StudyRecord()
     config_path = root / "config.json"
     if config_path.is_file():
         try:
             loaded = json.loads(config_path.read_text())
             if isinstance(loaded, dict):
-                config = loaded
+                record = StudyRecord.from_dict(loaded)
             else:
                 warnings.warn(f"{config_path}: not a JSON object; ignored", stacklevel=2)
         except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
             warnings.warn(f"{config_path}: unreadable ({exc}); ignored", stacklevel=2)
     else:
         warnings.warn(f"{config_path} is missing: the report cannot say what was run", stacklevel=2)
-    return trials, curves, config
+    return trials, curves, record
 
 
 def _to_bool(series: pd.Series) -> pd.Series:

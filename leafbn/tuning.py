@@ -35,6 +35,7 @@ from leafbn import data as leafdata
 from leafbn.config import StudyConfig, contradictions, steps_per_epoch
 from leafbn.loggers import check_loggers, logger_callbacks
 from leafbn.progress import ProgressLine
+from leafbn.record import StudyRecord
 from leafbn.session import StudyError, check_reachable, ray_session, term_as_interrupt
 from leafbn.spaces import estimate_seconds, objective, optuna_space
 from leafbn.storage import (
@@ -44,12 +45,11 @@ from leafbn.storage import (
     killed_session_seconds,
     prepare_dir,
     publish,
-    read_meta,
+    read_record,
     remote,
     study_dir,
     study_lock,
     versions,
-    write_json,
 )  # fmt: skip
 from leafbn.tables import CURVE_COLUMNS, curves_from_history, flat_config, trial_row, trials_frame
 
@@ -283,8 +283,8 @@ def run_study(
             raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
         if is_uri(config.out):
             fetch(config, path)
-        meta = read_meta(path)
-        stored = StudyConfig.from_dict(meta["study"])
+        meta = read_record(path)
+        stored = StudyConfig.from_dict(meta.study)
         differ = contradictions(stored, config, set(asked))
         if differ:
             raise StudyError(
@@ -293,10 +293,10 @@ def run_study(
             )
         where = {k: getattr(config, k) for k in ("address", "num_cpus", "out")}
         config = stored.replace(**where)
-        if meta.get("run", {}).get("complete"):
+        if meta.run.get("complete"):
             echo(
                 f"leafbn: {path} is already complete "
-                f"({meta['run'].get('trials_finished')} trials): nothing to resume"
+                f"({meta.run.get('trials_finished')} trials): nothing to resume"
             )
             trials_df, curves_df, _ = collect_tables(experiment)
             return StudyResult(path, trials_df, curves_df, True)
@@ -305,7 +305,7 @@ def run_study(
             f"{experiment} already holds a study: continue it with --resume, or use another --name"
         )
     data = leafdata.load(config.data)
-    if resume and data.record()["sha256"] != meta["data"]["sha256"]:
+    if resume and data.record()["sha256"] != meta.data.get("sha256"):
         raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
     most = leafdata.distinct_splits(data, config.val_fraction)
     if config.splits > most:
@@ -350,7 +350,7 @@ def _run(
     data: leafdata.LeafData,
     splits: tuple[leafdata.Split, ...],
     expected: int,
-    meta: dict[str, Any] | None,
+    meta: StudyRecord | None,
     echo,
     report: Callable[[Path], Path] | None,
 ) -> StudyResult:
@@ -358,23 +358,22 @@ def _run(
     resume = meta is not None
     n_train = len(splits[0].x_train)
     if not resume:
-        meta = {
-            "study": config.to_dict(),
-            "data": data.record(),
-            "versions": versions(),
-            "run": {"started": datetime.now(UTC).isoformat(timespec="seconds"), "trials_expected": expected},
-        }
-        write_json(path / "config.json", meta)
-    earlier = meta["run"].get("wall_time_s", 0) if resume else 0
+        meta = StudyRecord(
+            study=config.to_dict(),
+            data=data.record(),
+            versions=versions(),
+            run={"started": datetime.now(UTC).isoformat(timespec="seconds"), "trials_expected": expected},
+        )
+    earlier = meta.run.get("wall_time_s", 0) if resume else 0
     if resume:
-        earlier += killed_session_seconds(meta["run"], path)
-    meta["run"]["session_started"] = time.time()  # a killed session's time is counted on resume
-    write_json(path / "config.json", meta)
+        earlier += killed_session_seconds(meta.run, path)
+    meta.run["session_started"] = time.time()  # a killed session's time is counted on resume
+    meta.write(path / "config.json")
 
     start = time.perf_counter()
     with ray_session(config):
         cpus = int(ray.cluster_resources().get("CPU", 0))
-        meta["run"].update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
+        meta.run.update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
         guess = estimate_seconds(config, config.trial_configs(), n_train, cpus, n_trials=expected)
         mode = f"Optuna TPE, {expected} trials" if config.optuna else f"{expected} trials"
         echo(
@@ -398,7 +397,7 @@ def _run(
     curves_df.to_csv(path / "curves.csv", index=False)
     finished = statuses.get("TERMINATED", 0)
     complete = finished == expected
-    meta["run"].update(
+    meta.run.update(
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
         wall_time_s=round(time.perf_counter() - start + earlier, 2),
         session_ended=time.time(),
@@ -406,7 +405,7 @@ def _run(
         trial_status=statuses,
         complete=complete,
     )
-    write_json(path / "config.json", meta)
+    meta.write(path / "config.json")
     if report is not None:
         echo(f"report: {report(path)}")
     publish(config, path)

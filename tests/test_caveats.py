@@ -7,10 +7,13 @@ import json
 from synthetic import make_trials
 
 from leafbn import analysis, caveats
+from leafbn.record import StudyRecord
 
 
-def study(**extra) -> dict:
-    return {"study": {"lr": [0.1], "bn": [False, True], "seeds": 5, "splits": 1, "window": 10, **extra}}
+def study(**extra) -> StudyRecord:
+    return StudyRecord(
+        study={"lr": [0.1], "bn": [False, True], "seeds": 5, "splits": 1, "window": 10, **extra}
+    )
 
 
 def test_what_was_run_lists_settings_and_counts():
@@ -31,5 +34,5 @@ def test_caveats_name_the_split_variance():
 
 def test_expected_trials_from_the_run_record():
     trials = make_trials()
-    assert caveats.expected_trials({"run": {"trials_expected": 99}}, trials) == 99
-    assert caveats.expected_trials({}, trials) is None
+    assert caveats.expected_trials(StudyRecord(run={"trials_expected": 99}), trials) == 99
+    assert caveats.expected_trials(StudyRecord(), trials) is None

@@ -96,13 +96,13 @@ def test_load_tables_round_trip_and_tolerance(tmp_path):
         loaded, curves, config = load_tables(tmp_path)
     messages = " ".join(str(w.message) for w in record)
     assert "curves.csv" in messages and "config.json" in messages
-    assert curves.empty and config == {}
+    assert curves.empty and not config and config.run == {}
     assert loaded["bn"].dtype == bool and loaded["diverged"].dtype == bool
     assert loaded["diverged"].sum() == 20
     make_curves(trials).to_csv(tmp_path / "curves.csv", index=False)
     (tmp_path / "config.json").write_text(json.dumps({"run": {"trials_expected": 70}}))
     loaded, curves, config = load_tables(tmp_path)
-    assert len(curves) > 0 and config["run"]["trials_expected"] == 70
+    assert len(curves) > 0 and config.run["trials_expected"] == 70
     (tmp_path / "config.json").write_text("{not json")
     with pytest.warns(UserWarning, match="config.json"):
         load_tables(tmp_path)
@@ -123,3 +123,11 @@ def test_load_tables_bad_input(tmp_path):
     assert trials.empty
     assert analysis.aggregate(trials).empty
     assert analysis.bn_effect(trials).empty and analysis.summary(trials).empty
+
+
+def test_a_hand_edited_config_json_reads_as_empty_parts(tmp_path):
+    make_trials().to_csv(tmp_path / "trials.csv", index=False)
+    (tmp_path / "config.json").write_text(json.dumps({"study": [1, 2], "run": {"trials_expected": 70}}))
+    with pytest.warns(UserWarning, match="curves.csv"):
+        _, _, record = load_tables(tmp_path)
+    assert record.study == {} and record.data == {} and record.run == {"trials_expected": 70}
