@@ -87,3 +87,19 @@ def make_curves(trials: pd.DataFrame) -> pd.DataFrame:
                 )
             )
     return pd.DataFrame(rows)
+
+
+def make_optuna_study():
+    """A small seeded Optuna study over ``lr`` (log) and ``depth``, as an Optuna search leaves one."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="lr-search", sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(
+        lambda t: (
+            (math.log10(t.suggest_float("lr", 1e-3, 1e3, log=True)) - 1) ** 2
+            + 0.01 * t.suggest_int("depth", 1, 4)
+        ),
+        n_trials=8,
+    )
+    return study

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import subprocess
@@ -17,7 +16,7 @@ matplotlib.use("Agg")
 
 import pandas as pd
 import pytest
-from synthetic import BN, LRS, NOBN, make_curves, make_trials
+from synthetic import BN, LRS, NOBN, make_curves, make_optuna_study, make_trials
 
 from leafbn.report import write_report
 
@@ -246,19 +245,9 @@ def test_missing_curves_and_config_warn_and_heatmaps_appear(tmp_path):
 
 def test_optuna_study_gets_its_plots(tmp_path):
     import joblib
-    import optuna
 
     write_study(tmp_path, lrs=[1e-2, 1e-1], curves=False)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="lr-search", sampler=optuna.samplers.RandomSampler(seed=1))
-    study.optimize(
-        lambda t: (
-            (math.log10(t.suggest_float("lr", 1e-3, 1e3, log=True)) - 1) ** 2
-            + 0.01 * t.suggest_int("depth", 1, 4)
-        ),
-        n_trials=8,
-    )
-    joblib.dump(study, tmp_path / "optuna_study.pkl")
+    joblib.dump(make_optuna_study(), tmp_path / "optuna_study.pkl")
     md_path, warned = report_warned(tmp_path)
     assert "Optuna" not in warned
     out = md_path.parent
