@@ -295,11 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from leafbn.analysis import format_summary, summary
+    from leafbn.storage import experiment_path, is_uri
 
     print(format_summary(summary(result.trials)))
     print(f"results: {result.path}")
-    if "://" in config.out:
-        print(f"copied to: {config.out.rstrip('/')}/{config.name}")
+    if is_uri(config.out):
+        print(f"copied to: {experiment_path(config)}")
     if not result.complete:
         print(
             "warning: the study is incomplete (interrupted or failed trials; see trials.csv): "
