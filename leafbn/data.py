@@ -84,6 +84,7 @@ __all__ = [
     "load",
     "load_embedded",
     "distinct_splits",
+    "default_spec",
     "load_kaggle",
     "load_openml",
     "load_uci",
@@ -562,6 +563,11 @@ def load_openml(cache_dir: str | None = None) -> LeafData:
     return _make_data(aligned, list(table["species"]), "openml")
 
 
+def default_spec() -> str:
+    """The data a study uses when none is named: ``$LEAFBN_DATA`` if set (non-empty), else ``"embedded"``."""
+    return os.environ.get("LEAFBN_DATA") or "embedded"
+
+
 def load(spec: str | os.PathLike[str] | None = None) -> LeafData:
     """Load leaf data from a spec.
 
@@ -569,8 +575,7 @@ def load(spec: str | os.PathLike[str] | None = None) -> LeafData:
     ----------
     spec : str or PathLike, optional
         ``"embedded"``, ``"openml"``, a path to a Kaggle ``train.csv``, or a folder holding either
-        ``train.csv`` or the three UCI files. None (default): the environment variable
-        ``LEAFBN_DATA`` if set and non-empty, else ``"embedded"``.
+        ``train.csv`` or the three UCI files. None (default): :func:`default_spec`.
 
     Returns
     -------
@@ -582,7 +587,7 @@ def load(spec: str | os.PathLike[str] | None = None) -> LeafData:
         Unknown spec, or any problem of the files it names.
     """
     if spec is None:
-        spec = os.environ.get("LEAFBN_DATA") or "embedded"
+        spec = default_spec()
     if spec == "embedded":
         return load_embedded()
     if spec == "openml":

@@ -16,8 +16,8 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
 
-from leafbn.config import ConfigError, StudyConfig
-from leafbn.spaces import SPACES, space_axes
+from leafbn.config import SPACES, ConfigError, StudyConfig
+from leafbn.spaces import space_axes
 
 T = TypeVar("T")
 DEFAULTS = StudyConfig()
@@ -259,10 +259,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """Build the study's one :class:`StudyConfig` from parsed arguments."""
-    import os
+    from leafbn.data import default_spec
 
     fields = {k: v for k, v in vars(args).items() if k not in ("grid", "report", "resume", "asked")}
-    fields["data"] = args.data or os.environ.get("LEAFBN_DATA") or "embedded"
+    fields["data"] = args.data or default_spec()
     for axis, values in space_axes(args.space).items():
         if fields[axis] is None:
             fields[axis] = values
