@@ -199,19 +199,22 @@ def aggregate(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
 
 def summary(trials: pd.DataFrame) -> pd.DataFrame:
-    """The end-of-study table: per learning rate × BN, the final validation loss.
+    """The end-of-study table: per learning rate × BN, the final validation loss's median and IQR
+    (robust to the few runs whose loss exploded without diverging; the report's answer is
+    :mod:`leafbn.robustness`'s).
 
     Args:
         trials: the trials table (as written to ``trials.csv``; ``diverged`` may be missing).
 
     Returns:
-        Columns ``lr``, ``bn``, ``val_loss_mean``, ``val_loss_std`` (over the finished, non-diverged
-        trials with a finite loss), ``diverged`` (count), ``runs`` (finished trials: all their epochs
-        run, or diverged) and ``unfinished`` (trials of an interrupted study that stopped before
-        their last epoch or never started, or that ASHA stopped), sorted by ``lr`` then ``bn``.
+        Columns ``lr``, ``bn``, ``val_loss_median``, ``val_loss_q1``, ``val_loss_q3`` (over the
+        finished, non-diverged trials with a finite loss; NaN when none), ``diverged`` (count),
+        ``runs`` (finished trials: all their epochs run, or diverged) and ``unfinished`` (trials of
+        an interrupted study that stopped before their last epoch or never started, or that ASHA
+        stopped), sorted by ``lr`` then ``bn``.
         Any other axis (depth, width, ...) is pooled.
     """
-    columns = ["lr", "bn", "val_loss_mean", "val_loss_std", "diverged", "runs", "unfinished"]
+    columns = ["lr", "bn", "val_loss_median", "val_loss_q1", "val_loss_q3", "diverged", "runs", "unfinished"]
     if trials.empty or not {"lr", "bn", "final_val_loss"} <= set(trials.columns):
         return pd.DataFrame(columns=columns)
     trials = normalise_trials(trials)
@@ -224,13 +227,15 @@ def summary(trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (lr, bn), everything in trials.groupby(["lr", "bn"], sort=True):
         group = everything[everything["_finished"]]
-        _, mean, std, _ = _mean_std_ci(_finite_ok(group, "final_val_loss"), 0.95)
+        losses = _finite_ok(group, "final_val_loss")
+        q1, median, q3 = losses.quantile([0.25, 0.5, 0.75]) if len(losses) else (math.nan,) * 3
         rows.append(
             dict(
                 lr=lr,
                 bn=bool(bn),
-                val_loss_mean=mean,
-                val_loss_std=std,
+                val_loss_median=median,
+                val_loss_q1=q1,
+                val_loss_q3=q3,
                 diverged=int(group["diverged"].sum()),
                 runs=len(group),
                 unfinished=len(everything) - len(group),
@@ -245,20 +250,20 @@ def _number(value: float) -> str:
 
 
 def format_summary(df: pd.DataFrame) -> str:
-    """A terminal table of :func:`summary`'s output: ``lr  bn  val_loss (mean ± std)  diverged/runs``."""
+    """A terminal table of :func:`summary`'s output: ``lr  bn  val_loss median (IQR)  diverged/runs``."""
     if df.empty:
         return "(no trials)"
-    lines = [f"{'lr':>8}  {'bn':<5}  {'val_loss (mean ± std)':<22}  diverged/runs"]
+    lines = [f"{'lr':>8}  {'bn':<5}  {'val_loss median (IQR)':<26}  diverged/runs"]
     for row in df.itertuples(index=False):
-        if math.isnan(row.val_loss_mean):
+        if math.isnan(row.val_loss_median):
             loss = "—"
-        elif math.isnan(row.val_loss_std):
-            loss = _number(row.val_loss_mean)
+        elif row.val_loss_q1 == row.val_loss_q3:
+            loss = _number(row.val_loss_median)
         else:
-            loss = f"{_number(row.val_loss_mean)} ± {_number(row.val_loss_std)}"
+            loss = f"{_number(row.val_loss_median)} ({_number(row.val_loss_q1)}–{_number(row.val_loss_q3)})"
         unfinished = f"  (+{row.unfinished} unfinished)" if getattr(row, "unfinished", 0) else ""
         lines.append(
-            f"{row.lr:>8g}  {'on' if row.bn else 'off':<5}  {loss:<22}  {row.diverged}/{row.runs}{unfinished}"
+            f"{row.lr:>8g}  {'on' if row.bn else 'off':<5}  {loss:<26}  {row.diverged}/{row.runs}{unfinished}"
         )
     return "\n".join(lines)
 

@@ -299,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(format_summary(summary(result.trials)))
     print(f"results: {result.path}")
+    if not args.report:
+        print(f"the answer, with how sure it is: python study/report.py {result.path}")
     if is_uri(config.out):
         print(f"copied to: {experiment_path(config)}")
     if not result.complete:

@@ -125,19 +125,29 @@ def test_summary_and_format_summary():
     assert list(summ.columns) == [
         "lr",
         "bn",
-        "val_loss_mean",
-        "val_loss_std",
+        "val_loss_median",
+        "val_loss_q1",
+        "val_loss_q3",
         "diverged",
         "runs",
         "unfinished",
     ]
     assert len(summ) == 14 and summ["runs"].eq(5).all()
-    assert row(summ, lr=1.0, bn=False).diverged == 5 and math.isnan(row(summ, lr=1.0, bn=False).val_loss_mean)
-    assert row(summ, lr=1e-2, bn=True).val_loss_mean == pytest.approx(0.4)
-    assert row(summ, lr=1e-2, bn=True).val_loss_std == pytest.approx(STD)
+    assert row(summ, lr=1.0, bn=False).diverged == 5 and math.isnan(
+        row(summ, lr=1.0, bn=False).val_loss_median
+    )
+    r = row(summ, lr=1e-2, bn=True)  # 0.4 + (-0.02, -0.01, 0, 0.01, 0.02)
+    assert (r.val_loss_q1, r.val_loss_median, r.val_loss_q3) == pytest.approx((0.39, 0.4, 0.41))
     text = analysis.format_summary(summ)
     assert len(text.splitlines()) == 15
-    assert "0.4000 ± 0.0158" in text and "5/5" in text and "0/5" in text
+    assert "0.4000 (0.3900–0.4100)" in text and "5/5" in text and "0/5" in text
+
+
+def test_summary_is_not_moved_by_one_exploded_run():
+    trials = make_trials(lrs=[1e-2])
+    trials.loc[trials["bn"] & (trials["seed"] == 0), "final_val_loss"] = 6e15  # finite, not diverged
+    r = row(analysis.summary(trials), lr=1e-2, bn=True)
+    assert r.val_loss_median == pytest.approx(0.41) and r.diverged == 0
     assert analysis.format_summary(analysis.summary(make_trials().iloc[0:0])) == "(no trials)"
 
 
@@ -148,7 +158,7 @@ def test_summary_of_an_interrupted_study_counts_only_finished_runs():
     trials.loc[cut, "final_val_loss"] = [9.0, math.nan]
     r = row(analysis.summary(trials), lr=1e-2, bn=True)
     assert (r.runs, r.unfinished, r.diverged) == (3, 2, 0)
-    assert r.val_loss_mean == pytest.approx(0.4 + OFFS[[2, 3, 4]].mean())  # seeds 0-2 only
+    assert r.val_loss_median == pytest.approx(0.4 + OFFS[3])  # the median of seeds 0-2 only
     assert "0/3  (+2 unfinished)" in analysis.format_summary(analysis.summary(trials))
 
 
