@@ -22,17 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from leafbn.data import (  # noqa: E402
-    EMBEDDED_FILE,
-    EMBEDDED_HEADER,
-    GROUPS,
-    ROW_COLUMN,
-    UCI_FILES,
-    align_uci,
-    parse_uci_file,
-    read_alignment,
-    read_uci_rows,
-)
+from leafbn.datafiles import EMBEDDED_FILE, EMBEDDED_HEADER, GROUPS, ROW_COLUMN, UCI_FILES  # noqa: E402
+from leafbn.uci import align_uci, parse_uci_file, read_alignment, read_uci_rows  # noqa: E402
 
 
 def build_text(uci_dir: Path, alignment: Path | None = None) -> str:

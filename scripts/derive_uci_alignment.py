@@ -24,14 +24,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from leafbn.data import (  # noqa: E402
-    ALIGNMENT_FILE,
-    GROUPS,
-    ROW_COLUMN,
-    UCI_FILES,
-    canonical_species,
-    parse_uci_file,
-)
+from leafbn.datafiles import ALIGNMENT_FILE, GROUPS, ROW_COLUMN, UCI_FILES, canonical_species  # noqa: E402
+from leafbn.uci import parse_uci_file  # noqa: E402
 
 DECIMALS = 4
 BLOCK = 16  # rows per species in the UCI files
