@@ -40,7 +40,7 @@ def test_an_address_where_something_else_listens_is_refused_quickly(answers):
         for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
             start = time.monotonic()
             with pytest.raises(StudyError) as info:
-                check_reachable(address, timeout=2.0)
+                check_reachable(address, timeout=1.0)
             assert time.monotonic() - start < 5
             message = str(info.value)
             assert message.startswith(f"--address {address}: ") and "\n" not in message

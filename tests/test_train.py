@@ -152,7 +152,7 @@ from leafbn.train import _PROGRAMS, train
 split = leafdata.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
 n_classes = int(split.y_train.max()) + 1
 for bn in sys.argv[1:]:  # the architectures, in this order
-    spec = ModelSpec(n_classes=n_classes, bn=bn == "bn")
+    spec = ModelSpec(n_classes=n_classes, bn=bn == "bn", depth=1, width=16)  # small: quick to compile
     train(spec, split.x_train, split.y_train, split.x_val, split.y_val, lr=0.01, seed=0, epochs=1)
 print("traces", sorted(p.epoch.experimental_get_tracing_count() for p in _PROGRAMS.values()))
 """
