@@ -261,7 +261,7 @@ def format_summary(df: pd.DataFrame) -> str:
             loss = _number(row.val_loss_median)
         else:
             loss = f"{_number(row.val_loss_median)} ({_number(row.val_loss_q1)}–{_number(row.val_loss_q3)})"
-        unfinished = f"  (+{row.unfinished} unfinished)" if getattr(row, "unfinished", 0) else ""
+        unfinished = f"  (+{row.unfinished} not run to the end)" if getattr(row, "unfinished", 0) else ""
         lines.append(
             f"{row.lr:>8g}  {'on' if row.bn else 'off':<5}  {loss:<26}  {row.diverged}/{row.runs}{unfinished}"
         )

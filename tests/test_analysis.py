@@ -159,7 +159,7 @@ def test_summary_of_an_interrupted_study_counts_only_finished_runs():
     r = row(analysis.summary(trials), lr=1e-2, bn=True)
     assert (r.runs, r.unfinished, r.diverged) == (3, 2, 0)
     assert r.val_loss_median == pytest.approx(0.4 + OFFS[3])  # the median of seeds 0-2 only
-    assert "0/3  (+2 unfinished)" in analysis.format_summary(analysis.summary(trials))
+    assert "0/3  (+2 not run to the end)" in analysis.format_summary(analysis.summary(trials))
 
 
 def test_summary_accepts_the_runner_table_as_written(tmp_path):

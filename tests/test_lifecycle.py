@@ -164,7 +164,7 @@ def test_sigterm_ends_the_study_as_ctrl_c_does_with_its_tables(tmp_path):
     assert "continue it with --resume" in err
     trials = pd.read_csv(path / "trials.csv")  # the tables of what finished, written at once
     assert len(trials) == 8 and (trials["epochs_run"] == epochs).sum() >= 1
-    assert "unfinished)" in out  # the summary marks the trials that did not finish
+    assert "not run to the end)" in out  # the summary marks the trials that did not finish
 
 
 @pytest.mark.cluster
