@@ -259,14 +259,16 @@ class StudyConfig:
 
 
 #: Settings a resumed study takes from the command line: where it runs, not what it runs.
-WHERE_IT_RUNS = ("address", "num_cpus", "out", "name", "data", "log")
+WHERE_IT_RUNS = ("address", "num_cpus", "out", "name", "data")
 
 
 def contradictions(stored: StudyConfig, given: StudyConfig, asked: set[str]) -> list[str]:
     """The flags in ``asked`` whose values in ``given`` differ from the ``stored`` study's, as text."""
 
     def show(value: Any) -> str:
-        return ",".join(_show(v) for v in value) if isinstance(value, tuple) else _show(value)
+        if isinstance(value, tuple):
+            return ",".join(_show(v) for v in value) or "none"
+        return _show(value)
 
     return [
         f"--{name.replace('_', '-')} {show(getattr(given, name))} "

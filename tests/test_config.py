@@ -76,3 +76,5 @@ def test_resume_refuses_flags_that_contradict_the_stored_study():
     ]  # seeds agrees; where it runs (CPUs, --out) may change
     assert contradictions(stored, given, {"seeds", "num_cpus"}) == []
     assert contradictions(stored, StudyConfig(bn=(True,)), {"bn"}) == ["--bn on (the study's: off,on)"]
+    # the loggers were set up when the study began: a resume cannot add one
+    assert contradictions(stored, StudyConfig(log=("csv",)), {"log"}) == ["--log csv (the study's: none)"]
