@@ -168,7 +168,7 @@ def test_sigterm_ends_the_study_as_ctrl_c_does_with_its_tables(tmp_path):
 
 
 @pytest.mark.cluster
-def test_out_as_a_storage_uri_ends_in_one_place(tmp_path):
+def test_out_as_a_storage_uri_ends_in_one_place(tmp_path, capsys, monkeypatch):
     store = tmp_path / "store"
     env = {**os.environ, "LEAFBN_STAGING": str(tmp_path / "staging")}
     args = ["--out", f"file://{store}", "--name", "u", "--lr", "0.01", "--bn", "on",
@@ -187,12 +187,10 @@ def test_out_as_a_storage_uri_ends_in_one_place(tmp_path):
         assert (store / "u" / name).is_file(), name
     assert len(pd.read_csv(store / "u" / "trials.csv")) == 1
 
-    env["LEAFBN_STAGING"] = str(tmp_path / "elsewhere")  # another machine: nothing local
-    again = subprocess.run([*RUN, *args, "--resume"], capture_output=True, text=True, timeout=300, env=env)
-    assert again.returncode == 0 and "already complete" in again.stdout, again.stderr[-2000:]
+    monkeypatch.setenv("LEAFBN_STAGING", str(tmp_path / "elsewhere"))  # another machine: nothing local
+    code, out, err = run_main_output(capsys, *args, "--resume")  # in this process: no Ray starts
+    assert code == 0 and "already complete" in out, err[-2000:]
 
-    bad = subprocess.run(
-        [*RUN, "--out", "nosuchscheme://bucket/x"], capture_output=True, text=True, timeout=120
-    )
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
-    assert "--out nosuchscheme://bucket/x: cannot use this storage" in bad.stderr
+    code, err = run_main(capsys, "--out", "nosuchscheme://bucket/x")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--out nosuchscheme://bucket/x: cannot use this storage" in err
