@@ -1,14 +1,16 @@
 """The study on a real multi-node Ray cluster, on this machine, through the real CLI.
 
-Each test starts its own cluster: a head and worker nodes, 1 CPU each, every node with its own
+The test starts its own cluster: a head and worker nodes, 1 CPU each, every node with its own
 raylet, object store, agents and temp folder (``ray.cluster_utils.Cluster`` run in a helper process
 of its own, ``python tests/test_cluster.py --serve``), then runs ``python study/run.py --address
 127.0.0.1:PORT ...`` in a subprocess and reads ``trials.csv``. The driver joins that loopback
 address in Ray's single-machine mode (``leafbn.session.ray_session``); without it Ray dials the
 machine's network address instead, where nothing listens, and the study hangs for minutes.
 
-* ``test_study_spreads_over_nodes``: the trials ran on more than one node, each exactly once.
-* ``test_study_survives_a_lost_node``: a worker node is killed (SIGKILL of its raylet and agents;
+On one cluster, two studies in turn:
+
+* ``study_spreads_over_nodes``: the trials ran on more than one node, each exactly once.
+* ``study_survives_a_lost_node``: a worker node is killed (SIGKILL of its raylet and agents;
   its trial processes die with the raylet) while one of its trials runs; Ray Tune retries that trial
   on the surviving node (``FailureConfig(max_failures=3)``), and the study still finishes with every
   trial once, the lost one with ``retries >= 1`` on the head node, and no error rows.
@@ -313,13 +315,14 @@ def _check_every_trial_once(trials, curves, meta, expected: int, epochs: int) ->
 # --------------------------------------------------------------------------------------------
 # The tests.
 # --------------------------------------------------------------------------------------------
-@pytest.fixture
-def cluster():
-    with LocalCluster(workers=1) as c:
-        yield c
+def test_study_spreads_over_nodes_then_survives_a_lost_node(tmp_path: Path) -> None:
+    # One cluster for both (starting one costs seconds): the lost node goes last.
+    with LocalCluster(workers=1) as cluster:
+        study_spreads_over_nodes(cluster, tmp_path)
+        study_survives_a_lost_node(cluster, tmp_path)
 
 
-def test_study_spreads_over_nodes(cluster: LocalCluster, tmp_path: Path) -> None:
+def study_spreads_over_nodes(cluster: LocalCluster, tmp_path: Path) -> None:
     epochs = 3
     rc, log = run_cli(
         cluster, tmp_path, "spread", "--lr", "0.01,0.1", "--bn", "on,off", "--seeds", "1",
@@ -369,7 +372,7 @@ def _reports_by_node(experiment: Path, trial_id: str) -> list[tuple[str, int]]:
     return rows
 
 
-def test_study_survives_a_lost_node(cluster: LocalCluster, tmp_path: Path) -> None:
+def study_survives_a_lost_node(cluster: LocalCluster, tmp_path: Path) -> None:
     epochs = 250  # several seconds a trial: still training when its node goes
     head, worker = cluster.node_ids["head"], cluster.node_ids["w1"]
     proc = start_cli(
