@@ -31,24 +31,6 @@ def test_too_large_a_grid_is_announced_and_refused(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-@pytest.mark.cluster
-def test_optuna_search_keeps_its_study_and_never_sees_nan(tmp_path):
-    done = subprocess.run(
-        [*RUN, "--optuna", "6", "--lr", "0.001,1000", "--epochs", "3", "--max-concurrent", "2",
-         "--out", str(tmp_path), "--name", "opt", "--num-cpus", "2"],
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    trials = pd.read_csv(tmp_path / "opt" / "trials.csv")
-    assert len(trials) == 6 and trials["trial_id"].is_unique
-    assert trials["lr"].between(0.001, 1000).all() and trials["lr"].nunique() == 6  # log-uniform draws
-    study = optuna.load_study(study_name="opt", storage=f"sqlite:///{tmp_path / 'opt' / 'optuna.db'}")
-    values = [t.value for t in study.trials]
-    assert len(values) == 6 and all(v is not None and math.isfinite(v) for v in values)
-    assert all(v <= WORST_LOSS for v in values)
-    assert json.loads((tmp_path / "opt" / "config.json").read_text())["study"]["optuna"] == 6
-
-
 def finished_trials(path: Path, epochs: int) -> dict[str, str]:
     """Trial folder → its result.json text, for trials that reported all their epochs."""
     out = {}
@@ -168,24 +150,29 @@ def test_sigterm_ends_the_study_as_ctrl_c_does_with_its_tables(tmp_path):
 
 
 @pytest.mark.cluster
-def test_out_as_a_storage_uri_ends_in_one_place(tmp_path, capsys, monkeypatch):
+def test_an_optuna_study_on_a_storage_uri_keeps_everything_in_one_place(tmp_path, capsys, monkeypatch):
     store = tmp_path / "store"
     env = {**os.environ, "LEAFBN_STAGING": str(tmp_path / "staging")}
-    args = ["--out", f"file://{store}", "--name", "u", "--lr", "0.01", "--bn", "on",
-            "--seeds", "1", "--epochs", "2", "--num-cpus", "1"]  # fmt: skip
+    args = ["--out", f"file://{store}", "--name", "opt", "--optuna", "6", "--lr", "0.001,1000",
+            "--epochs", "3", "--max-concurrent", "2", "--num-cpus", "2"]  # fmt: skip
     done = subprocess.run([*RUN, *args, "--report"], capture_output=True, text=True, timeout=600, env=env,
                           stdin=subprocess.DEVNULL)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    for name in (
-        "config.json",
-        "trials.csv",
-        "curves.csv",
-        "tuner.pkl",
-        "report/report.md",
-        "report/report.html",
-    ):
-        assert (store / "u" / name).is_file(), name
-    assert len(pd.read_csv(store / "u" / "trials.csv")) == 1
+    here = store / "opt"
+    for name in ("config.json", "trials.csv", "curves.csv", "tuner.pkl", "optuna.db", "report/report.md",
+                 "report/report.html", "report/answer.json"):  # fmt: skip
+        assert (here / name).is_file(), name
+    assert f"copied to: file://{store}/opt" in done.stdout
+
+    # Optuna drew six learning rates log-uniformly and never saw a NaN: diverged trials are the cap
+    trials = pd.read_csv(here / "trials.csv")
+    assert len(trials) == 6 and trials["trial_id"].is_unique
+    assert trials["lr"].between(0.001, 1000).all() and trials["lr"].nunique() == 6
+    study = optuna.load_study(study_name="opt", storage=f"sqlite:///{here / 'optuna.db'}")
+    values = [t.value for t in study.trials]
+    assert len(values) == 6 and all(v is not None and math.isfinite(v) for v in values)
+    assert all(v <= WORST_LOSS for v in values)
+    assert json.loads((here / "config.json").read_text())["study"]["optuna"] == 6
 
     monkeypatch.setenv("LEAFBN_STAGING", str(tmp_path / "elsewhere"))  # another machine: nothing local
     code, out, err = run_main_output(capsys, *args, "--resume")  # in this process: no Ray starts
