@@ -22,7 +22,7 @@ from leafbn.record import StudyRecord
 from leafbn.session import StudyError
 
 __all__ = [
-    "is_uri", "experiment_path", "study_dir", "study_lock", "prepare_dir", "read_record",
+    "is_uri", "experiment_path", "study_dir", "study_lock", "check_not_running", "prepare_dir", "read_record",
     "versions", "publish", "fetch", "remote", "killed_session_seconds",
 ]  # fmt: skip
 
@@ -117,6 +117,19 @@ def study_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def check_not_running(path: Path) -> None:
+    """Raise :class:`StudyError` naming the study running in folder ``path`` now, if one is.
+
+    Checked first, so that a second study started there hears of the first, not of its files.
+    """
+    if path.is_dir():
+        try:
+            with study_lock(path):
+                pass
+        except OSError:
+            pass  # a folder that cannot be written: the checks that follow say so
 
 
 def prepare_dir(config: StudyConfig, path: Path) -> None:

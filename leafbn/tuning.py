@@ -39,6 +39,7 @@ from leafbn.record import StudyRecord
 from leafbn.session import StudyError, check_reachable, ray_session, term_as_interrupt
 from leafbn.spaces import estimate_seconds, objective, optuna_space
 from leafbn.storage import (
+    check_not_running,
     experiment_path,
     fetch,
     is_uri,
@@ -277,6 +278,7 @@ def run_study(
         check_reachable(config.address)  # before anything is written
     if is_uri(config.out):
         remote(config)  # a bad URI fails here, before anything is written
+    check_not_running(path)
     restorable = tune.Tuner.can_restore(experiment)
     if resume:
         if not restorable:
