@@ -97,7 +97,10 @@ from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 from leafbn.config import steps_per_epoch  # noqa: E402
 from leafbn.model import ModelSpec, build_model, build_optimizer, reset_weights  # noqa: E402
 
-__all__ = ["EpochResult", "TrialResult", "train", "single_thread", "epoch_order"]
+__all__ = [
+    "EpochResult", "TrialResult", "train", "single_thread", "epoch_order", "cpu_key", "xla_cache_dir",
+    "compiled_model", "tracing_counts",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,20 @@ class _Program:
 
 
 _PROGRAMS: dict[_Key, _Program] = {}
+
+
+def compiled_model(spec: ModelSpec, drop_last: bool = False) -> keras.Model:
+    """The model inside this process's compiled program for ``spec``, with the weights its last
+    trial left (for checking them against another implementation). KeyError if none was built."""
+    for key, program in _PROGRAMS.items():
+        if key.spec == spec and key.drop_last == drop_last:
+            return program.model
+    raise KeyError(f"no compiled program for {spec} (drop_last={drop_last}) in this process")
+
+
+def tracing_counts() -> list[int]:
+    """How often each compiled program of this process was traced (1 each when reuse works)."""
+    return sorted(program.epoch.experimental_get_tracing_count() for program in _PROGRAMS.values())
 
 
 def train(
