@@ -53,7 +53,11 @@ class ProgressLine(tune.Callback):
         """One progress line. A trial ended before its last epoch without diverging (ASHA stopped
         it, or the study was interrupted) counts as stopped, not done; one that ended without a
         single report (an interrupted study's never-started trials) as pending."""
-        ended = [t for t in trials if t.status == "ERROR" or (t.status == "TERMINATED" and t.last_result)]
+        ended = [
+            t
+            for t in trials
+            if t.status == "ERROR" or (t.status == "TERMINATED" and "val_loss" in (t.last_result or {}))
+        ]
         stopped = [t for t in ended if t.status == "TERMINATED" and _stopped_early(t)]
         done = [t for t in ended if not any(t is s for s in stopped)]
         running = sum(t.status == "RUNNING" for t in trials)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from a study
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the loggers we want are named in tuning
@@ -25,7 +26,7 @@ import ray
 from leafbn import reaper
 from leafbn.config import StudyConfig
 
-__all__ = ["StudyError", "ray_session", "check_reachable", "term_as_interrupt"]
+__all__ = ["StudyError", "ray_session", "check_reachable", "term_as_interrupt", "sigterm_ignored"]
 
 
 class StudyError(RuntimeError):
@@ -118,14 +119,30 @@ def term_as_interrupt() -> Iterator[None]:
     Ray Tune stops gracefully on SIGINT and the tables of what finished are written; Ray's own
     SIGTERM handler would end the driver at once, with no table. Only the main thread can do this.
     """
+    with _on_sigterm(lambda signum, frame: signal.raise_signal(signal.SIGINT)):
+        yield
+
+
+@contextmanager
+def sigterm_ignored() -> Iterator[None]:
+    """Inside, SIGTERM is ignored: a study whose trials have ended writes its tables, then ends on
+    its own within seconds, instead of dying with nothing written. :func:`term_as_interrupt`
+    nested inside takes precedence while the trials run."""
+    with _on_sigterm(signal.SIG_IGN):
+        yield
+
+
+@contextmanager
+def _on_sigterm(handler: Any) -> Iterator[None]:
+    """``handler`` for SIGTERM inside, the previous one restored after; main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _token_without_home() -> None:

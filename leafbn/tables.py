@@ -49,7 +49,9 @@ NUMERIC_COLUMNS = frozenset(
      "time_s", "retries", "epoch", "train_loss", "val_loss", "val_accuracy")
 )  # fmt: skip
 BOOLEAN_COLUMNS = frozenset(("bn", "diverged", "drop_last"))
-_BOOLEANS = {"true", "false", "1", "0", "1.0", "0.0", "yes", "no", "t", "f", "y", "n", ""}
+#: The spellings of true and false a boolean cell may have (pandas writes True/False; "" is false).
+_TRUE = {"true", "1", "yes", "t", "y", "1.0"}
+_BOOLEANS = _TRUE | {"false", "0", "no", "f", "n", "0.0", ""}
 
 
 class TableError(ValueError):
@@ -177,7 +179,6 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 #: Columns ``trials.csv`` must have for any analysis.
 _REQUIRED = ("lr", "bn", "final_val_loss")
-_TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 
 
 def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, StudyRecord]:

@@ -36,7 +36,7 @@ from leafbn.config import StudyConfig, contradictions, steps_per_epoch
 from leafbn.loggers import check_loggers, logger_callbacks
 from leafbn.progress import ProgressLine
 from leafbn.record import StudyRecord
-from leafbn.session import StudyError, check_reachable, ray_session, term_as_interrupt
+from leafbn.session import StudyError, check_reachable, ray_session, sigterm_ignored, term_as_interrupt
 from leafbn.spaces import estimate_seconds, objective, optuna_space
 from leafbn.storage import (
     check_not_running,
@@ -250,6 +250,17 @@ def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int
     return trials_frame(rows), curves_df, statuses
 
 
+def _refuse_a_held_folder(experiment: str, path: Path) -> None:
+    """Raise :class:`StudyError` if ``OUT/NAME`` already holds a study (Ray Tune's or our files)."""
+    held = tune.Tuner.can_restore(experiment) or any(
+        (path / n).exists() for n in ("config.json", "trials.csv")
+    )
+    if held:
+        raise StudyError(
+            f"{experiment} already holds a study: continue it with --resume, or use another --name"
+        )
+
+
 def run_study(
     config: StudyConfig,
     echo=print,
@@ -279,9 +290,8 @@ def run_study(
     if is_uri(config.out):
         remote(config)  # a bad URI fails here, before anything is written
     check_not_running(path)
-    restorable = tune.Tuner.can_restore(experiment)
     if resume:
-        if not restorable:
+        if not tune.Tuner.can_restore(experiment):
             raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
         if is_uri(config.out):
             fetch(config, path)
@@ -302,10 +312,8 @@ def run_study(
             )
             trials_df, curves_df, _ = collect_tables(experiment)
             return StudyResult(path, trials_df, curves_df, True)
-    elif restorable or (path / "trials.csv").exists():
-        raise StudyError(
-            f"{experiment} already holds a study: continue it with --resume, or use another --name"
-        )
+    else:
+        _refuse_a_held_folder(experiment, path)
     data = leafdata.load(config.data)
     if resume and data.record()["sha256"] != meta.data.get("sha256"):
         raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
@@ -338,10 +346,8 @@ def run_study(
     if not resume:
         prepare_dir(config, path)
     with study_lock(path):
-        if not resume and (tune.Tuner.can_restore(experiment) or (path / "config.json").exists()):
-            raise StudyError(  # another study started here between the first check and the lock
-                f"{experiment} already holds a study: continue it with --resume, or use another --name"
-            )
+        if not resume:
+            _refuse_a_held_folder(experiment, path)  # another study may have started here meanwhile
         return _run(config, path, experiment, data, splits, expected, meta if resume else None, echo, report)
 
 
@@ -371,44 +377,45 @@ def _run(
         earlier += killed_session_seconds(meta.run, path)
     meta.run["session_started"] = time.time()  # a killed session's time is counted on resume
     meta.write(path / "config.json")
-
-    start = time.perf_counter()
-    with ray_session(config):
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        meta.run.update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
-        guess = estimate_seconds(config, config.trial_configs(), n_train, cpus, n_trials=expected)
-        mode = f"Optuna TPE, {expected} trials" if config.optuna else f"{expected} trials"
-        echo(
-            f"leafbn: {'resuming ' if resume else ''}{mode} on {cpus} CPUs, {data.record()['rows']} rows of "
-            f"{data.source}; estimated {timedelta(seconds=int(guess))} → {experiment}"
-        )
-        progress = ProgressLine(expected, echo=echo)
-        if resume:
-            tuner = tune.Tuner.restore(
-                experiment, trainable=_with_resources(splits), resume_unfinished=True, resume_errored=True
+    with sigterm_ignored():  # once the trials end, the tables are written whatever comes
+        start = time.perf_counter()
+        with ray_session(config):
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            meta.run.update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
+            guess = estimate_seconds(config, config.trial_configs(), n_train, cpus, n_trials=expected)
+            mode = f"Optuna TPE, {expected} trials" if config.optuna else f"{expected} trials"
+            echo(
+                f"leafbn: {'resuming ' if resume else ''}{mode} on {cpus} CPUs, "
+                f"{data.record()['rows']} rows of {data.source}; "
+                f"estimated {timedelta(seconds=int(guess))} → {experiment}"
             )
-        else:
-            tuner = build_tuner(config, splits, callbacks=[progress])
-        try:
-            with term_as_interrupt(), _quiet_never_started():
-                tuner.fit()
-        except KeyboardInterrupt:
-            echo("leafbn: interrupted; writing what finished (continue with --resume)")
-    trials_df, curves_df, statuses = collect_tables(experiment)
-    trials_df.to_csv(path / "trials.csv", index=False)
-    curves_df.to_csv(path / "curves.csv", index=False)
-    finished = statuses.get("TERMINATED", 0)
-    complete = finished == expected
-    meta.run.update(
-        finished=datetime.now(UTC).isoformat(timespec="seconds"),
-        wall_time_s=round(time.perf_counter() - start + earlier, 2),
-        session_ended=time.time(),
-        trials_finished=finished,
-        trial_status=statuses,
-        complete=complete,
-    )
-    meta.write(path / "config.json")
-    if report is not None:
-        echo(f"report: {report(path)}")
-    publish(config, path)
-    return StudyResult(path, trials_df, curves_df, complete)
+            progress = ProgressLine(expected, echo=echo)
+            if resume:
+                tuner = tune.Tuner.restore(
+                    experiment, trainable=_with_resources(splits), resume_unfinished=True, resume_errored=True
+                )
+            else:
+                tuner = build_tuner(config, splits, callbacks=[progress])
+            try:
+                with term_as_interrupt(), _quiet_never_started():
+                    tuner.fit()
+            except KeyboardInterrupt:
+                echo("leafbn: interrupted; writing what finished (continue with --resume)")
+        trials_df, curves_df, statuses = collect_tables(experiment)
+        trials_df.to_csv(path / "trials.csv", index=False)
+        curves_df.to_csv(path / "curves.csv", index=False)
+        finished = statuses.get("TERMINATED", 0)
+        complete = finished == expected
+        meta.run.update(
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            wall_time_s=round(time.perf_counter() - start + earlier, 2),
+            session_ended=time.time(),
+            trials_finished=finished,
+            trial_status=statuses,
+            complete=complete,
+        )
+        meta.write(path / "config.json")
+        if report is not None:
+            echo(f"report: {report(path)}")
+        publish(config, path)
+        return StudyResult(path, trials_df, curves_df, complete)
