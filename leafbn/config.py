@@ -97,6 +97,9 @@ class StudyConfig:
     # --- seeds: a nuisance axis, several per configuration ----------------------------------
     seeds: int = 5  # trials per configuration
     seed_base: int = 0  # their seeds are seed_base, seed_base + 1, ...
+    # networks of one configuration (its seeds) trained together, as one XLA program, in one Ray
+    # trial; 0 picks it from the CPUs (all seeds while the grid still gives each CPU 4 trials)
+    seeds_per_trial: int = 0
     # --- training (the blog's) --------------------------------------------------------------
     epochs: int = 100
     # a run's outcome: the median validation loss of its last `window` epochs (None: min(10, epochs))
@@ -183,6 +186,10 @@ class StudyConfig:
                     seed,
                     f"must be in [0, {MAX_SEED} - --seeds/--splits] (numpy's seeds are non-negative)",
                 )
+        if self.seeds_per_trial < 0:
+            fail("seeds-per-trial", self.seeds_per_trial, "must be >= 0 (0 picks it from the CPUs)")
+        if not self.optuna and self.seeds_per_trial > self.seeds:
+            fail("seeds-per-trial", self.seeds_per_trial, f"must be <= --seeds {self.seeds}")
         if self.report_every < 1:
             fail("report-every", self.report_every, "must be >= 1")
         for v in self.batch_size:
@@ -239,6 +246,33 @@ class StudyConfig:
                 continue
             configs += [dict(trial, split=k, seed=seed) for k in range(self.splits) for seed in seeds]
         return configs
+
+    def grain(self, cpus: int) -> int:
+        """Seeds per Ray trial: ``seeds_per_trial``, or (0) the most that still give each of ``cpus``
+        CPUs 4 trials of the grid, so a cluster is not starved (1 with Optuna: one seed per trial)."""
+        if self.seeds_per_trial:
+            return self.seeds_per_trial
+        if self.optuna:
+            return 1
+        groups = len(self.trial_configs()) // self.seeds
+        fits = [g for g in range(1, self.seeds + 1) if groups * math.ceil(self.seeds / g) >= 4 * max(cpus, 1)]
+        return max(fits, default=1)
+
+    def trial_groups(self, grain: int) -> list[dict[str, Any]]:
+        """The grid as Ray trials: each configuration and split of :meth:`trial_configs` once, its
+        seeds split into ``ceil(seeds / grain)`` groups as equal as possible (a ``seeds`` list in
+        place of ``seed``), in the same order."""
+        by_config: dict[tuple, list[int]] = {}
+        for config in self.trial_configs():
+            by_config.setdefault(tuple((k, v) for k, v in config.items() if k != "seed"), []).append(
+                config["seed"]
+            )
+        groups: list[dict[str, Any]] = []
+        for key, seeds in by_config.items():
+            k = math.ceil(len(seeds) / max(grain, 1))
+            bounds = [round(i * len(seeds) / k) for i in range(k + 1)]
+            groups += [dict(key, seeds=seeds[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        return groups
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field (tuples become lists)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import tune
 
-from leafbn.tables import flat_config
+from leafbn.tables import flat_config, trial_seeds
 
 __all__ = ["ProgressLine"]
 
@@ -26,6 +26,18 @@ def _stopped_early(trial: Any) -> bool:
     result, epochs = trial.last_result or {}, trial.config.get("epochs")
     epoch = result.get("epoch")
     return epoch is not None and epochs is not None and epoch < epochs and not result.get("diverged")
+
+
+def _networks(trial: Any) -> int:
+    """How many networks (seeds) a trial trains."""
+    return len(trial_seeds(trial.config))
+
+
+def _diverged(result: dict, networks: int) -> int:
+    """How many of a finished trial's networks diverged, from its last report."""
+    if isinstance(result.get("networks"), list):
+        return sum(bool(n.get("diverged")) for n in result["networks"])
+    return networks if result.get("diverged") else 0
 
 
 def _clock(seconds: float) -> str:
@@ -50,9 +62,10 @@ class ProgressLine(tune.Callback):
         self.done_before: int | None = None  # trials already done when this run's first line was drawn
 
     def line(self, trials: list) -> str:
-        """One progress line. A trial ended before its last epoch without diverging (ASHA stopped
-        it, or the study was interrupted) counts as stopped, not done; one that ended without a
-        single report (an interrupted study's never-started trials) as pending."""
+        """One progress line, counting networks (a trial trains one per seed). A trial ended before
+        its last epoch without diverging (ASHA stopped it, or the study was interrupted) counts as
+        stopped, not done; one that ended without a single report (an interrupted study's
+        never-started trials) as pending."""
         ended = [
             t
             for t in trials
@@ -60,24 +73,25 @@ class ProgressLine(tune.Callback):
         ]
         stopped = [t for t in ended if t.status == "TERMINATED" and _stopped_early(t)]
         done = [t for t in ended if not any(t is s for s in stopped)]
-        running = sum(t.status == "RUNNING" for t in trials)
-        pending = max(self.total - len(ended) - running, 0)
+        n_done, n_stopped = sum(map(_networks, done)), sum(map(_networks, stopped))
+        running = sum(_networks(t) for t in trials if t.status == "RUNNING")
+        pending = max(self.total - n_done - n_stopped - running, 0)
         results = [t.last_result or {} for t in done]
-        diverged = sum(bool(r.get("diverged")) for r in results)
+        diverged = sum(_diverged(r, _networks(t)) for r, t in zip(results, done))
         finite = [
             (r["val_loss"], t) for r, t in zip(results, done) if math.isfinite(r.get("val_loss", math.nan))
         ]
         elapsed = time.monotonic() - self.start
         if self.done_before is None:
-            self.done_before = len(done)
-        new = len(done) - self.done_before
+            self.done_before = n_done
+        new = n_done - self.done_before
         parts = [
-            f"[leafbn {_clock(elapsed)}] {len(done)}/{self.total} done",
+            f"[leafbn {_clock(elapsed)}] {n_done}/{self.total} done",
             f"{running} running",
             f"{pending} pending",
         ]
         if stopped:
-            parts.insert(1, f"{len(stopped)} stopped early")
+            parts.insert(1, f"{n_stopped} stopped early")
         if diverged:
             parts.append(f"{diverged} diverged")
         if finite:
@@ -85,8 +99,8 @@ class ProgressLine(tune.Callback):
             cfg = flat_config(best.config)
             bn = "on" if cfg.get("bn") else "off"
             parts.append(f"best val_loss {loss:.3f} (lr={cfg.get('lr'):.3g} bn={bn})")
-        if new > 0 and len(done) < self.total:
-            parts.append(f"~{_clock(elapsed / new * (self.total - len(done)))} left")
+        if new > 0 and n_done < self.total:
+            parts.append(f"~{_clock(elapsed / new * (self.total - n_done))} left")
         return " · ".join(parts)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

@@ -23,15 +23,15 @@ from leafbn.record import StudyRecord
 
 __all__ = [
     "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "TableError",
-    "curves_from_history", "epochs_of", "flat_config", "last_attempt", "load_tables", "normalise_trials",
-    "read_table", "trial_row", "trials_frame",
+    "curves_from_history", "epochs_of", "flat_config", "last_attempt", "load_tables", "network_id",
+    "normalise_trials", "read_table", "reported_params", "trial_row", "trial_seeds", "trials_frame",
 ]  # fmt: skip
 
 CURVE_COLUMNS = ["trial_id", "split", "epoch", "train_loss", "val_loss", "val_accuracy"]
 # The trial's own settings, copied from its Ray Tune config into its trials.csv row.
 _CONFIG_COLUMNS = (*TRIAL_FIELDS, "drop_last", "epochs", "split", "seed")
 TRIAL_COLUMNS = [
-    "trial_id", *_CONFIG_COLUMNS,
+    "trial_id", "ray_trial", *_CONFIG_COLUMNS,
     "final_val_loss", "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss",
     "diverged", "diverged_epoch", "epochs_run", "time_s", "node_id", "retries", "error",
 ]  # fmt: skip
@@ -40,6 +40,12 @@ TRIAL_COLUMNS = [
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     """A trial's Ray Tune config in one shape: a grid trial's ``trial`` dict merged into the rest."""
     return {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
+
+
+def trial_seeds(config: dict[str, Any]) -> list[int]:
+    """The seeds of a trial's networks: its ``seeds`` list, or (a study from before) ``seed`` alone."""
+    config = flat_config(config)
+    return [int(s) for s in config["seeds"]] if "seeds" in config else [int(config.get("seed", 0))]
 
 
 #: Columns of either table that hold numbers (empty, nan and inf included) or booleans.
@@ -93,18 +99,30 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(text))
 
 
-def epochs_of(history: pd.DataFrame) -> pd.DataFrame:
-    """One row per epoch from a trial's report history (Ray Tune's rows of ``result.json``).
+def epochs_of(history: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
+    """One row per epoch of one network (``seed``) from its trial's report history (Ray Tune's
+    rows of ``result.json``).
 
-    A report carries the epochs since the previous one in its ``curve`` list
-    (``[epoch, train_loss, val_loss, val_accuracy]`` each); a report without one is one epoch.
+    A report carries, per network, the epochs since the previous report (``networks``: ``seed``
+    and a ``curve`` of ``[epoch, train_loss, val_loss, val_accuracy]``). Older studies' reports
+    carry one network's ``curve``, or are one epoch each.
     """
     metrics = CURVE_COLUMNS[2:]
     if history.empty or "epoch" not in history:
         return pd.DataFrame(columns=metrics)
-    if "curve" not in history:
+    if "networks" in history:
+        rows = [
+            entry
+            for networks in history["networks"]
+            if isinstance(networks, list)
+            for network in networks
+            if seed is None or network.get("seed") == seed
+            for entry in network.get("curve", [])
+        ]
+    elif "curve" in history:
+        rows = [entry for curve in history["curve"] if isinstance(curve, list) for entry in curve]
+    else:
         return history[[c for c in metrics if c in history]].reset_index(drop=True)
-    rows = [entry for curve in history["curve"] if isinstance(curve, list) for entry in curve]
     frame = pd.DataFrame(rows, columns=metrics).astype(float)
     frame["epoch"] = frame["epoch"].astype(int)
     return frame
@@ -119,13 +137,30 @@ def last_attempt(epochs: pd.DataFrame) -> pd.DataFrame:
     return epochs.iloc[starts[-1] if len(starts) else 0 :]
 
 
-def curves_from_history(trial_id: str, history: pd.DataFrame, split: int = 0) -> pd.DataFrame:
-    """``curves.csv`` rows of one trial (on train/validation split ``split``) from its report history."""
-    rows = last_attempt(epochs_of(history))
+def network_id(ray_trial: str, seed: int, networks: int) -> str:
+    """A network's ``trial_id`` in both tables: Ray Tune's trial id, and ``-s<seed>`` when the
+    Ray trial trained several networks."""
+    return ray_trial if networks == 1 else f"{ray_trial}-s{seed}"
+
+
+def curves_from_history(
+    trial_id: str, history: pd.DataFrame, split: int = 0, seed: int | None = None
+) -> pd.DataFrame:
+    """``curves.csv`` rows of one network (``seed``; None: the trial's only one), on train/validation
+    split ``split``, from its trial's report history."""
+    rows = last_attempt(epochs_of(history, seed))
     out = pd.DataFrame({c: rows[c].to_numpy() if c in rows else [] for c in CURVE_COLUMNS[2:]})
     out.insert(0, "split", int(split))
     out.insert(0, "trial_id", trial_id)
     return out
+
+
+def reported_params(history: pd.DataFrame) -> dict[str, Any]:
+    """The settings a trial reported (``params``), from its last report; empty if it reported none."""
+    if history.empty:
+        return {}
+    last = history.iloc[-1]
+    return {k.removeprefix("params/"): last[k] for k in history.columns if k.startswith("params/")}
 
 
 def trial_row(
@@ -134,12 +169,22 @@ def trial_row(
     history: pd.DataFrame,
     retries: int = 0,
     error: str = "",
+    seed: int | None = None,
+    networks: int = 1,
+    ray_trial: str | None = None,
 ) -> dict[str, Any]:
-    """One ``trials.csv`` row from a trial's config and its report history."""
-    rows = last_attempt(epochs_of(history))
-    row: dict[str, Any] = {"trial_id": trial_id}
-    row.update({k: config.get(k) for k in _CONFIG_COLUMNS})
-    row["split"] = int(config.get("split") or 0)  # a study from before splits ran on split 0
+    """One ``trials.csv`` row: network ``seed`` of a trial that trained ``networks`` networks.
+
+    Its settings are those the trial reported (``params``); a trial that never reported takes
+    them from its Ray Tune ``config``. ``time_s`` is the trial's trainer time shared equally by
+    its networks.
+    """
+    rows = last_attempt(epochs_of(history, seed))
+    row: dict[str, Any] = {"trial_id": trial_id, "ray_trial": ray_trial or trial_id}
+    own = {**config, **reported_params(history)}
+    row.update({k: own.get(k) for k in _CONFIG_COLUMNS})
+    row["seed"] = seed if seed is not None else own.get("seed")
+    row["split"] = int(own.get("split") or 0)  # a study from before splits ran on split 0
     finite = rows[np.isfinite(rows["val_loss"].to_numpy(dtype=float))] if len(rows) else rows
     last = rows.iloc[-1] if len(rows) else None
     report = history.iloc[-1] if len(rows) else None  # the last report: time and node
@@ -156,7 +201,7 @@ def trial_row(
         diverged=diverged,
         diverged_epoch=int(last["epoch"]) if diverged else None,
         epochs_run=0 if last is None else int(last["epoch"]),
-        time_s=math.nan if report is None else float(report["time_s"]),
+        time_s=math.nan if report is None else float(report["time_s"]) / max(networks, 1),
         node_id="" if report is None else str(report.get("node_id", "")),
         retries=int(retries),
         error=error,

@@ -35,7 +35,7 @@ import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,8 +98,8 @@ from leafbn.config import steps_per_epoch  # noqa: E402
 from leafbn.model import ModelSpec, build_model, build_optimizer, reset_weights  # noqa: E402
 
 __all__ = [
-    "EpochResult", "TrialResult", "train", "single_thread", "epoch_order", "cpu_key", "xla_cache_dir",
-    "compiled_model", "tracing_counts",
+    "EpochResult", "TrialResult", "train", "train_networks", "single_thread", "epoch_order", "cpu_key",
+    "xla_cache_dir", "compiled_model", "tracing_counts",
 ]  # fmt: skip
 
 
@@ -292,19 +292,90 @@ def train(
     drop_last : leave out each epoch's last batch when it is smaller than ``batch_size`` (Keras
         keeps it: the default); needs ``batch_size <= len(x_train)``.
     on_epoch : called after every epoch with its :class:`EpochResult`; returning True stops the
-        trial (early stopping). Ray Tune's report goes here.
+        trial (early stopping).
 
     Returns
     -------
     TrialResult with one :class:`EpochResult` per epoch run; ``diverged`` and ``diverged_epoch``
     are set when a loss became NaN or inf (the trial stops at that epoch).
     """
+    callback = None if on_epoch is None else (lambda results: on_epoch(results[0]))
+    return train_networks(
+        spec, x_train, y_train, x_val, y_val, lr=lr, seeds=[seed], epochs=epochs, batch_size=batch_size,
+        drop_last=drop_last, momentum=momentum, decay=decay, on_epoch=callback,
+    )[0]  # fmt: skip
+
+
+def train_networks(
+    spec: ModelSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    lr: float,
+    seeds: Sequence[int],
+    epochs: int = 100,
+    batch_size: int = 10,
+    drop_last: bool = False,
+    momentum: float = 0.9,
+    decay: float = 1e-6,
+    on_epoch: Callable[[list[EpochResult | None]], bool | None] | None = None,
+) -> list[TrialResult]:
+    """Train one network per seed, all with ``spec`` and ``lr``, together; one result per seed.
+
+    As :func:`train`, with ``seeds`` in place of ``seed``. ``on_epoch`` is called after every
+    epoch with each network's :class:`EpochResult` (None for a network that diverged in an earlier
+    epoch); returning True stops every network. A network stops at the epoch it diverges; the
+    others go on. Each result's ``time_s`` is the trainer's time shared equally by the networks.
+    """
     start = time.perf_counter()
     single_thread()
     n_train = len(x_train)
     if steps_per_epoch(n_train, batch_size, drop_last) == 0:
         raise ValueError(f"batch_size {batch_size}: must be <= the {n_train} training rows with drop_last")
+    if not seeds:
+        raise ValueError("seeds: must name at least one seed")
     key = _Key(spec, momentum, decay, batch_size, drop_last, n_train, len(x_val))
+    results = [TrialResult() for _ in seeds]
+    # TEMPORARY: one network at a time through the single-network program
+    per_seed = []
+    for seed in seeds:
+        program = _program(key)
+        program.reset(seed, lr)
+        x, y = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.int32)
+        xv, yv = tf.constant(x_val, tf.float32), tf.constant(y_val, tf.int32)
+        order = epoch_order(seed, epochs, n_train)
+        run = []
+        for e in range(epochs):
+            train_loss, val_loss, val_acc = program.epoch(x, y, tf.constant(order[e]), xv, yv)
+            epoch = EpochResult(e + 1, float(train_loss), float(val_loss), float(val_acc))
+            run.append(epoch)
+            if not epoch.finite:
+                break
+        per_seed.append(run)
+    for e in range(epochs):
+        now: list[EpochResult | None] = []
+        for result, run in zip(results, per_seed):
+            if result.diverged or e >= len(run):
+                now.append(None)
+                continue
+            result.epochs.append(run[e])
+            if not run[e].finite:
+                result.diverged, result.diverged_epoch = True, e + 1
+            now.append(run[e])
+        if all(r is None for r in now):
+            break
+        stop = on_epoch(now) if on_epoch is not None else False
+        if stop or all(r.diverged for r in results):
+            break
+    for result in results:
+        result.time_s = (time.perf_counter() - start) / len(seeds)
+    return results
+
+
+def _program(key: _Key) -> _Program:
+    """This process's compiled program for ``key``, built (traced and compiled) on first use."""
     program = _PROGRAMS.get(key)
     if program is None:
         # TensorFlow, Keras and Ray leave ~0.5 million long-lived objects: one full collection of
@@ -313,20 +384,4 @@ def train(
         gc.freeze()
         program = _PROGRAMS[key] = _Program(key)
         gc.freeze()
-    program.reset(seed, lr)
-
-    x, y = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.int32)
-    xv, yv = tf.constant(x_val, tf.float32), tf.constant(y_val, tf.int32)
-    order = epoch_order(seed, epochs, n_train)
-    result = TrialResult()
-    for e in range(epochs):
-        train_loss, val_loss, val_acc = program.epoch(x, y, tf.constant(order[e]), xv, yv)
-        epoch = EpochResult(e + 1, float(train_loss), float(val_loss), float(val_acc))
-        result.epochs.append(epoch)
-        if not epoch.finite:
-            result.diverged, result.diverged_epoch = True, e + 1
-        stop = on_epoch(epoch) if on_epoch is not None else False
-        if result.diverged or stop:
-            break
-    result.time_s = time.perf_counter() - start
-    return result
+    return program

@@ -13,6 +13,7 @@ files live, :mod:`leafbn.storage`'s.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 import ray
@@ -52,7 +54,15 @@ from leafbn.storage import (
     study_lock,
     versions,
 )  # fmt: skip
-from leafbn.tables import CURVE_COLUMNS, curves_from_history, flat_config, trial_row, trials_frame
+from leafbn.tables import (
+    CURVE_COLUMNS,
+    curves_from_history,
+    flat_config,
+    network_id,
+    trial_row,
+    trial_seeds,
+    trials_frame,
+)
 
 __all__ = [
     "StudyError",
@@ -75,72 +85,101 @@ class StudyResult:
     complete: bool
 
 
+def _params(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's own settings, as it reports them with every result (the tables take them from there)."""
+    return {
+        "lr": float(config["lr"]), "bn": bool(config["bn"]), "depth": int(config["depth"]),
+        "width": int(config["width"]), "bn_momentum": float(config["bn_momentum"]),
+        "bn_placement": str(config["bn_placement"]), "batch_size": int(config["batch_size"]),
+        "drop_last": bool(config.get("drop_last", False)), "epochs": int(config["epochs"]),
+        "split": int(config.get("split") or 0), "momentum": float(config["momentum"]),
+        "decay": float(config["decay"]),
+    }  # fmt: skip
+
+
 def trainable(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> None:
-    """Ray Tune function trainable: train one network on ``splits[config["split"]]``, reporting as it goes.
+    """Ray Tune function trainable: train a trial's networks, one per seed, on ``splits[config["split"]]``.
 
     ``config`` holds the trial's axes (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``,
-    ``bn_placement``, ``batch_size``), its ``split`` and ``seed``, and the study's ``epochs``,
-    ``drop_last``, ``momentum``, ``decay`` and ``report_every`` (a grid trial's own values arrive
-    under ``"trial"``, an Optuna trial's flat: :func:`leafbn.tables.flat_config` makes them one
-    shape). Each report carries the latest epoch's losses, its ``objective``, ``diverged``, the
-    trainer's cumulative ``time_s``, the Ray ``node_id``, and a ``curve`` list with every epoch
-    since the previous report.
+    ``bn_placement``, ``batch_size``), its ``split`` and ``seeds`` (or one ``seed``), and the
+    study's ``epochs``, ``drop_last``, ``momentum``, ``decay`` and ``report_every`` (a grid trial's
+    own values arrive under ``"trial"``, an Optuna trial's flat: :func:`leafbn.tables.flat_config`
+    makes them one shape). The networks train together, as one XLA program
+    (:func:`leafbn.train.train_networks`). Each report carries the trial's ``params`` (its settings),
+    the latest ``epoch``, the median over its networks of the validation loss (``val_loss``) and of
+    the ``objective`` (what Optuna and ASHA minimise; a diverged network counts as
+    :data:`leafbn.spaces.WORST_LOSS`), ``diverged`` (every network has), the trainer's cumulative
+    ``time_s``, the Ray ``node_id``, and per network (``networks``) its ``seed``, ``diverged`` and a
+    ``curve`` list with every epoch since the previous report.
     """
     # Imported here, in the worker: the driver never needs TensorFlow.
     from leafbn.model import ModelSpec
-    from leafbn.train import train
+    from leafbn.train import train_networks
 
     start = time.perf_counter()
-    config = flat_config(config)
-    split = splits[int(config.get("split") or 0)]
+    params = _params(flat_config(config))
+    seeds = trial_seeds(config)
+    split = splits[params["split"]]
     node_id = ray.get_runtime_context().get_node_id()
     spec = ModelSpec(
         n_features=split.x_train.shape[1],
         n_classes=int(max(split.y_train.max(), split.y_val.max())) + 1,
-        depth=int(config["depth"]),
-        width=int(config["width"]),
-        bn=bool(config["bn"]),
-        bn_momentum=float(config["bn_momentum"]),
-        bn_placement=str(config["bn_placement"]),
+        **{k: params[k] for k in ("depth", "width", "bn", "bn_momentum", "bn_placement")},
     )
+    every, epochs = int(flat_config(config).get("report_every", 1)), params["epochs"]
+    pending: list[list] = [[] for _ in seeds]  # per network, its epochs since the last report
+    diverged = [False] * len(seeds)
 
-    every, epochs = int(config.get("report_every", 1)), int(config["epochs"])
-    pending: list = []
-
-    def report(epoch) -> None:
+    def report(results: list) -> None:
         # One Ray Tune report costs ~7 ms of framework time, as much as an epoch: report every
-        # `every` epochs (and at the end or on divergence), each report carrying every epoch since.
-        pending.append(epoch)
-        if len(pending) < every and epoch.epoch < epochs and epoch.finite:
+        # `every` epochs (and at the end or when a network diverges), each carrying every epoch since.
+        # `results` holds this epoch's EpochResult per network, None for one that diverged before.
+        newly = False
+        for i, r in enumerate(results):
+            if r is not None:
+                pending[i].append(r)
+                newly |= not r.finite
+                diverged[i] |= not r.finite
+        epoch = max(r.epoch for r in results if r is not None)
+        if max(map(len, pending)) < every and epoch < epochs and not newly:
             return
+        last = [p[-1] if p else None for p in pending]
+        losses = [r.val_loss if r is not None and r.finite else math.inf for r in last]
         tune.report(
             {
-                "epoch": epoch.epoch,
-                "train_loss": epoch.train_loss,
-                "val_loss": epoch.val_loss,
-                "val_accuracy": epoch.val_accuracy,
-                "objective": objective(epoch.val_loss),
-                "diverged": not epoch.finite,
+                "epoch": epoch,
+                "val_loss": float(np.median(losses)),
+                "objective": float(np.median([objective(v) for v in losses])),
+                "diverged": all(diverged),
                 "time_s": time.perf_counter() - start,
                 "node_id": node_id,
-                "curve": [[e.epoch, e.train_loss, e.val_loss, e.val_accuracy] for e in pending],
+                "params": params,
+                "networks": [
+                    {
+                        "seed": seed,
+                        "diverged": diverged[i],
+                        "curve": [[e.epoch, e.train_loss, e.val_loss, e.val_accuracy] for e in pending[i]],
+                    }
+                    for i, seed in enumerate(seeds)
+                ],
             }
         )
-        pending.clear()
+        for p in pending:
+            p.clear()
 
-    train(
+    train_networks(
         spec,
         split.x_train,
         split.y_train,
         split.x_val,
         split.y_val,
-        lr=float(config["lr"]),
-        seed=int(config["seed"]),
-        epochs=int(config["epochs"]),
-        batch_size=int(config["batch_size"]),
-        drop_last=bool(config.get("drop_last", False)),
-        momentum=float(config["momentum"]),
-        decay=float(config["decay"]),
+        lr=params["lr"],
+        seeds=seeds,
+        epochs=epochs,
+        batch_size=params["batch_size"],
+        drop_last=params["drop_last"],
+        momentum=params["momentum"],
+        decay=params["decay"],
         on_epoch=report,
     )
 
@@ -149,20 +188,24 @@ def build_tuner(
     config: StudyConfig,
     splits: tuple[leafdata.Split, ...],
     callbacks: list[tune.Callback] | None = None,
+    grain: int = 1,
 ) -> tune.Tuner:
-    """The study's ``tune.Tuner``, 1 CPU per trial.
+    """The study's ``tune.Tuner``, 1 CPU per trial, ``grain`` networks (seeds) per trial.
 
-    The grid (``config.optuna == 0``) runs every trial of ``config.trial_configs()``; otherwise
-    Optuna's TPE sampler (Ray Tune's ``OptunaSearch``, its study stored in ``optuna.db`` beside
-    the results) draws ``config.optuna`` trials from the same axes, minimising ``objective`` (the
-    validation loss; :data:`leafbn.spaces.WORST_LOSS` for a diverged trial). ``config.asha``
-    adds Ray Tune's ASHA scheduler on the same metric.
+    The grid (``config.optuna == 0``) runs every network of ``config.trial_configs()``, the seeds
+    of each configuration in trials of ``grain`` (``config.trial_groups``); otherwise Optuna's TPE
+    sampler (Ray Tune's ``OptunaSearch``, its study stored in ``optuna.db`` beside the results)
+    draws ``config.optuna`` trials from the same axes, each training ``grain`` seeds from
+    ``seed_base``, minimising ``objective`` (the median over the trial's networks of the validation
+    loss, :data:`leafbn.spaces.WORST_LOSS` for a diverged one). ``config.asha`` adds Ray Tune's
+    ASHA scheduler on the same metric.
     """
     fixed = {k: getattr(config, k) for k in ("epochs", "drop_last", "momentum", "decay", "report_every")}
     search_alg = scheduler = None
     if config.optuna:
         searched, constant = optuna_space(config)
-        param_space = {**constant, "seed": config.seed_base, "split": 0, **fixed}
+        seeds = list(range(config.seed_base, config.seed_base + grain))
+        param_space = {**constant, "seeds": seeds, "split": 0, **fixed}
         storage_url = f"sqlite:///{study_dir(config) / 'optuna.db'}"
         search_alg = OptunaSearch(
             searched, metric="objective", mode="min", seed=config.seed_base,
@@ -171,7 +214,7 @@ def build_tuner(
         if config.max_concurrent:
             search_alg = ConcurrencyLimiter(search_alg, max_concurrent=config.max_concurrent)
     else:
-        param_space = {"trial": tune.grid_search(config.trial_configs()), **fixed}
+        param_space = {"trial": tune.grid_search(config.trial_groups(grain)), **fixed}
     if config.asha:
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=config.epochs, grace_period=max(1, config.epochs // 10)
@@ -227,10 +270,11 @@ def _quiet_never_started() -> Iterator[None]:
 
 
 def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """``trials.csv`` and ``curves.csv`` from Ray Tune's experiment folder at ``path`` (or URI).
+    """``trials.csv`` and ``curves.csv`` (one row per network: per seed) from Ray Tune's experiment
+    folder at ``path`` (or URI).
 
     Read from disk (``tune.ExperimentAnalysis``), so a finished, an interrupted and a resumed
-    study are read alike. Also returns the count of trials per Ray Tune status.
+    study are read alike. Also returns the count of networks per Ray Tune status (their trial's).
     """
     with _quiet_never_started():
         analysis = tune.ExperimentAnalysis(path)
@@ -242,10 +286,14 @@ def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int
         error = ""
         if trial.status == "ERROR":
             error = (str(trial.get_error() or "") or "error").strip().splitlines()[-1][:300]
-        config = flat_config(trial.config)
-        rows.append(trial_row(trial.trial_id, config, history, trial.num_failures, error))
-        curves.append(curves_from_history(trial.trial_id, history, int(config.get("split") or 0)))
-        statuses[trial.status] = statuses.get(trial.status, 0) + 1
+        config, seeds = flat_config(trial.config), trial_seeds(trial.config)
+        for seed in seeds:
+            name = network_id(trial.trial_id, seed, len(seeds))
+            rows.append(
+                trial_row(name, config, history, trial.num_failures, error, seed, len(seeds), trial.trial_id)
+            )
+            curves.append(curves_from_history(name, history, int(config.get("split") or 0), seed))
+        statuses[trial.status] = statuses.get(trial.status, 0) + len(seeds)
     curves_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
     return trials_frame(rows), curves_df, statuses
 
@@ -334,7 +382,7 @@ def run_study(
                 f"--batch-size {size}: must be <= the {n_train} training rows with "
                 "--drop-last, or no batch is left: lower it or leave out --drop-last"
             )
-    expected = config.optuna or len(config.trial_configs())
+    expected = config.optuna * config.grain(1) if config.optuna else len(config.trial_configs())  # networks
     if not config.optuna and expected > config.max_trials:
         cpus = config.num_cpus or os.cpu_count() or 1
         guess = estimate_seconds(config, config.trial_configs(), n_train, cpus)
@@ -382,8 +430,14 @@ def _run(
         with ray_session(config):
             cpus = int(ray.cluster_resources().get("CPU", 0))
             meta.run.update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
+            # a resumed study keeps its Ray trials (one from before the setting trained one seed each)
+            grain = int(meta.run.setdefault("seeds_per_trial", 1 if resume else config.grain(cpus)))
+            meta.write(path / "config.json")
+            ray_trials = config.optuna or len(config.trial_groups(grain))
             guess = estimate_seconds(config, config.trial_configs(), n_train, cpus, n_trials=expected)
             mode = f"Optuna TPE, {expected} trials" if config.optuna else f"{expected} trials"
+            if grain > 1:
+                mode += f" ({grain} seeds per Ray trial: {ray_trials} Ray trials)"
             echo(
                 f"leafbn: {'resuming ' if resume else ''}{mode} on {cpus} CPUs, "
                 f"{data.record()['rows']} rows of {data.source}; "
@@ -395,7 +449,7 @@ def _run(
                     experiment, trainable=_with_resources(splits), resume_unfinished=True, resume_errored=True
                 )
             else:
-                tuner = build_tuner(config, splits, callbacks=[progress])
+                tuner = build_tuner(config, splits, callbacks=[progress], grain=grain)
             try:
                 with term_as_interrupt(), _quiet_never_started():
                     tuner.fit()

@@ -148,6 +148,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     axes.add_argument("--seed-base", type=number(int), default=d.seed_base, help="first seed (default: 0)")
     axes.add_argument(
+        "--seeds-per-trial",
+        type=number(int),
+        default=d.seeds_per_trial,
+        metavar="N",
+        help="seeds of a configuration trained together, as one XLA program, in one Ray trial; "
+        "trials.csv still has a row per seed, and Optuna and ASHA judge a trial by its seeds' median "
+        "(default: 0, chosen from the CPUs: all seeds while each CPU still gets 4 trials; 1 with --optuna)",
+    )
+    axes.add_argument(
         "--splits",
         type=number(int),
         default=d.splits,
