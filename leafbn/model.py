@@ -5,6 +5,9 @@ uniform initialisation (Keras 2's ``init='uniform'``: U(-0.05, 0.05), zero biase
 BatchNormalization layer follows each hidden Dense, before the ReLU (``bn_placement="before"``, the
 blog's order) or after it (``"after"``).
 
+:class:`StackedNetworks` holds several such networks side by side (one per seed) in one Keras
+model, their matrices batched, so one compiled program trains them all.
+
 The optimizer: SGD, Nesterov, momentum 0.9, and Keras 2's ``decay=1e-6``, whose meaning
 lr_t = lr / (1 + decay · t) (t = optimizer steps taken) is Keras 3's ``InverseTimeDecay`` with
 ``decay_steps=1``.
@@ -15,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-__all__ = ["ModelSpec", "build_model", "build_optimizer", "reset_weights", "INIT_LIMIT"]
+__all__ = ["ModelSpec", "StackedNetworks", "build_model", "build_optimizer", "reset_weights", "INIT_LIMIT"]
 
 #: Keras 2's ``init='uniform'`` draws from U(-INIT_LIMIT, INIT_LIMIT).
 INIT_LIMIT = 0.05
@@ -84,6 +88,90 @@ def reset_weights(model: keras.Model, seed: int) -> None:
             for name in ("gamma", "beta", "moving_mean", "moving_variance"):
                 variable = getattr(layer, name)
                 variable.assign(getattr(layer, f"{name}_initializer")(variable.shape))
+
+
+class StackedNetworks(keras.Model):
+    """``networks`` copies of ``spec``'s network side by side: input ``[B, S, F]`` (row b of each
+    network's own minibatch), output the softmax ``[B, S, n_classes]``.
+
+    Each Dense is an ``EinsumDense("bsi,sio->bso")`` (kernel ``[S, in, out]``, bias ``[S, out]``):
+    one batched product, no arithmetic mixing two networks. Keras 3's BatchNormalization takes one
+    axis and pools all others, so it runs on ``[B, S*units]``: each (network, unit) column has its
+    own batch statistics over B and its own gamma, beta and moving statistics. Its masked moments
+    use ``where``, so a network's NaNs stay in its own columns. Layer names follow
+    :func:`build_model`.
+    """
+
+    def __init__(self, spec: ModelSpec, networks: int):
+        super().__init__(name="leafbn_stacked")
+        self.spec, self.networks = spec, networks
+        init = keras.initializers.RandomUniform(-INIT_LIMIT, INIT_LIMIT)  # replaced by set_network
+        widths = [spec.n_features] + [spec.width] * spec.depth
+
+        def dense(units: int, name: str, activation: str | None) -> keras.layers.EinsumDense:
+            return keras.layers.EinsumDense(
+                "bsi,sio->bso", output_shape=(networks, units), bias_axes="so", activation=activation,
+                kernel_initializer=init, name=name,
+            )  # fmt: skip
+
+        self.dense = [dense(u, f"dense_{i}", None if spec.bn else "relu") for i, u in enumerate(widths)]
+        self.norm = [
+            keras.layers.BatchNormalization(momentum=spec.bn_momentum, name=f"bn_{i}")
+            for i in range(len(widths) if spec.bn else 0)
+        ]
+        self.out = dense(spec.n_classes, "softmax", "softmax")
+        shape: tuple = (None, networks, spec.n_features)
+        for i, (layer, units) in enumerate(zip(self.dense, widths)):
+            layer.build(shape)
+            shape = (None, networks, units)
+            if spec.bn:
+                self.norm[i].build((None, networks * units))
+        self.out.build(shape)
+        self.built = True
+
+    def _normalise(self, i: int, h: tf.Tensor, training: bool, mask: tf.Tensor | None) -> tf.Tensor:
+        rows, units = tf.shape(h)[0], h.shape[-1]
+        flat = self.norm[i](tf.reshape(h, [rows, self.networks * units]), training=training, mask=mask)
+        return tf.reshape(flat, [rows, self.networks, units])
+
+    def call(self, x: tf.Tensor, training: bool = False, mask: tf.Tensor | None = None) -> tf.Tensor:
+        """``mask``: ``[B]`` booleans, False for padding rows (left out of BN's batch statistics)."""
+        h = x
+        for i, dense in enumerate(self.dense):
+            h = dense(h)
+            if self.spec.bn and self.spec.bn_placement == "before":
+                h = tf.nn.relu(self._normalise(i, h, training, mask))
+            elif self.spec.bn:
+                h = self._normalise(i, tf.nn.relu(h), training, mask)
+        return self.out(h)
+
+    def _parts(self) -> list[tuple[keras.Variable, int | None]]:
+        """Each variable with the axis its networks lie on (0 for EinsumDense's, None: BN's columns)."""
+        parts: list[tuple[keras.Variable, int | None]] = []
+        for i, layer in enumerate(self.dense):
+            parts += [(layer.kernel, 0), (layer.bias, 0)]
+            if self.norm:
+                bn = self.norm[i]
+                parts += [(v, None) for v in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)]
+        return parts + [(self.out.kernel, 0), (self.out.bias, 0)]
+
+    def set_networks(self, weights: list[list[np.ndarray]]) -> None:
+        """Network s's weights from ``weights[s]``, a :func:`build_model` network's ``get_weights()``."""
+        for k, (variable, axis) in enumerate(self._parts()):
+            values = [w[k] for w in weights]
+            variable.assign(np.stack(values) if axis == 0 else np.concatenate(values))
+
+    def network_weights(self, s: int) -> list[np.ndarray]:
+        """Network s's weights in :func:`build_model`'s ``get_weights()`` order and shapes."""
+        out = []
+        for variable, axis in self._parts():
+            value = np.asarray(variable.numpy())
+            if axis == 0:
+                out.append(value[s])
+            else:
+                width = value.shape[0] // self.networks
+                out.append(value[s * width : (s + 1) * width])
+        return out
 
 
 def build_optimizer(

@@ -95,11 +95,11 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
 from leafbn.config import steps_per_epoch  # noqa: E402
-from leafbn.model import ModelSpec, build_model, build_optimizer, reset_weights  # noqa: E402
+from leafbn.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402
 
 __all__ = [
     "EpochResult", "TrialResult", "train", "train_networks", "single_thread", "epoch_order", "cpu_key",
-    "xla_cache_dir", "compiled_model", "tracing_counts",
+    "xla_cache_dir", "compiled_model", "stacked_model", "tracing_counts",
 ]  # fmt: skip
 
 
@@ -184,6 +184,7 @@ class _Key(NamedTuple):
     """What a compiled program depends on: trials that agree on all of it share one program."""
 
     spec: ModelSpec
+    networks: int  # trained side by side (StackedNetworks) when more than one
     momentum: float
     decay: float
     batch_size: int
@@ -196,7 +197,7 @@ class _Program:
     """One architecture's model, optimizer and compiled epoch, reusable across trials."""
 
     def __init__(self, key: _Key):
-        spec, momentum, decay, batch_size, drop_last, n_train, n_val = key
+        spec, _, momentum, decay, batch_size, drop_last, n_train, n_val = key
         self.model = build_model(spec, seed=0)
         self.lr = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
@@ -234,30 +235,115 @@ class _Program:
         n_features = spec.n_features
         arrays = [((n_train, n_features), tf.float32), ((n_train,), tf.int32), ((n_train,), tf.int32),
                   ((n_val, n_features), tf.float32), ((n_val,), tf.int32)]  # fmt: skip
-        # tuple(key): a plain tuple's repr, as before _Key, keeps the programs' cache names.
-        with _stable_uids(tuple(key)), warnings.catch_warnings():
+        # A plain tuple's repr without `networks`, as before, keeps the programs' cache names.
+        with _stable_uids(tuple(key[:1] + key[2:])), warnings.catch_warnings():
             # The mask reaches every layer inside the model; Keras warns that the model's output
             # carries none, which is as it should be.
             warnings.filterwarnings("ignore", message=".*does not support masking.*")
             epoch.get_concrete_function(*(tf.TensorSpec(shape, dtype) for shape, dtype in arrays))
 
-    def reset(self, seed: int, lr: float) -> None:
+    def reset(self, seeds: Sequence[int], lr: float) -> None:
+        (seed,) = seeds
         reset_weights(self.model, seed)
         for variable in self.optimizer.variables:  # iterations and momentum buffers
             variable.assign(tf.zeros_like(variable))
         self.lr.assign(lr)
 
+    def run(self, x, y, orders: np.ndarray, x_val, y_val) -> tuple[np.ndarray, ...]:
+        """One epoch; ``orders``: ``[1, n]``; returns train loss, val loss, val accuracy as ``[1]``."""
+        losses = self.epoch(x, y, tf.constant(orders[0]), x_val, y_val)
+        return tuple(np.array([float(v)]) for v in losses)
 
-_PROGRAMS: dict[_Key, _Program] = {}
+
+class _StackedProgram:
+    """As :class:`_Program`, for ``key.networks`` networks side by side (:class:`StackedNetworks`):
+    each network has its own minibatch order, initial weights, BN statistics and optimizer state;
+    only the learning rate and the step count are shared. One compile serves them all."""
+
+    def __init__(self, key: _Key):
+        spec, networks, momentum, decay, batch_size, drop_last, n_train, n_val = key
+        self.single = build_model(spec, seed=0)  # draws each network's initial weights
+        self.model = StackedNetworks(spec, networks)
+        self.lr = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
+        self.optimizer.build(self.model.trainable_variables)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+        steps = steps_per_epoch(n_train, batch_size, drop_last)
+        padding = max(steps * batch_size - n_train, 0)
+        n_trained = min(steps * batch_size, n_train)
+        positions = tf.range(batch_size)
+        model, optimizer = self.model, self.optimizer
+
+        def step(x: tf.Tensor, y: tf.Tensor, perm: tf.Tensor, i: tf.Tensor) -> tf.Tensor:
+            idx = tf.transpose(tf.slice(perm, [0, i * batch_size], [networks, batch_size]))  # [B, S]
+            real = i * batch_size + positions < n_train  # [B]: False only for the last batch's padding
+            weight = tf.cast(real, tf.float32)
+            xb, yb = tf.gather(x, idx), tf.gather(y, idx)  # [B, S, F], [B, S]
+            with tf.GradientTape() as tape:
+                rows = loss_fn(yb, model(xb, training=True, mask=real))  # [B, S]
+                total = tf.reduce_sum(rows * weight[:, None], axis=0)  # [S]: each network's sum
+                # The sum of the networks' mean losses: its gradient in network s's slice of every
+                # variable is network s's own gradient.
+                loss = tf.reduce_sum(total) / tf.reduce_sum(weight)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return total
+
+        @tf.function(jit_compile=True, autograph=False)
+        def epoch(x, y, perm, x_val, y_val):
+            perm = tf.concat([perm, tf.zeros([networks, padding], tf.int32)], axis=1)
+            body = lambda i, total: (i + 1, total + step(x, y, perm, i))  # noqa: E731
+            start = (tf.constant(0), tf.zeros([networks]))
+            _, total = tf.while_loop(lambda i, _: i < steps, body, start)
+            xv = tf.broadcast_to(x_val[:, None], [n_val, networks, x_val.shape[-1]])
+            yv = tf.broadcast_to(y_val[:, None], [n_val, networks])
+            probs = model(xv, training=False)  # [V, S, C]
+            val_loss = tf.reduce_sum(loss_fn(yv, probs), axis=0) / n_val
+            hits = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), yv)
+            return total / n_trained, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32), axis=0)
+
+        self.epoch = epoch
+        arrays = [((n_train, spec.n_features), tf.float32), ((n_train,), tf.int32),
+                  ((networks, n_train), tf.int32), ((n_val, spec.n_features), tf.float32),
+                  ((n_val,), tf.int32)]  # fmt: skip
+        with _stable_uids(("stacked", *key)), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not support masking.*")
+            epoch.get_concrete_function(*(tf.TensorSpec(shape, dtype) for shape, dtype in arrays))
+
+    def reset(self, seeds: Sequence[int], lr: float) -> None:
+        weights = []
+        for seed in seeds:
+            reset_weights(self.single, seed)  # the weights build_model(spec, seed) draws
+            weights.append(self.single.get_weights())
+        self.model.set_networks(weights)
+        for variable in self.optimizer.variables:
+            variable.assign(tf.zeros_like(variable))
+        self.lr.assign(lr)
+
+    def run(self, x, y, orders: np.ndarray, x_val, y_val) -> tuple[np.ndarray, ...]:
+        """One epoch; ``orders``: ``[S, n]``; returns each network's losses and accuracy, ``[S]`` each."""
+        return tuple(np.asarray(v) for v in self.epoch(x, y, tf.constant(orders), x_val, y_val))
+
+
+_PROGRAMS: dict[_Key, _Program | _StackedProgram] = {}
 
 
 def compiled_model(spec: ModelSpec, drop_last: bool = False) -> keras.Model:
     """The model inside this process's compiled program for ``spec``, with the weights its last
     trial left (for checking them against another implementation). KeyError if none was built."""
     for key, program in _PROGRAMS.items():
-        if key.spec == spec and key.drop_last == drop_last:
+        if key.spec == spec and key.drop_last == drop_last and key.networks == 1:
             return program.model
     raise KeyError(f"no compiled program for {spec} (drop_last={drop_last}) in this process")
+
+
+def stacked_model(spec: ModelSpec, networks: int, drop_last: bool = False) -> StackedNetworks:
+    """The :class:`StackedNetworks` inside this process's program for ``networks`` networks of
+    ``spec``, with the weights its last trial left. KeyError if none was built."""
+    for key, program in _PROGRAMS.items():
+        if key.spec == spec and key.drop_last == drop_last and key.networks == networks:
+            return program.model
+    raise KeyError(f"no compiled program for {networks} networks of {spec} in this process")
 
 
 def tracing_counts() -> list[int]:
@@ -336,36 +422,25 @@ def train_networks(
         raise ValueError(f"batch_size {batch_size}: must be <= the {n_train} training rows with drop_last")
     if not seeds:
         raise ValueError("seeds: must name at least one seed")
-    key = _Key(spec, momentum, decay, batch_size, drop_last, n_train, len(x_val))
+    key = _Key(spec, len(seeds), momentum, decay, batch_size, drop_last, n_train, len(x_val))
+    program = _program(key)
+    program.reset(seeds, lr)
+    x, y = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.int32)
+    xv, yv = tf.constant(x_val, tf.float32), tf.constant(y_val, tf.int32)
+    orders = np.stack([epoch_order(seed, epochs, n_train) for seed in seeds], axis=1)  # [E, S, n]
     results = [TrialResult() for _ in seeds]
-    # TEMPORARY: one network at a time through the single-network program
-    per_seed = []
-    for seed in seeds:
-        program = _program(key)
-        program.reset(seed, lr)
-        x, y = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.int32)
-        xv, yv = tf.constant(x_val, tf.float32), tf.constant(y_val, tf.int32)
-        order = epoch_order(seed, epochs, n_train)
-        run = []
-        for e in range(epochs):
-            train_loss, val_loss, val_acc = program.epoch(x, y, tf.constant(order[e]), xv, yv)
-            epoch = EpochResult(e + 1, float(train_loss), float(val_loss), float(val_acc))
-            run.append(epoch)
-            if not epoch.finite:
-                break
-        per_seed.append(run)
     for e in range(epochs):
+        losses = program.run(x, y, orders[e], xv, yv)
         now: list[EpochResult | None] = []
-        for result, run in zip(results, per_seed):
-            if result.diverged or e >= len(run):
+        for s, result in enumerate(results):
+            if result.diverged:  # it keeps running inside the program, in its own slices
                 now.append(None)
                 continue
-            result.epochs.append(run[e])
-            if not run[e].finite:
+            epoch = EpochResult(e + 1, *(float(v[s]) for v in losses))
+            result.epochs.append(epoch)
+            if not epoch.finite:
                 result.diverged, result.diverged_epoch = True, e + 1
-            now.append(run[e])
-        if all(r is None for r in now):
-            break
+            now.append(epoch)
         stop = on_epoch(now) if on_epoch is not None else False
         if stop or all(r.diverged for r in results):
             break
@@ -374,7 +449,7 @@ def train_networks(
     return results
 
 
-def _program(key: _Key) -> _Program:
+def _program(key: _Key) -> _Program | _StackedProgram:
     """This process's compiled program for ``key``, built (traced and compiled) on first use."""
     program = _PROGRAMS.get(key)
     if program is None:
@@ -382,6 +457,6 @@ def _program(key: _Key) -> _Program:
         # them costs 0.2-0.3 s, as much as a third of a trial. They live as long as the process,
         # and so does the program's graph; the collector leaves frozen objects alone.
         gc.freeze()
-        program = _PROGRAMS[key] = _Program(key)
+        program = _PROGRAMS[key] = (_Program if key.networks == 1 else _StackedProgram)(key)
         gc.freeze()
     return program

@@ -12,8 +12,17 @@ import numpy as np
 import pytest
 
 from leafbn import data as leafdata
+from leafbn import train as train_module
 from leafbn.model import ModelSpec, build_model, build_optimizer
-from leafbn.train import compiled_model, cpu_key, epoch_order, train, xla_cache_dir
+from leafbn.train import (
+    compiled_model,
+    cpu_key,
+    epoch_order,
+    stacked_model,
+    train,
+    train_networks,
+    xla_cache_dir,
+)
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +199,58 @@ def test_the_xla_cache_keeps_one_folder_per_cpu(monkeypatch, tmp_path):
     assert xla_cache_dir() != here  # another CPU's feature flags
     monkeypatch.setenv("LEAFBN_XLA_CACHE", "off")
     assert xla_cache_dir() is None
+
+
+# Networks trained side by side (one seed each, one program) must be the networks trained alone:
+# the same proof as for Keras' fit, in the same two parts. BN at lr 0.01 is chaotic within the
+# first epoch for some seeds (one rounding step in one weight moves them by 0.5 after an epoch),
+# so BN is compared at lr 0.001.
+@pytest.mark.parametrize("bn, lr", [(False, 0.1), (True, 0.001)], ids=["no-bn", "bn"])
+def test_networks_trained_together_are_each_one_trained_alone_after_an_epoch(split, bn, lr):
+    spec = spec_for(split, bn=bn)
+    args = (spec, split.x_train, split.y_train, split.x_val, split.y_val)
+    seeds = [3, 4, 5]
+    together = train_networks(*args, lr=lr, seeds=seeds, epochs=1)
+    stacked = stacked_model(spec, len(seeds))
+    for s, seed in enumerate(seeds):
+        alone = train(*args, lr=lr, seed=seed, epochs=1)
+        assert together[s].epochs[0].train_loss == pytest.approx(alone.epochs[0].train_loss, rel=1e-5)
+        assert together[s].epochs[0].val_loss == pytest.approx(alone.epochs[0].val_loss, rel=1e-5)
+        ours = stacked.network_weights(s)
+        for mine, theirs in zip(ours, compiled_model(spec).get_weights(), strict=True):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("bn, lr, epochs", [(False, 0.01, 4), (True, 0.001, 5)], ids=["no-bn", "bn"])
+def test_networks_trained_together_follow_each_one_trained_alone(split, bn, lr, epochs):
+    spec = spec_for(split, bn=bn)
+    args = (spec, split.x_train, split.y_train, split.x_val, split.y_val)
+    together = train_networks(*args, lr=lr, seeds=[3, 4], epochs=epochs)
+    for result, seed in zip(together, [3, 4]):
+        alone = train(*args, lr=lr, seed=seed, epochs=epochs)
+        np.testing.assert_allclose(
+            [e.val_loss for e in result.epochs], [e.val_loss for e in alone.epochs], rtol=1e-2
+        )
+        np.testing.assert_allclose(
+            [e.train_loss for e in result.epochs], [e.train_loss for e in alone.epochs], rtol=1e-2
+        )
+
+
+def test_a_network_that_diverges_leaves_the_others_as_they_were(split, monkeypatch):
+    spec = spec_for(split, bn=True)
+    args = (spec, split.x_train, split.y_train, split.x_val, split.y_val)
+    clean = train_networks(*args, lr=0.01, seeds=[0, 13, 1], epochs=3)
+    draw = train_module.reset_weights
+
+    def poisoned(model, seed):  # network 13 starts with an infinite weight
+        draw(model, seed)
+        if seed == 13:
+            model.layers[0].kernel.assign(np.full(model.layers[0].kernel.shape, np.inf, np.float32))
+
+    monkeypatch.setattr(train_module, "reset_weights", poisoned)
+    seen = []
+    dirty = train_networks(*args, lr=0.01, seeds=[0, 13, 1], epochs=3, on_epoch=seen.append)
+    assert dirty[1].diverged and dirty[1].diverged_epoch == 1 and len(dirty[1].epochs) == 1
+    assert not clean[1].diverged and [r is None for r in seen[1]] == [False, True, False]
+    for s in (0, 2):  # the same program, the same arithmetic: the same numbers to the bit
+        assert not dirty[s].diverged and dirty[s].epochs == clean[s].epochs
