@@ -68,6 +68,7 @@ def _child(job: dict) -> dict:
         os.sched_setaffinity(0, {job["cpu"]})
     t_proc = time.perf_counter()
     from leafbn import data as leafdata
+    from leafbn import splits as leafsplits
     from leafbn.model import ModelSpec, build_model, build_optimizer
     from leafbn.train import single_thread, train_networks  # sets TF_XLA_FLAGS from LEAFBN_XLA_CACHE
 
@@ -75,7 +76,7 @@ def _child(job: dict) -> dict:
     import keras
     import tensorflow as tf
 
-    split = leafdata.split(leafdata.load(job["data"]))
+    split = leafsplits.split(leafdata.load(job["data"]))
     n_classes = int(max(split.y_train.max(), split.y_val.max())) + 1
     spec = ModelSpec(n_features=split.x_train.shape[1], n_classes=n_classes, bn=job["bn"])
     out: dict = {"import_s": time.perf_counter() - t_proc, "n_train": len(split.x_train)}
@@ -207,6 +208,49 @@ def _grid_run(label: str, args: list[str], xla_cache: str, tmp: Path, name: str)
     }
 
 
+def _pairs(args: argparse.Namespace, job: dict, data: str, tmp: Path) -> list[dict]:
+    """``args.pairs`` pairs of (one model.fit BN trial, the default study with a filled XLA cache),
+    one after the other, so a change in the machine's speed hits both sides of each ratio alike."""
+    cache = tmp / "xla-pairs"
+    cache.mkdir()
+    study = ["--data", data, "--seeds", "5"]
+    _grid_run("default study, filling the XLA cache", study, str(cache), tmp, "bench-pairs-cache")
+    pairs = []
+    for r in range(args.pairs):
+        fit = _child_run(f"model.fit BN on, pair {r + 1}", {**job, "bn": True, "mode": "fit"}, "off", tmp)
+        run = _grid_run(f"default study, pair {r + 1}", study, str(cache), tmp, f"bench-pair-{r}")
+        pairs.append({"model.fit BN s": fit["time_s"], "study wall s": run["wall_s"]})
+    return pairs
+
+
+def _print_pairs(pairs: list[dict], quick: bool) -> None:
+    import pandas as pd
+
+    table = pd.DataFrame(pairs)
+    table.insert(0, "pair", [str(i + 1) for i in range(len(table))])
+    table["study ÷ model.fit"] = table["study wall s"] / table["model.fit BN s"]
+    median = float(table["study ÷ model.fit"].median())
+    table.loc[len(table)] = [
+        "median",
+        table["model.fit BN s"].median(),
+        table["study wall s"].median(),
+        median,
+    ]
+    print(
+        "## The default study (70 runs, `python study/run.py --seeds 5`, filled XLA cache) against one "
+        "model.fit BN trial, measured in pairs"
+    )
+    print()
+    print(table.to_markdown(index=False, floatfmt=".2f"))
+    print()
+    print(
+        f"median ratio {median:.2f}: goal ≤ {TARGET_STUDY_RATIO:g}× "
+        f"{_status(median <= TARGET_STUDY_RATIO, quick)}, bar ≤ {BAR_STUDY_RATIO:g}× "
+        f"{_status(median <= BAR_STUDY_RATIO, quick)}"
+    )
+    print()
+
+
 def _status(ok: bool, quick: bool) -> str:
     return "n/a (quick)" if quick else ("PASS" if ok else "MISS")
 
@@ -252,6 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         help="reduced run (10 epochs, BN on, 2-trial grid): checks the script only",
     )
     p.add_argument("--full", action="store_true", help="also the default 70-trial study (--seeds 5)")
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="with --full or --only-pairs: pairs of (one model.fit BN trial, the default study with a "
+        "filled XLA cache) run one after the other, for the study ÷ model.fit ratio (default 3)",
+    )
+    p.add_argument("--only-pairs", action="store_true", help="measure only those pairs")
     p.add_argument(
         "--repeat",
         type=int,
@@ -303,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="leafbn-bench-"))
     try:
         job = dict(data=data, lr=lr, seed=seed, epochs=epochs, batch_size=batch)
+        pairs = _pairs(args, job, data, tmp) if args.only_pairs else []
+        if args.only_pairs:
+            _print_pairs(pairs, args.quick)
+            return 0
         single: dict[bool, dict[str, list[dict]]] = {}
         one_cpu = min(os.sched_getaffinity(0))
         for bn in bn_values:
@@ -358,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
                     tmp,
                     f"bench-{name.replace(' ', '-')}-{state}",
                 )
+        if args.full:
+            pairs = _pairs(args, job, data, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -536,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(table_ratio.to_markdown(index=False, floatfmt=".2f"))
         print()
+    if pairs:
+        _print_pairs(pairs, args.quick)
     if not table3.empty:
         print(
             "## The trainer inside the study "

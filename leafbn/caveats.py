@@ -253,12 +253,9 @@ def _missing_configs(record: StudyRecord, trials: pd.DataFrame) -> list[str]:
     axes = [f for f in TRIAL_FIELDS if f in grid[0]] if grid else []
 
     def key(values: dict[str, Any]) -> tuple:
-        return tuple(
-            round(float(values[a]), 12)
-            if isinstance(values[a], (int, float, np.number)) and not isinstance(values[a], (bool, np.bool_))
-            else values[a]
-            for a in axes
-        )
+        # The tables hold the values the trials reported, written and read back exactly
+        # (leafbn.tables.read_table parses floats round-trip): compared as they are.
+        return tuple(values[a].item() if isinstance(values[a], np.generic) else values[a] for a in axes)
 
     want: dict[tuple, int] = {}
     for g in grid:

@@ -2,9 +2,9 @@
 
 Every loader returns a :class:`LeafData`: ``X`` float32 of shape ``(n, 192)`` with the columns
 ``margin1..64, shape1..64, texture1..64``, ``y`` int64 indices into ``classes`` (sorted species
-names) and ``source``, the place the data came from (:mod:`leafbn.datafiles`). The UCI files'
-re-alignment is :mod:`leafbn.uci`'s; the stratified train/validation splits, :mod:`leafbn.splits`'s
-(:func:`split` here too).
+names) and ``source``, the place the data came from; bad data raises :class:`DataError` (both
+defined in :mod:`leafbn.datafiles`). The UCI files' re-alignment is :mod:`leafbn.uci`'s; the
+stratified train/validation splits, :mod:`leafbn.splits`'s.
 
 Sources (``load(spec)``)
 ------------------------
@@ -26,7 +26,7 @@ a folder holding ``data_Mar_64.txt``, ``data_Sha_64.txt`` and ``data_Tex_64.txt`
 Class names: the canonical form is Kaggle's, with underscores (``Acer_Opalus``); UCI names
 (``Acer Opalus``) are converted, so every source gives the same ``classes``.
 
-Citation (UCI data, CC BY 4.0): see :data:`CITATION`.
+Citation (UCI data, CC BY 4.0): see :data:`leafbn.datafiles.CITATION`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import numpy as np
 from sklearn.datasets import fetch_openml
 
 from leafbn.datafiles import (
-    CITATION,
     EMBEDDED_FILE,
     EMBEDDED_HEADER,
     FEATURE_NAMES,
@@ -56,37 +55,23 @@ from leafbn.datafiles import (
     UCI_ROWS,
     DataError,
     LeafData,
-    canonical_species,
     few,
     make_data,
     package_file,
     parse_labelled_csv,
     read_text,
 )  # fmt: skip
-from leafbn.splits import Split, distinct_splits, split
 from leafbn.uci import align_uci, parse_uci_file, read_alignment
 
 __all__ = [
-    "CITATION",
-    "FEATURE_NAMES",
-    "UCI_FILES",
-    "KAGGLE_HEADER",
-    "OPENML_IDS",
-    "canonical_species",
-    "parse_uci_file",
-    "read_alignment",
-    "align_uci",
     "DataError",
     "LeafData",
-    "Split",
     "load",
     "load_embedded",
-    "distinct_splits",
     "default_spec",
     "load_kaggle",
     "load_openml",
     "load_uci",
-    "split",
 ]
 
 

@@ -96,7 +96,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
                 float(cell or "nan")
             except ValueError:
                 raise TableError(f"{path}: line {number}, column {name}: {cell!r} is not a number") from None
-    return pd.read_csv(io.StringIO(text))
+    return pd.read_csv(io.StringIO(text), float_precision="round_trip")  # every float as written
 
 
 def epochs_of(history: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:

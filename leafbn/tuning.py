@@ -34,6 +34,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from leafbn import data as leafdata
+from leafbn import splits as leafsplits
 from leafbn.config import StudyConfig, contradictions, steps_per_epoch
 from leafbn.loggers import check_loggers, logger_callbacks
 from leafbn.progress import ProgressLine
@@ -97,7 +98,7 @@ def _params(config: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def trainable(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> None:
+def trainable(config: dict[str, Any], splits: tuple[leafsplits.Split, ...]) -> None:
     """Ray Tune function trainable: train a trial's networks, one per seed, on ``splits[config["split"]]``.
 
     ``config`` holds the trial's axes (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``,
@@ -186,7 +187,7 @@ def trainable(config: dict[str, Any], splits: tuple[leafdata.Split, ...]) -> Non
 
 def build_tuner(
     config: StudyConfig,
-    splits: tuple[leafdata.Split, ...],
+    splits: tuple[leafsplits.Split, ...],
     callbacks: list[tune.Callback] | None = None,
     grain: int = 1,
 ) -> tune.Tuner:
@@ -243,7 +244,7 @@ def build_tuner(
     )
 
 
-def _with_resources(splits: tuple[leafdata.Split, ...]):
+def _with_resources(splits: tuple[leafsplits.Split, ...]):
     """:func:`trainable` with the splits in Ray's object store and 1 CPU per trial."""
     return tune.with_resources(tune.with_parameters(trainable, splits=splits), {"cpu": 1})
 
@@ -365,14 +366,14 @@ def run_study(
     data = leafdata.load(config.data)
     if resume and data.record()["sha256"] != meta.data.get("sha256"):
         raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
-    most = leafdata.distinct_splits(data, config.val_fraction)
+    most = leafsplits.distinct_splits(data, config.val_fraction)
     if config.splits > most:
         raise StudyError(
             f"--splits {config.splits}: must be <= {most}, the distinct stratified validation draws of the "
             f"smallest class at --val-fraction {config.val_fraction}: lower --splits"
         )
     splits = tuple(
-        leafdata.split(data, config.val_fraction, config.split_seed + k, config.standardize)
+        leafsplits.split(data, config.val_fraction, config.split_seed + k, config.standardize)
         for k in range(config.splits)
     )
     n_train = len(splits[0].x_train)
@@ -404,7 +405,7 @@ def _run(
     path: Path,
     experiment: str,
     data: leafdata.LeafData,
-    splits: tuple[leafdata.Split, ...],
+    splits: tuple[leafsplits.Split, ...],
     expected: int,
     meta: StudyRecord | None,
     echo,

@@ -5,7 +5,7 @@ Reads ``data_Mar_64.txt``, ``data_Sha_64.txt``, ``data_Tex_64.txt`` and the alig
 the margin file) and the 64 margin, 64 shape and 64 texture values, each value the *original
 text token* of its UCI file (nothing re-formatted). Header ``species,margin1..64,shape1..64,
 texture1..64``; LF line endings; gzip level 9 with mtime 0 (so the bytes do not depend on when it
-was built). UCI data: CC BY 4.0, see ``leafbn.data.CITATION``.
+was built). UCI data: CC BY 4.0, see ``leafbn.datafiles.CITATION``.
 
 Usage::
 

@@ -78,12 +78,13 @@ def write_kaggle_csv(path: Path, per_species: int = 10) -> Path:
     as Kaggle names them, ids from 1. Returns ``path``.
     """
     from leafbn import data as ld
+    from leafbn import datafiles
 
     embedded = ld.load_embedded()
     rows = np.concatenate(
         [np.flatnonzero(embedded.y == c)[:per_species] for c in range(len(embedded.classes))]
     )
-    lines = [",".join(ld.KAGGLE_HEADER)]
+    lines = [",".join(datafiles.KAGGLE_HEADER)]
     for i, row in enumerate(rows, start=1):
         values = ",".join(f"{v:.6g}" for v in embedded.X[row])
         lines.append(f"{i},{embedded.classes[embedded.y[row]]},{values}")

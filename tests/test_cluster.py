@@ -325,12 +325,13 @@ def test_study_spreads_over_nodes_then_survives_a_lost_node(tmp_path: Path) -> N
 def study_spreads_over_nodes(cluster: LocalCluster, tmp_path: Path) -> None:
     epochs = 3
     rc, log = run_cli(
-        cluster, tmp_path, "spread", "--lr", "0.01,0.1", "--bn", "on,off", "--seeds", "1",
-        "--epochs", str(epochs),
+        cluster, tmp_path, "spread", "--lr", "0.01,0.1", "--bn", "on,off", "--seeds", "2",
+        "--seeds-per-trial", "2", "--epochs", str(epochs),
     )  # fmt: skip
     assert rc == 0, _tail(log)
     trials, curves, meta = _read_study(tmp_path / "spread")
-    _check_every_trial_once(trials, curves, meta, expected=4, epochs=epochs)
+    _check_every_trial_once(trials, curves, meta, expected=8, epochs=epochs)  # 4 Ray trials of 2 seeds
+    assert meta["run"]["seeds_per_trial"] == 2 and trials["ray_trial"].nunique() == 4
     assert meta["run"]["ray_nodes"] == 2 and meta["run"]["ray_cpus"] == 2, meta["run"]
     used = set(trials["node_id"])
     assert used <= set(cluster.node_ids.values()), (used, cluster.node_ids)
@@ -376,8 +377,8 @@ def study_survives_a_lost_node(cluster: LocalCluster, tmp_path: Path) -> None:
     epochs = 250  # several seconds a trial: still training when its node goes
     head, worker = cluster.node_ids["head"], cluster.node_ids["w1"]
     proc = start_cli(
-        cluster, tmp_path, "fault", "--lr", "0.01,0.1,1", "--bn", "on", "--seeds", "1",
-        "--epochs", str(epochs), "--report-every", "10",
+        cluster, tmp_path, "fault", "--lr", "0.01,0.1,1", "--bn", "on", "--seeds", "2",
+        "--seeds-per-trial", "2", "--epochs", str(epochs), "--report-every", "10",
     )  # fmt: skip
     try:
         deadline, since, lost = time.monotonic() + 150, None, None
@@ -395,15 +396,17 @@ def study_survives_a_lost_node(cluster: LocalCluster, tmp_path: Path) -> None:
         _kill_session(proc.pid)
     assert rc == 0, _tail(log)
     trials, curves, meta = _read_study(tmp_path / "fault")
-    _check_every_trial_once(trials, curves, meta, expected=3, epochs=epochs)
-    row = trials.set_index("trial_id").loc[lost]
-    assert row["retries"] >= 1 and row["node_id"] == head, (lost, trials[["trial_id", "node_id", "retries"]])
+    _check_every_trial_once(trials, curves, meta, expected=6, epochs=epochs)  # 3 Ray trials of 2 seeds
+    rows = trials[trials["ray_trial"] == lost]  # both seeds of the lost trial
+    assert len(rows) == 2 and (rows["retries"] >= 1).all() and (rows["node_id"] == head).all(), (
+        lost, trials[["trial_id", "node_id", "retries"]],
+    )  # fmt: skip
     # Its reports: whatever it sent from the lost node stops short, then a full run on the head.
     reports = _reports_by_node(tmp_path / "fault", lost)
     assert all(epoch < epochs for node, epoch in reports if node == worker), reports
     assert {node for node, _ in reports} <= {head, worker} and reports[-1] == (head, epochs), reports
     # Every other trial ran once, without a failure, on a node that stayed (or finished before).
-    others = trials[trials["trial_id"] != lost]
+    others = trials[trials["ray_trial"] != lost]
     assert (others["retries"] == 0).all() and others["node_id"].isin([head, worker]).all(), others
     assert not (meta["run"].get("trial_status") or {}).get("ERROR"), meta["run"]
 

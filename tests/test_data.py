@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from leafbn import data as ld
+from leafbn import datafiles, uci
 from leafbn.data import DataError, LeafData
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_alignment_table_equals_derivation(kaggle_dir: Path, tmp_path: Path) -> 
 def kaggle_match(embedded: LeafData, kaggle_frames) -> tuple[np.ndarray, np.ndarray]:
     """Nearest embedded row (and its distance) of each Kaggle train row, then each test row."""
     train, test = kaggle_frames
-    both = pd.concat([train, test])[list(ld.FEATURE_NAMES)].to_numpy(np.float64)
+    both = pd.concat([train, test])[list(datafiles.FEATURE_NAMES)].to_numpy(np.float64)
     return _nearest_rows(embedded.X, both)
 
 
@@ -114,7 +115,7 @@ def test_embedded(embedded: LeafData) -> None:
         "features": 192,
         "sha256": EMBEDDED_SHA256,
     }
-    assert "CC BY 4.0" in ld.CITATION and "241" in ld.CITATION
+    assert "CC BY 4.0" in datafiles.CITATION and "241" in datafiles.CITATION
 
 
 def test_kaggle_train(kaggle_train_csv: Path, embedded: LeafData) -> None:
@@ -149,7 +150,7 @@ def test_load_honours_env(kaggle_train_csv: Path, monkeypatch: pytest.MonkeyPatc
 def _synthetic_kaggle(path: Path, classes: int = 3, per_class: int = 4) -> Path:
     """A small Kaggle-format CSV with random (synthetic) values."""
     rng = np.random.default_rng(0)
-    lines = [",".join(ld.KAGGLE_HEADER)]
+    lines = [",".join(datafiles.KAGGLE_HEADER)]
     for i in range(classes * per_class):
         values = ",".join(f"{v:.6f}" for v in rng.random(192))
         lines.append(f"{i + 1},Species_{i % classes},{values}")
@@ -188,7 +189,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty.csv").write_text("")
     _raises(tmp_path / "empty.csv", "file is empty")
-    (tmp_path / "header_only.csv").write_text(",".join(ld.KAGGLE_HEADER) + "\n")
+    (tmp_path / "header_only.csv").write_text(",".join(datafiles.KAGGLE_HEADER) + "\n")
     _raises(tmp_path / "header_only.csv", "no data rows")
 
 
@@ -233,7 +234,7 @@ def test_unknown_format_and_folders(tmp_path: Path) -> None:
     _raises(tmp_path / "notes.txt", "unknown format")
     _raises(tmp_path, "unknown format", "neither train.csv")
     test_like = tmp_path / "test_like.csv"
-    test_like.write_text("id," + ",".join(ld.FEATURE_NAMES) + "\n1," + ",".join(["0"] * 192) + "\n")
+    test_like.write_text("id," + ",".join(datafiles.FEATURE_NAMES) + "\n1," + ",".join(["0"] * 192) + "\n")
     _raises(test_like, "no 'species' column")
     binary = tmp_path / "blob.csv"
     binary.write_bytes(b"\xff\xfe\x00\x01")
@@ -244,7 +245,7 @@ def test_unknown_format_and_folders(tmp_path: Path) -> None:
 
 def _copy_uci(uci_dir: Path, dest: Path) -> Path:
     dest.mkdir()
-    for name in ld.UCI_FILES.values():
+    for name in datafiles.UCI_FILES.values():
         shutil.copy(uci_dir / name, dest / name)
     return dest
 
@@ -293,8 +294,8 @@ def test_openml_offline_is_a_one_line_data_error(monkeypatch: pytest.MonkeyPatch
 
 def _fake_openml(uci_dir: Path, tamper=None):
     frames = {}
-    for group, data_id in ld.OPENML_IDS.items():
-        _, values = ld.parse_uci_file(uci_dir / ld.UCI_FILES[group], group)
+    for group, data_id in datafiles.OPENML_IDS.items():
+        _, values = uci.parse_uci_file(uci_dir / datafiles.UCI_FILES[group], group)
         frames[data_id] = pd.DataFrame(values, columns=[f"V{i}" for i in range(1, 65)])
         if tamper is not None:
             frames[data_id] = tamper(group, frames[data_id])

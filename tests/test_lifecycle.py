@@ -113,6 +113,7 @@ def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path, capsys):
         assert after[name] == text, name
     meta = json.loads((path / "config.json").read_text())
     assert meta["run"]["complete"] and meta["run"]["trials_finished"] == 16
+    assert meta["run"]["seeds_per_trial"] == 2  # 8 Ray trials, each training its 2 seeds side by side
     # the killed session's seconds (to its last saved state) are part of wall_time_s
     assert meta["run"]["wall_time_s"] > meta["run"]["session_ended"] - meta["run"]["session_started"] + 1
 

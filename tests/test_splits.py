@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from leafbn import data as ld
+from leafbn import splits
 from leafbn.datafiles import DataError, LeafData
 
 
@@ -17,7 +18,7 @@ def embedded() -> LeafData:
 
 
 def test_split_stratified_disjoint_deterministic(embedded: LeafData) -> None:
-    s = ld.split(embedded, val_fraction=0.2, split_seed=0, standardize=False)
+    s = splits.split(embedded, val_fraction=0.2, split_seed=0, standardize=False)
     assert s.x_train.dtype == s.x_val.dtype == np.float32
     assert s.y_train.dtype == s.y_val.dtype == np.int32
     assert len(s.y_train) + len(s.y_val) == 1584 and len(s.y_val) == 317
@@ -27,15 +28,15 @@ def test_split_stratified_disjoint_deterministic(embedded: LeafData) -> None:
     train_rows = {r.tobytes() for r in s.x_train}
     assert not train_rows & {r.tobytes() for r in s.x_val}
     assert len(train_rows) == len(s.x_train)
-    again = ld.split(embedded, val_fraction=0.2, split_seed=0, standardize=False)
+    again = splits.split(embedded, val_fraction=0.2, split_seed=0, standardize=False)
     assert np.array_equal(again.x_val, s.x_val) and np.array_equal(again.y_train, s.y_train)
-    other = ld.split(embedded, val_fraction=0.2, split_seed=1, standardize=False)
+    other = splits.split(embedded, val_fraction=0.2, split_seed=1, standardize=False)
     assert not np.array_equal(other.y_val, s.y_val)
 
 
 def test_split_standardizes_on_train_only(embedded: LeafData) -> None:
-    raw = ld.split(embedded, split_seed=3, standardize=False)
-    s = ld.split(embedded, split_seed=3)
+    raw = splits.split(embedded, split_seed=3, standardize=False)
+    s = splits.split(embedded, split_seed=3)
     assert s.standardized and not raw.standardized
     assert np.abs(s.x_train.mean(axis=0)).max() < 1e-4
     assert np.abs(s.x_val.mean(axis=0)).max() > 0.05  # not forced to 0
@@ -52,18 +53,18 @@ def test_split_rejects_small_class_and_bad_fraction(embedded: LeafData) -> None:
         X=embedded.X[keep].copy(), y=embedded.y[keep].copy(), classes=embedded.classes, source="tiny.csv"
     )
     with pytest.raises(DataError) as err:
-        ld.split(small)
+        splits.split(small)
     message = str(err.value)
     assert "tiny.csv" in message and embedded.classes[5] in message
     assert "1 sample" in message and "at least 2" in message and "\n" not in message
     with pytest.raises(DataError, match="each part needs one row per class"):
-        ld.split(embedded, val_fraction=0.01)
+        splits.split(embedded, val_fraction=0.01)
     with pytest.raises(ValueError, match="val_fraction"):
-        ld.split(embedded, val_fraction=1.0)
+        splits.split(embedded, val_fraction=1.0)
 
 
 def test_distinct_splits_counts_the_smallest_class_draws(embedded: LeafData) -> None:
     # 16 leaves per species, 3 of them held out at 0.2: C(16, 3) different validation draws
-    assert ld.distinct_splits(embedded, 0.2) == math.comb(16, 3) == 560
-    first, second = (ld.split(embedded, 0.2, seed, standardize=False) for seed in (0, 1))
+    assert splits.distinct_splits(embedded, 0.2) == math.comb(16, 3) == 560
+    first, second = (splits.split(embedded, 0.2, seed, standardize=False) for seed in (0, 1))
     assert not np.array_equal(first.x_val, second.x_val)

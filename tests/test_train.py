@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from leafbn import data as leafdata
+from leafbn import splits as leafsplits
 from leafbn import train as train_module
 from leafbn.model import ModelSpec, build_model, build_optimizer
 from leafbn.train import (
@@ -27,7 +28,7 @@ from leafbn.train import (
 
 @pytest.fixture(scope="module")
 def split():
-    return leafdata.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
+    return leafsplits.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
 
 
 def spec_for(split, **kw):
@@ -156,9 +157,10 @@ def test_on_epoch_can_stop_early(split):
 TRAIN_IN_ORDER = """
 import sys
 from leafbn import data as leafdata
+from leafbn import splits as leafsplits
 from leafbn.model import ModelSpec
 from leafbn.train import tracing_counts, train
-split = leafdata.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
+split = leafsplits.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
 n_classes = int(split.y_train.max()) + 1
 for bn in sys.argv[1:]:  # the architectures, in this order
     spec = ModelSpec(n_classes=n_classes, bn=bn == "bn", depth=1, width=16)  # small: quick to compile

@@ -25,6 +25,7 @@ def test_only_never_started_trials_are_quiet_in_ray_tunes_reader():
 @pytest.mark.cluster
 def test_a_trial_of_several_seeds_gives_a_row_per_seed_as_each_seed_alone(tmp_path):
     from leafbn import data as leafdata
+    from leafbn import splits as leafsplits
     from leafbn.model import ModelSpec
     from leafbn.train import train
     from leafbn.tuning import run_study
@@ -43,7 +44,7 @@ def test_a_trial_of_several_seeds_gives_a_row_per_seed_as_each_seed_alone(tmp_pa
     assert (trials.groupby("ray_trial")["bn"].nunique() == 1).all()
     assert sorted(curves.groupby("trial_id")["epoch"].apply(list).tolist()) == [[1, 2, 3, 4]] * 6
 
-    split = leafdata.split(leafdata.load(config.data), config.val_fraction, config.split_seed)
+    split = leafsplits.split(leafdata.load(config.data), config.val_fraction, config.split_seed)
     for row in trials.itertuples():  # lr 0.001: not chaotic, so rounding stays rounding
         spec = ModelSpec(n_features=split.x_train.shape[1], n_classes=int(split.y_train.max()) + 1, bn=row.bn)
         alone = train(spec, split.x_train, split.y_train, split.x_val, split.y_val, lr=row.lr, seed=row.seed,
