@@ -374,7 +374,7 @@ def _reports_by_node(experiment: Path, trial_id: str) -> list[tuple[str, int]]:
 
 
 def study_survives_a_lost_node(cluster: LocalCluster, tmp_path: Path) -> None:
-    epochs = 250  # several seconds a trial: still training when its node goes
+    epochs = 150  # several seconds a trial of 2 seeds: still training when its node goes
     head, worker = cluster.node_ids["head"], cluster.node_ids["w1"]
     proc = start_cli(
         cluster, tmp_path, "fault", "--lr", "0.01,0.1,1", "--bn", "on", "--seeds", "2",
