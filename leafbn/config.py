@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = [
     "StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
-    "contradictions", "steps_per_epoch",
+    "contradictions", "flat_config", "steps_per_epoch", "trial_seeds",
 ]  # fmt: skip
 
 #: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
@@ -51,6 +51,17 @@ def steps_per_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
     """Minibatches per epoch of ``n_train`` rows: Keras keeps the last, smaller batch, and so does
     the trainer unless ``drop_last`` (then 0 when ``batch_size > n_train``: nothing to train on)."""
     return n_train // batch_size if drop_last else math.ceil(n_train / batch_size)
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's Ray Tune config in one shape: a grid trial's ``trial`` dict merged into the rest."""
+    return {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
+
+
+def trial_seeds(config: dict[str, Any]) -> list[int]:
+    """The seeds of a trial's networks: its ``seeds`` list, or (a study from before) ``seed`` alone."""
+    config = flat_config(config)
+    return [int(s) for s in config["seeds"]] if "seeds" in config else [int(config.get("seed", 0))]
 
 
 def _show(value: Any) -> str:

@@ -23,8 +23,8 @@ from leafbn.record import StudyRecord
 
 __all__ = [
     "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "TableError",
-    "curves_from_history", "epochs_of", "flat_config", "last_attempt", "load_tables", "network_id",
-    "normalise_trials", "read_table", "reported_params", "trial_row", "trial_seeds", "trials_frame",
+    "curves_from_history", "epochs_of", "last_attempt", "load_tables", "network_id",
+    "normalise_trials", "read_table", "reported_params", "trial_row", "trials_frame",
 ]  # fmt: skip
 
 CURVE_COLUMNS = ["trial_id", "split", "epoch", "train_loss", "val_loss", "val_accuracy"]
@@ -35,17 +35,6 @@ TRIAL_COLUMNS = [
     "final_val_loss", "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss",
     "diverged", "diverged_epoch", "epochs_run", "time_s", "node_id", "retries", "error",
 ]  # fmt: skip
-
-
-def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's Ray Tune config in one shape: a grid trial's ``trial`` dict merged into the rest."""
-    return {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
-
-
-def trial_seeds(config: dict[str, Any]) -> list[int]:
-    """The seeds of a trial's networks: its ``seeds`` list, or (a study from before) ``seed`` alone."""
-    config = flat_config(config)
-    return [int(s) for s in config["seeds"]] if "seeds" in config else [int(config.get("seed", 0))]
 
 
 #: Columns of either table that hold numbers (empty, nan and inf included) or booleans.

@@ -1,0 +1,123 @@
+"""One Ray Tune trial: train a configuration's networks (one per seed) and report as they go.
+
+Ray Tune runs :func:`trainable` in its worker processes; this module imports only what a worker
+needs (TensorFlow comes with :mod:`leafbn.train`, imported when the first trial starts), so a
+worker starts without the driver's modules (Optuna, pandas, the tables, the report).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import ray
+from ray import tune
+
+from leafbn.config import flat_config, trial_seeds
+from leafbn.spaces import objective
+
+if TYPE_CHECKING:
+    from leafbn.splits import Split
+
+__all__ = ["trainable"]
+
+
+def _params(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's own settings, as it reports them with every result (the tables take them from there)."""
+    return {
+        "lr": float(config["lr"]), "bn": bool(config["bn"]), "depth": int(config["depth"]),
+        "width": int(config["width"]), "bn_momentum": float(config["bn_momentum"]),
+        "bn_placement": str(config["bn_placement"]), "batch_size": int(config["batch_size"]),
+        "drop_last": bool(config.get("drop_last", False)), "epochs": int(config["epochs"]),
+        "split": int(config.get("split") or 0), "momentum": float(config["momentum"]),
+        "decay": float(config["decay"]),
+    }  # fmt: skip
+
+
+def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
+    """Ray Tune function trainable: train a trial's networks, one per seed, on ``splits[config["split"]]``.
+
+    ``config`` holds the trial's axes (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``,
+    ``bn_placement``, ``batch_size``), its ``split`` and ``seeds`` (or one ``seed``), and the
+    study's ``epochs``, ``drop_last``, ``momentum``, ``decay`` and ``report_every`` (a grid trial's
+    own values arrive under ``"trial"``, an Optuna trial's flat: :func:`leafbn.config.flat_config`
+    makes them one shape). The networks train together, as one XLA program
+    (:func:`leafbn.train.train_networks`). Each report carries the trial's ``params`` (its settings),
+    the latest ``epoch``, the median over its networks of the validation loss (``val_loss``) and of
+    the ``objective`` (what Optuna and ASHA minimise; a diverged network counts as
+    :data:`leafbn.spaces.WORST_LOSS`), ``diverged`` (every network has), the trainer's cumulative
+    ``time_s``, the Ray ``node_id``, and per network (``networks``) its ``seed``, ``diverged`` and a
+    ``curve`` list with every epoch since the previous report.
+    """
+    # Imported here, in the worker: the driver never needs TensorFlow.
+    from leafbn.model import ModelSpec
+    from leafbn.train import train_networks
+
+    start = time.perf_counter()
+    params = _params(flat_config(config))
+    seeds = trial_seeds(config)
+    split = splits[params["split"]]
+    node_id = ray.get_runtime_context().get_node_id()
+    spec = ModelSpec(
+        n_features=split.x_train.shape[1],
+        n_classes=int(max(split.y_train.max(), split.y_val.max())) + 1,
+        **{k: params[k] for k in ("depth", "width", "bn", "bn_momentum", "bn_placement")},
+    )
+    every, epochs = int(flat_config(config).get("report_every", 1)), params["epochs"]
+    pending: list[list] = [[] for _ in seeds]  # per network, its epochs since the last report
+    diverged = [False] * len(seeds)
+
+    def report(results: list) -> None:
+        # One Ray Tune report costs ~7 ms of framework time, as much as an epoch: report every
+        # `every` epochs (and at the end or when a network diverges), each carrying every epoch since.
+        # `results` holds this epoch's EpochResult per network, None for one that diverged before.
+        newly = False
+        for i, r in enumerate(results):
+            if r is not None:
+                pending[i].append(r)
+                newly |= not r.finite
+                diverged[i] |= not r.finite
+        epoch = max(r.epoch for r in results if r is not None)
+        if max(map(len, pending)) < every and epoch < epochs and not newly:
+            return
+        last = [p[-1] if p else None for p in pending]
+        losses = [r.val_loss if r is not None and r.finite else math.inf for r in last]
+        tune.report(
+            {
+                "epoch": epoch,
+                "val_loss": float(np.median(losses)),
+                "objective": float(np.median([objective(v) for v in losses])),
+                "diverged": all(diverged),
+                "time_s": time.perf_counter() - start,
+                "node_id": node_id,
+                "params": params,
+                "networks": [
+                    {
+                        "seed": seed,
+                        "diverged": diverged[i],
+                        "curve": [[e.epoch, e.train_loss, e.val_loss, e.val_accuracy] for e in pending[i]],
+                    }
+                    for i, seed in enumerate(seeds)
+                ],
+            }
+        )
+        for p in pending:
+            p.clear()
+
+    train_networks(
+        spec,
+        split.x_train,
+        split.y_train,
+        split.x_val,
+        split.y_val,
+        lr=params["lr"],
+        seeds=seeds,
+        epochs=epochs,
+        batch_size=params["batch_size"],
+        drop_last=params["drop_last"],
+        momentum=params["momentum"],
+        decay=params["decay"],
+        on_epoch=report,
+    )

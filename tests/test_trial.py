@@ -1,0 +1,41 @@
+"""leafbn.trial: what one Ray trial reports, read without Ray (its report and node lookup replaced)."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from leafbn import data as leafdata
+from leafbn import splits as leafsplits
+from leafbn import trial
+from leafbn.spaces import WORST_LOSS
+
+
+def test_a_trial_reports_its_settings_and_every_epoch_of_each_seed(monkeypatch):
+    reports = []
+    monkeypatch.setattr(trial.tune, "report", reports.append)
+    monkeypatch.setattr(
+        trial.ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "node-a")
+    )
+    split = leafsplits.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
+    config = {
+        "trial": {"lr": 0.001, "bn": True, "depth": 1, "width": 16, "bn_momentum": 0.9,
+                  "bn_placement": "after", "batch_size": 32, "split": 0, "seeds": [4, 9]},
+        "epochs": 3, "drop_last": False, "momentum": 0.9, "decay": 1e-6, "report_every": 2,
+    }  # fmt: skip
+    trial.trainable(config, splits=(split,))
+
+    assert [r["epoch"] for r in reports] == [2, 3]  # every 2 epochs, and at the end
+    assert all(r["node_id"] == "node-a" and not r["diverged"] for r in reports)
+    params = reports[-1]["params"]
+    assert params["lr"] == 0.001 and params["bn"] is True and params["width"] == 16
+    assert params["bn_placement"] == "after" and params["batch_size"] == 32 and params["epochs"] == 3
+    for report in reports:
+        assert [n["seed"] for n in report["networks"]] == [4, 9]
+    epochs = [[row[0] for r in reports for row in r["networks"][i]["curve"]] for i in range(2)]
+    assert epochs == [[1, 2, 3], [1, 2, 3]]  # each epoch of each seed exactly once
+    last = [r["networks"][i]["curve"][-1][2] for r in reports[-1:] for i in range(2)]
+    assert reports[-1]["val_loss"] == pytest.approx(sum(last) / 2)  # the median of two
+    assert reports[-1]["objective"] == pytest.approx(min(reports[-1]["val_loss"], WORST_LOSS))
+    assert last[0] != last[1]  # two seeds, two networks
+    assert math.isfinite(reports[-1]["time_s"]) and reports[-1]["time_s"] > 0
