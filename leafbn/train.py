@@ -31,64 +31,19 @@ import gc
 import hashlib
 import itertools
 import math
-import os
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from leafbn.xla_cache import use_xla_cache
 
-def cpu_key() -> str:
-    """A short name for this CPU as compiled code sees it: model name, feature flags, XLA's ISA flags.
-
-    Code XLA compiled for one CPU may not run on another (XLA's loader warns it "could lead to
-    SIGILL"), so the persistent cache keeps one folder per key: nodes with different CPUs sharing a
-    home folder (NFS) never load each other's code.
-    """
-    import platform
-
-    model, flags = platform.processor(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            name = name.strip()
-            if name == "model name" and not model.strip():
-                model = value.strip()
-            elif name in ("flags", "Features") and not flags:
-                flags = " ".join(sorted(value.split()))
-            if model and flags:
-                break
-    except OSError:
-        pass  # not Linux: the processor name and architecture stand in for the flags
-    text = "|".join((platform.machine(), model, flags, os.environ.get("XLA_FLAGS", "")))
-    return f"{platform.machine()}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-
-
-def xla_cache_dir() -> Path | None:
-    """The persistent XLA cache folder for this CPU, ``$LEAFBN_XLA_CACHE/<cpu_key()>``; None if off."""
-    where = os.environ.get("LEAFBN_XLA_CACHE", str(Path.home() / ".cache" / "leafbn" / "xla"))
-    return None if where.lower() == "off" else Path(where) / cpu_key()
-
-
-def _set_xla_cache() -> None:
-    """Point XLA's persistent compilation cache at this CPU's folder before TensorFlow starts."""
-    where, flags = xla_cache_dir(), os.environ.get("TF_XLA_FLAGS", "")
-    if where is None or "persistent_cache_directory" in flags:
-        return
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # an unwritable cache only costs compile time
-    os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={where}".strip()
-
-
-_set_xla_cache()
+use_xla_cache()  # before TensorFlow starts: XLA reads its flags once, when TensorFlow loads
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -98,8 +53,8 @@ from leafbn.config import steps_per_epoch  # noqa: E402
 from leafbn.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402
 
 __all__ = [
-    "EpochResult", "TrialResult", "train", "train_networks", "single_thread", "epoch_order", "cpu_key",
-    "xla_cache_dir", "compiled_model", "stacked_model", "tracing_counts",
+    "EpochResult", "TrialResult", "train", "train_networks", "single_thread", "epoch_order",
+    "compiled_model", "stacked_model", "tracing_counts",
 ]  # fmt: skip
 
 

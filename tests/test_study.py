@@ -77,8 +77,8 @@ def test_tiny_grid_on_local_ray(tmp_path):
     from leafbn.tuning import ray_session, run_study
 
     config = StudyConfig(
-        lr=(0.01, 0.1), batch_size=(10, 32), seeds=1, epochs=3, out=str(tmp_path), name="tiny", num_cpus=2,
-        log=("tensorboard", "csv"),
+        lr=(0.01, 0.1), batch_size=(10, 32), seeds=2, seeds_per_trial=2, epochs=3, out=str(tmp_path),
+        name="tiny", num_cpus=2, log=("tensorboard", "csv"),
     )  # fmt: skip
     with ray_session(config):
         listeners = ray_listeners()
@@ -87,14 +87,17 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listeners), listeners
 
     assert result.complete and result.path == tmp_path / "tiny"
-    trials, curves = check_tables(result.path, expected_trials=8, epochs=3)
+    trials, curves = check_tables(result.path, expected_trials=16, epochs=3)  # 8 Ray trials of 2 seeds
     assert sorted(set(zip(trials["lr"], trials["bn"]))) == [
         (0.01, False),
         (0.01, True),
         (0.1, False),
         (0.1, True),
     ]
-    assert trials.groupby("batch_size").size().to_dict() == {10: 4, 32: 4}
+    assert trials.groupby("batch_size").size().to_dict() == {10: 8, 32: 8}
+    assert trials["ray_trial"].nunique() == 8
+    assert all(sorted(seeds) == [0, 1] for _, seeds in trials.groupby("ray_trial")["seed"])
+    assert trials.groupby("ray_trial")["final_val_loss"].nunique().eq(2).all()  # each seed its own network
     assert not trials["diverged"].any() and (trials["epochs_run"] == 3).all()
     assert trials["final_val_loss"].between(0, 10).all()
     assert (trials["best_val_loss"] <= trials["final_val_loss"] + 1e-9).all()
@@ -107,19 +110,20 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert StudyConfig.from_dict(meta["study"]) == config
     assert meta["data"]["source"] == "embedded" and meta["data"]["rows"] == 1584
     assert set(meta["versions"]) >= {"leafbn", "ray", "tensorflow", "keras"}
-    assert meta["run"]["trials_expected"] == meta["run"]["trials_finished"] == 8
+    assert meta["run"]["trials_expected"] == meta["run"]["trials_finished"] == 16
+    assert meta["run"]["seeds_per_trial"] == 2
     assert (result.path / "tuner.pkl").exists()  # Ray Tune's own experiment folder is there too
 
     # --log tensorboard,csv: Ray Tune's own loggers, read back as TensorBoard and pandas read them
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-    for trial_id, lr, bn in zip(trials["trial_id"], trials["lr"], trials["bn"]):
-        folder = result.path / trial_id
+    for ray_trial, runs in trials.groupby("ray_trial"):
+        folder, lr, bn = result.path / ray_trial, runs["lr"].iloc[0], runs["bn"].iloc[0]
         events = EventAccumulator(str(folder)).Reload()
-        val = events.Scalars("ray/tune/val_loss")
+        val = events.Scalars("ray/tune/val_loss")  # the median of the trial's seeds
         assert [e.step for e in val] and val[-1].value == pytest.approx(
-            trials.set_index("trial_id").loc[trial_id, "final_val_loss"], rel=1e-6
+            runs["final_val_loss"].median(), rel=1e-6
         )
         start = HParamsPluginData.FromString(
             events.PluginTagToContent("hparams")["_hparams_/session_start_info"]

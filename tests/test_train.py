@@ -3,10 +3,8 @@
 import gc
 import math
 import os
-import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +15,12 @@ from leafbn import train as train_module
 from leafbn.model import ModelSpec, build_model, build_optimizer
 from leafbn.train import (
     compiled_model,
-    cpu_key,
     epoch_order,
     stacked_model,
     train,
     train_networks,
-    xla_cache_dir,
 )
+from leafbn.xla_cache import cpu_key
 
 
 @pytest.fixture(scope="module")
@@ -186,21 +183,6 @@ def test_xla_cache_hits_whatever_the_order_programs_were_built_in(tmp_path):
     first = run("bn", "nobn")
     assert len(first) == 2  # one compiled program per architecture
     assert run("nobn", "bn") == first
-
-
-def test_the_xla_cache_keeps_one_folder_per_cpu(monkeypatch, tmp_path):
-    monkeypatch.setenv("LEAFBN_XLA_CACHE", str(tmp_path))
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
-    here = xla_cache_dir()
-    assert here == tmp_path / cpu_key() and here.name.startswith(platform.machine())
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=SSE4_2")  # code built for a narrower CPU
-    assert xla_cache_dir() != here
-    monkeypatch.delenv("XLA_FLAGS")
-    real = Path.read_text
-    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: real(self, *a, **k).replace("avx", "xyz"))
-    assert xla_cache_dir() != here  # another CPU's feature flags
-    monkeypatch.setenv("LEAFBN_XLA_CACHE", "off")
-    assert xla_cache_dir() is None
 
 
 # Networks trained side by side (one seed each, one program) must be the networks trained alone:
