@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -313,38 +313,18 @@ def train(
     x_val: np.ndarray,
     y_val: np.ndarray,
     *,
-    lr: float,
     seed: int,
-    epochs: int = 100,
-    batch_size: int = 10,
-    drop_last: bool = False,
-    momentum: float = 0.9,
-    decay: float = 1e-6,
     on_epoch: Callable[[EpochResult], bool | None] | None = None,
+    **settings: Any,
 ) -> TrialResult:
-    """Train one network and return its per-epoch losses; never raises on divergence.
-
-    Parameters
-    ----------
-    spec : the architecture (its ``n_features``/``n_classes`` must match the data).
-    x_train, y_train, x_val, y_val : float32 features ``(n, n_features)`` and int labels ``(n,)``.
-    lr, seed : base learning rate; seed of the initial weights and of the minibatch order.
-    epochs, batch_size, momentum, decay : the blog's SGD settings by default.
-    drop_last : leave out each epoch's last batch when it is smaller than ``batch_size`` (Keras
-        keeps it: the default); needs ``batch_size <= len(x_train)``.
-    on_epoch : called after every epoch with its :class:`EpochResult`; returning True stops the
-        trial (early stopping).
-
-    Returns
-    -------
-    TrialResult with one :class:`EpochResult` per epoch run; ``diverged`` and ``diverged_epoch``
-    are set when a loss became NaN or inf (the trial stops at that epoch).
-    """
+    """Train one network (seed ``seed``): :func:`train_networks` for one seed, whose ``settings``
+    (``lr``, ``epochs``, ...) it takes; ``on_epoch`` gets the network's :class:`EpochResult`.
+    Never raises on divergence: the result's ``diverged`` and ``diverged_epoch`` say where it
+    stopped."""
     callback = None if on_epoch is None else (lambda results: on_epoch(results[0]))
-    return train_networks(
-        spec, x_train, y_train, x_val, y_val, lr=lr, seeds=[seed], epochs=epochs, batch_size=batch_size,
-        drop_last=drop_last, momentum=momentum, decay=decay, on_epoch=callback,
-    )[0]  # fmt: skip
+    data = (x_train, y_train, x_val, y_val)
+    (result,) = train_networks(spec, *data, seeds=[seed], on_epoch=callback, **settings)
+    return result
 
 
 def train_networks(
@@ -363,12 +343,26 @@ def train_networks(
     decay: float = 1e-6,
     on_epoch: Callable[[list[EpochResult | None]], bool | None] | None = None,
 ) -> list[TrialResult]:
-    """Train one network per seed, all with ``spec`` and ``lr``, together; one result per seed.
+    """Train one network per seed, all with ``spec`` and ``lr``, side by side in one compiled
+    program; never raises on divergence.
 
-    As :func:`train`, with ``seeds`` in place of ``seed``. ``on_epoch`` is called after every
-    epoch with each network's :class:`EpochResult` (None for a network that diverged in an earlier
-    epoch); returning True stops every network. A network stops at the epoch it diverges; the
-    others go on. Each result's ``time_s`` is the trainer's time shared equally by the networks.
+    Parameters
+    ----------
+    spec : the architecture (its ``n_features``/``n_classes`` must match the data).
+    x_train, y_train, x_val, y_val : float32 features ``(n, n_features)`` and int labels ``(n,)``.
+    lr : base learning rate, shared by the networks.
+    seeds : one network per seed: its initial weights and its minibatch order.
+    epochs, batch_size, momentum, decay : the blog's SGD settings by default.
+    drop_last : leave out each epoch's last batch when it is smaller than ``batch_size`` (Keras
+        keeps it: the default); needs ``batch_size <= len(x_train)``.
+    on_epoch : called after every epoch with each network's :class:`EpochResult` (None for one
+        that diverged in an earlier epoch); returning True stops every network (early stopping).
+
+    Returns
+    -------
+    One :class:`TrialResult` per seed, with an :class:`EpochResult` per epoch it ran. A network
+    stops at the epoch a loss becomes NaN or inf (``diverged``, ``diverged_epoch``); the others go
+    on. Each ``time_s`` is the trainer's time shared equally by the networks.
     """
     start = time.perf_counter()
     single_thread()
