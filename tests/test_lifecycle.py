@@ -156,7 +156,8 @@ def test_an_optuna_study_on_a_storage_uri_keeps_everything_in_one_place(tmp_path
     store = tmp_path / "store"
     env = {**os.environ, "LEAFBN_STAGING": str(tmp_path / "staging")}
     args = ["--out", f"file://{store}", "--name", "opt", "--optuna", "6", "--lr", "0.001,1000",
-            "--epochs", "3", "--max-concurrent", "2", "--num-cpus", "2"]  # fmt: skip
+            "--epochs", "3", "--max-concurrent", "2", "--num-cpus", "2", "--seeds-per-trial", "2",
+            "--asha", "--report-every", "1"]  # fmt: skip
     done = subprocess.run([*RUN, *args, "--report"], capture_output=True, text=True, timeout=600, env=env,
                           stdin=subprocess.DEVNULL)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -166,14 +167,20 @@ def test_an_optuna_study_on_a_storage_uri_keeps_everything_in_one_place(tmp_path
         assert (here / name).is_file(), name
     assert f"copied to: file://{store}/opt" in done.stdout
 
-    # Optuna drew six learning rates log-uniformly and never saw a NaN: diverged trials are the cap
+    # Optuna drew six learning rates log-uniformly, each trained with 2 seeds, and never saw a NaN:
+    # a trial's value is the median over its seeds of the capped loss (a diverged seed: the cap)
     trials = pd.read_csv(here / "trials.csv")
-    assert len(trials) == 6 and trials["trial_id"].is_unique
+    assert len(trials) == 12 and trials["trial_id"].is_unique and trials["ray_trial"].nunique() == 6
     assert trials["lr"].between(0.001, 1000).all() and trials["lr"].nunique() == 6
+    assert all(sorted(seeds) == [0, 1] for _, seeds in trials.groupby("ray_trial")["seed"])
     study = optuna.load_study(study_name="opt", storage=f"sqlite:///{here / 'optuna.db'}")
     values = [t.value for t in study.trials]
     assert len(values) == 6 and all(v is not None and math.isfinite(v) for v in values)
     assert all(v <= WORST_LOSS for v in values)
+    last = trials["final_val_loss"].where(~trials["diverged"], WORST_LOSS).clip(upper=WORST_LOSS)
+    medians = last.groupby(trials["lr"]).median()
+    for t in study.trials:
+        assert t.value == pytest.approx(medians[t.params["lr"]], rel=1e-6), t.params
     assert json.loads((here / "config.json").read_text())["study"]["optuna"] == 6
 
     monkeypatch.setenv("LEAFBN_STAGING", str(tmp_path / "elsewhere"))  # another machine: nothing local
