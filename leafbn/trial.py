@@ -56,8 +56,8 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
     from leafbn.train import train_networks
 
     start = time.perf_counter()
-    params = _params(flat_config(config))
-    seeds = trial_seeds(config)
+    flat = flat_config(config)
+    params, seeds = _params(flat), trial_seeds(flat)
     split = splits[params["split"]]
     node_id = ray.get_runtime_context().get_node_id()
     spec = ModelSpec(
@@ -65,7 +65,7 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
         n_classes=int(max(split.y_train.max(), split.y_val.max())) + 1,
         **{k: params[k] for k in ("depth", "width", "bn", "bn_momentum", "bn_placement")},
     )
-    every, epochs = int(flat_config(config).get("report_every", 1)), params["epochs"]
+    every, epochs = int(flat.get("report_every", 1)), params["epochs"]
     pending: list[list] = [[] for _ in seeds]  # per network, its epochs since the last report
     diverged = [False] * len(seeds)
 
