@@ -108,9 +108,10 @@ class StudyConfig:
     # --- seeds: a nuisance axis, several per configuration ----------------------------------
     seeds: int = 5  # trials per configuration
     seed_base: int = 0  # their seeds are seed_base, seed_base + 1, ...
-    # networks of one configuration (its seeds) trained together, as one XLA program, in one Ray
-    # trial; 0 picks it from the CPUs (all seeds while the grid still gives each CPU 4 trials)
-    seeds_per_trial: int = 0
+    # networks of one configuration (its seeds) trained side by side, as one XLA program, in one
+    # Ray trial; 1: a trial per seed, the plain Keras model (faster per network on this project's
+    # CPU; bench_trainer.py measures both on yours)
+    seeds_per_trial: int = 1
     # --- training (the blog's) --------------------------------------------------------------
     epochs: int = 100
     # a run's outcome: the median validation loss of its last `window` epochs (None: min(10, epochs))
@@ -197,8 +198,8 @@ class StudyConfig:
                     seed,
                     f"must be in [0, {MAX_SEED} - --seeds/--splits] (numpy's seeds are non-negative)",
                 )
-        if self.seeds_per_trial < 0:
-            fail("seeds-per-trial", self.seeds_per_trial, "must be >= 0 (0 picks it from the CPUs)")
+        if self.seeds_per_trial < 1:
+            fail("seeds-per-trial", self.seeds_per_trial, "must be >= 1")
         if not self.optuna and self.seeds_per_trial > self.seeds:
             fail("seeds-per-trial", self.seeds_per_trial, f"must be <= --seeds {self.seeds}")
         if self.report_every < 1:
@@ -258,17 +259,6 @@ class StudyConfig:
             configs += [dict(trial, split=k, seed=seed) for k in range(self.splits) for seed in seeds]
         return configs
 
-    def grain(self, cpus: int) -> int:
-        """Seeds per Ray trial: ``seeds_per_trial``, or (0) the most that still give each of ``cpus``
-        CPUs 4 trials of the grid, so a cluster is not starved (1 with Optuna: one seed per trial)."""
-        if self.seeds_per_trial:
-            return self.seeds_per_trial
-        if self.optuna:
-            return 1
-        groups = len(self.trial_configs()) // self.seeds
-        fits = [g for g in range(1, self.seeds + 1) if groups * math.ceil(self.seeds / g) >= 4 * max(cpus, 1)]
-        return max(fits, default=1)
-
     def trial_groups(self, grain: int) -> list[dict[str, Any]]:
         """The grid as Ray trials: each configuration and split of :meth:`trial_configs` once, its
         seeds split into ``ceil(seeds / grain)`` groups as equal as possible (a ``seeds`` list in
@@ -296,6 +286,8 @@ class StudyConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown study setting(s): {', '.join(unknown)}")
+        if values.get("seeds_per_trial") == 0:  # "chosen from the CPUs" in earlier versions; the
+            values = {**values, "seeds_per_trial": 1}  # run's record keeps what was chosen
         return cls(**values)
 
     def replace(self, **changes: Any) -> StudyConfig:

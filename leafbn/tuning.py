@@ -279,7 +279,8 @@ def run_study(
                 f"--batch-size {size}: must be <= the {n_train} training rows with "
                 "--drop-last, or no batch is left: lower it or leave out --drop-last"
             )
-    expected = config.optuna * config.grain(1) if config.optuna else len(config.trial_configs())  # networks
+    # networks (runs): one per seed
+    expected = config.optuna * config.seeds_per_trial if config.optuna else len(config.trial_configs())
     if not config.optuna and expected > config.max_trials:
         cpus = config.num_cpus or os.cpu_count() or 1
         guess = estimate_seconds(config, config.trial_configs(), n_train, cpus)
@@ -328,7 +329,7 @@ def _run(
             cpus = int(ray.cluster_resources().get("CPU", 0))
             meta.run.update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
             # a resumed study keeps its Ray trials (one from before the setting trained one seed each)
-            grain = int(meta.run.setdefault("seeds_per_trial", 1 if resume else config.grain(cpus)))
+            grain = int(meta.run.setdefault("seeds_per_trial", 1 if resume else config.seeds_per_trial))
             meta.write(path / "config.json")
             ray_trials = config.optuna or len(config.trial_groups(grain))
             guess = estimate_seconds(config, config.trial_configs(), n_train, cpus, n_trials=expected)

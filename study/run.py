@@ -154,7 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="seeds of a configuration trained together, as one XLA program, in one Ray trial; "
         "trials.csv still has a row per seed, and Optuna and ASHA judge a trial by its seeds' median "
-        "(default: 0, chosen from the CPUs: all seeds while each CPU still gets 4 trials; 1 with --optuna)",
+        "(default: 1; benchmarks/bench_trainer.py measures which is faster on your CPU)",
     )
     axes.add_argument(
         "--splits",

@@ -40,6 +40,8 @@ def test_round_trip_through_json():
         ({"lr": ()}, "--lr '': must name at least one value"),
         ({"epochs": 0}, "--epochs 0: must be in [1, 10000]"),
         ({"seeds": 0}, "--seeds 0: must be >= 1"),
+        ({"seeds_per_trial": 0}, "--seeds-per-trial 0: must be >= 1"),
+        ({"seeds_per_trial": 6}, "--seeds-per-trial 6: must be <= --seeds 5"),
         ({"bn_momentum": (1.0,)}, "--bn-momentum 1.0: must be in [0, 1)"),
         ({"bn_placement": ("middle",)}, "--bn-placement middle: must be one of before, after"),
         ({"val_fraction": 1.5}, "--val-fraction 1.5: must be in (0, 1)"),
@@ -59,6 +61,11 @@ def test_bad_values_name_flag_value_and_bound(changes, message):
     with pytest.raises(ConfigError) as info:
         StudyConfig(**changes)
     assert str(info.value).startswith(message)
+
+
+def test_a_stored_study_from_when_0_chose_the_seeds_per_trial_still_loads():
+    stored = StudyConfig(seeds_per_trial=1).to_dict() | {"seeds_per_trial": 0}
+    assert StudyConfig.from_dict(stored).seeds_per_trial == 1
 
 
 def test_unknown_setting_is_an_error():
