@@ -125,6 +125,7 @@ def test_building_a_program_freezes_the_heap_and_a_reused_one_does_not(split):
     train(*args, lr=0.01, seed=0, epochs=1)
     built = gc.get_freeze_count()
     assert built > before + 1_000  # the new program's graph: thousands of objects (more when it is the first)
+    assert gc.isenabled()  # off only while the program was traced
     train(*args, lr=0.01, seed=1, epochs=1)
     assert gc.get_freeze_count() == built
 
