@@ -15,8 +15,8 @@ counted honestly:
 2. trainer :func:`leafbn.train.train_networks`, same settings: (a) "cold" = fresh process, empty
    XLA persistent cache; (b) "warm" = another fresh process with the cache (a) filled; (c)
    "reused" = a second trial (next seed) in the same process as (a), the compiled program reused:
-   the per-trial cost inside a Ray worker; each for one network and for the default study's trial,
-   5 seeds in one program (seconds per network);
+   the per-trial cost inside a Ray worker; each for one network (the default study's trial) and,
+   for comparison, for 5 seeds in one program (``--seeds-per-trial 5``; seconds per network);
 3. the same model.fit and cold trainer pinned to one core (``os.sched_setaffinity``): without it,
    model.fit's input pipeline and XLA's two code-generation threads both use the second core;
 4. the seed grid end to end: ``python study/run.py --seeds 1`` (14 trials), cold and warm cache;
@@ -55,9 +55,9 @@ TARGET_SPEEDUP = 7.0  # trainer vs model.fit, compile included
 TARGET_SEED_GRID_S = 40.0  # 14 trials, wall
 TARGET_FULL_GRID_S = 90.0  # 70 trials, wall
 TARGET_RAY_OVERHEAD_S = 0.5  # per trial, in the default study (70 trials)
-TARGET_FIRST_TRIAL = 10.0  # a first BN-on trial of the default study (its seeds together), cold, per network
+TARGET_FIRST_TRIAL = 10.0  # a first trial of the default study (one network), cold
 TARGET_STUDY_RATIO, BAR_STUDY_RATIO = 1.5, 1.8  # default study wall ÷ one model.fit BN trial
-STUDY_GRAIN = 5  # seeds per Ray trial in the default study on this machine (--seeds-per-trial 0 picks it)
+STACKED = 5  # seeds side by side in one program, as `--seeds-per-trial 5` trains them (for comparison)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,8 +209,9 @@ def _grid_run(label: str, args: list[str], xla_cache: str, tmp: Path, name: str)
 
 
 def _pairs(args: argparse.Namespace, job: dict, data: str, tmp: Path) -> list[dict]:
-    """``args.pairs`` pairs of (one model.fit BN trial, the default study with a filled XLA cache),
-    one after the other, so a change in the machine's speed hits both sides of each ratio alike."""
+    """``args.pairs`` rounds of (one model.fit BN trial, the default study with a filled XLA cache,
+    the same study with 5 seeds side by side per Ray trial), one after the other, so a change in
+    the machine's speed hits every column of a round alike."""
     cache = tmp / "xla-pairs"
     cache.mkdir()
     study = ["--data", data, "--seeds", "5"]
@@ -219,7 +220,11 @@ def _pairs(args: argparse.Namespace, job: dict, data: str, tmp: Path) -> list[di
     for r in range(args.pairs):
         fit = _child_run(f"model.fit BN on, pair {r + 1}", {**job, "bn": True, "mode": "fit"}, "off", tmp)
         run = _grid_run(f"default study, pair {r + 1}", study, str(cache), tmp, f"bench-pair-{r}")
-        pairs.append({"model.fit BN s": fit["time_s"], "study wall s": run["wall_s"]})
+        label = f"default study with --seeds-per-trial {STACKED}, pair {r + 1}"
+        stacked = [*study, "--seeds-per-trial", str(STACKED)]
+        side = _grid_run(label, stacked, str(cache), tmp, f"bench-pair-stacked-{r}")
+        walls = {"study wall s": run["wall_s"], "stacked study wall s": side["wall_s"]}
+        pairs.append({"model.fit BN s": fit["time_s"], **walls})
     return pairs
 
 
@@ -229,16 +234,12 @@ def _print_pairs(pairs: list[dict], quick: bool) -> None:
     table = pd.DataFrame(pairs)
     table.insert(0, "pair", [str(i + 1) for i in range(len(table))])
     table["study ÷ model.fit"] = table["study wall s"] / table["model.fit BN s"]
+    table["stacked ÷ model.fit"] = table["stacked study wall s"] / table["model.fit BN s"]
     median = float(table["study ÷ model.fit"].median())
-    table.loc[len(table)] = [
-        "median",
-        table["model.fit BN s"].median(),
-        table["study wall s"].median(),
-        median,
-    ]
+    table.loc[len(table)] = ["median", *table.drop(columns="pair").median()]
     print(
         "## The default study (70 runs, `python study/run.py --seeds 5`, filled XLA cache) against one "
-        "model.fit BN trial, measured in pairs"
+        f"model.fit BN trial, measured in pairs (and the study with `--seeds-per-trial {STACKED}`)"
     )
     print()
     print(table.to_markdown(index=False, floatfmt=".2f"))
@@ -300,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         "--pairs",
         type=int,
         default=3,
-        help="with --full or --only-pairs: pairs of (one model.fit BN trial, the default study with a "
-        "filled XLA cache) run one after the other, for the study ÷ model.fit ratio (default 3)",
+        help="with --full or --only-pairs: rounds of (one model.fit BN trial, the default study with a "
+        "filled XLA cache, the same with 5 seeds per Ray trial) run one after the other, for the "
+        "study ÷ model.fit ratio (default 3)",
     )
     p.add_argument("--only-pairs", action="store_true", help="measure only those pairs")
     p.add_argument(
@@ -381,12 +383,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 runs["cold"].append(_child_run(f"trainer cold {tag}{n}", train_job, str(cache), tmp))
                 runs["warm"].append(_child_run(f"trainer warm {tag}{n}", train_job, str(cache), tmp))
-                # the default study's trial: its 5 seeds in one program (``--seeds-per-trial``)
+                # a configuration's 5 seeds in one program (``--seeds-per-trial 5``), for comparison
                 stacked = tmp / f"xla-{'bn' if bn else 'nobn'}-{r}-stacked"
                 stacked.mkdir()
-                many = {**train_job, "networks": STUDY_GRAIN}
+                many = {**train_job, "networks": STACKED}
                 for state in ("cold", "warm"):
-                    label = f"trainer {state} {STUDY_GRAIN} seeds {tag}{n}"
+                    label = f"trainer {state} {STACKED} seeds {tag}{n}"
                     runs[f"{state}_s"].append(_child_run(label, many, str(stacked), tmp))
                 runs["fit_1cpu"].append(
                     _child_run(f"model.fit one core {tag}{n}", {**fit_job, "cpu": one_cpu}, "off", tmp)
@@ -460,15 +462,15 @@ def main(argv: list[str] | None = None) -> int:
             ("reused", "trainer, 2nd trial in same process (reused)", m["cold"], "second_s", fit_s, False),
             (
                 "cold_s",
-                f"trainer, {STUDY_GRAIN} seeds in one program, cold, per network",
+                f"trainer, {STACKED} seeds in one program, cold, per network",
                 m["cold_s"],
                 "first_s",
                 fit_s,
-                True,
+                False,
             ),
             (
                 "warm_s",
-                f"trainer, {STUDY_GRAIN} seeds in one program, warm, per network",
+                f"trainer, {STACKED} seeds in one program, warm, per network",
                 m["warm_s"],
                 "first_s",
                 fit_s,
@@ -476,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             (
                 "reused_s",
-                f"trainer, {STUDY_GRAIN} seeds in one program, reused, per network",
+                f"trainer, {STACKED} seeds in one program, reused, per network",
                 m["cold_s"],
                 "second_s",
                 fit_s,
@@ -493,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             sec = med(runs, field)
             ratio = base / sec
-            goal = TARGET_FIRST_TRIAL if key == "cold_s" else TARGET_SPEEDUP
+            goal = TARGET_FIRST_TRIAL if key == "cold" else TARGET_SPEEDUP
             rows.append(
                 {
                     "measurement": what,
