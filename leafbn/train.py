@@ -21,10 +21,11 @@ new process skip most of the compiling: a
 program is traced under names that do not depend on what the process traced before, so every
 worker, in any order, finds what another worker or an earlier study compiled.
 
-Several seeds of one configuration train side by side in one program
-(:func:`train_networks`, :class:`leafbn.model.StackedNetworks`): one compile for all of them and
-10-18% less time per network at 5 seeds on this project's CPU. A single network keeps the plain
-Keras model (``Dense`` layers): the stacked one is about 1.5x slower for one network.
+Several seeds of one configuration can train side by side in one program
+(:func:`train_networks`, :class:`leafbn.model.StackedNetworks`): one compile for all of them;
+per network 18% faster at 5 seeds on one CPU, 20% slower on another (docs/benchmarks.md), so a
+study trains one per Ray trial unless asked. A single network keeps the plain Keras model
+(``Dense`` layers): the stacked one is about 1.5x slower for one network.
 
 Divergence is a result, not an error: a network stops after the first epoch whose training or
 validation loss is not finite, and its result says so; the others go on.
