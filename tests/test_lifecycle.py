@@ -69,7 +69,7 @@ def recorded_finished(path: Path, epochs: int) -> dict[str, str]:
 @pytest.mark.cluster
 def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path, capsys):
     epochs = 60
-    args = ["--lr", "0.001,0.01,0.1,1", "--seeds", "2", "--epochs", str(epochs),
+    args = ["--lr", "0.001,0.01,0.1,1", "--seeds", "2", "--seeds-per-trial", "2", "--epochs", str(epochs),
             "--out", str(tmp_path), "--name", "killed", "--num-cpus", "2"]  # fmt: skip
     path = tmp_path / "killed"
     # Ray Tune's "auto" period saves the experiment state no more often than every 10 s: with a
