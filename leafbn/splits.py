@@ -6,8 +6,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from leafbn.datafiles import MIN_PER_CLASS, DataError, LeafData
 
@@ -96,6 +94,11 @@ def split(data: LeafData, val_fraction: float = 0.2, split_seed: int = 0, standa
     DataError
         A class has fewer than 2 samples, or a part would hold fewer rows than there are classes.
     """
+    # scikit-learn is imported here, not with the module: a Ray worker unpickles its Split
+    # from this module and needs none of it (1 s of every worker's start, measured).
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction}: must be in (0, 1)")
     _check_splittable(data, val_fraction)

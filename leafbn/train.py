@@ -51,12 +51,14 @@ from leafbn.xla_cache import use_xla_cache
 
 use_xla_cache()  # before TensorFlow starts: XLA reads its flags once, when TensorFlow loads
 
+# leafbn.model first: it imports Keras without the optional packages a trainer never uses
+from leafbn.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402, I001
+
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
 from leafbn.config import steps_per_epoch  # noqa: E402
-from leafbn.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402
 
 __all__ = [
     "EpochResult", "TrialResult", "train", "train_networks", "single_thread", "epoch_order",
