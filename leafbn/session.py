@@ -82,7 +82,7 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
         # the machine's network address, where such a cluster does not listen.
         with _loopback_only() if _is_loopback(config.address) else nullcontext():
             try:
-                ray.init(address=config.address, **common)
+                _init(address=config.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 hint = (
                     ""
@@ -99,7 +99,7 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
         return
     _token_without_home()
     with reaper.watch(), _loopback_only():  # a killed driver leaves none of its Ray processes behind
-        ray.init(  # "local": a new instance of our own, never a cluster that happens to run here
+        _init(  # "local": a new instance of our own, never a cluster that happens to run here
             address="local",
             num_cpus=config.num_cpus,
             include_dashboard=False,
@@ -110,6 +110,22 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             yield
         finally:
             ray.shutdown()
+
+
+def _init(**kwargs: Any) -> None:
+    """``ray.init(**kwargs)``, this process's SIGTERM handler kept.
+
+    ``ray.init`` installs a handler that exits at once: a SIGTERM after the trials would then end
+    the driver before its tables are written. What SIGTERM does in a study is
+    :func:`sigterm_ignored`'s and :func:`term_as_interrupt`'s to say.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        ray.init(**kwargs)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -80,9 +81,19 @@ def test_tiny_grid_on_local_ray(tmp_path):
         lr=(0.01, 0.1), batch_size=(10, 32), seeds=2, seeds_per_trial=2, epochs=3, out=str(tmp_path),
         name="tiny", num_cpus=2, log=("tensorboard", "csv"),
     )  # fmt: skip
-    with ray_session(config):
-        listeners = ray_listeners()
-        result = run_study(config, echo=lambda _: None)
+
+    def mine(signum, frame):
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with ray_session(config):
+            listeners = ray_listeners()
+            handler = signal.getsignal(signal.SIGTERM)  # Ray's own would exit before the tables
+            result = run_study(config, echo=lambda _: None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert handler is mine
     assert listeners, "Ray should have started servers"
     assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listeners), listeners
 
