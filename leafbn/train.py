@@ -47,9 +47,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from leafbn.xla_cache import use_xla_cache
+from leafbn.xla_cache import use_xla_cache, use_xla_options
 
-use_xla_cache()  # before TensorFlow starts: XLA reads its flags once, when TensorFlow loads
+use_xla_options()  # before the cache: its folder depends on XLA_FLAGS
+use_xla_cache()  # both before XLA compiles anything: it reads its flags once
 
 # leafbn.model first: it imports Keras without the optional packages a trainer never uses
 from leafbn.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402, I001

@@ -1,5 +1,6 @@
 """leafbn.xla_cache: one persistent-cache folder per CPU model, feature set and XLA_FLAGS."""
 
+import os
 import platform
 from pathlib import Path
 
@@ -19,3 +20,16 @@ def test_the_xla_cache_keeps_one_folder_per_cpu(monkeypatch, tmp_path):
     assert xla_cache_dir() != here  # another CPU's feature flags
     monkeypatch.setenv("LEAFBN_XLA_CACHE", "off")
     assert xla_cache_dir() is None
+
+
+def test_xla_options_are_added_once_and_a_users_own_setting_wins(monkeypatch):
+    from leafbn.xla_cache import XLA_OPTIONS, use_xla_options
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX2")
+    use_xla_options()
+    use_xla_options()
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_max_isa=AVX2", *XLA_OPTIONS]
+    name = XLA_OPTIONS[0].split("=")[0]
+    monkeypatch.setenv("XLA_FLAGS", f"{name}=false")
+    use_xla_options()
+    assert os.environ["XLA_FLAGS"] == f"{name}=false"
