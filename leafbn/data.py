@@ -39,7 +39,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import fetch_openml
 
 from leafbn.datafiles import (
     EMBEDDED_FILE,
@@ -158,6 +157,8 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
 
 def _fetch_openml_values(group: str, cache_dir: str | None) -> np.ndarray:
     """Download (or read from sklearn's cache) one OpenML copy; its 64 feature columns as float64."""
+    from sklearn.datasets import fetch_openml  # here: scikit-learn takes 1 s to import
+
     data_id = OPENML_IDS[group]
     label = f"openml: data id {data_id} ({group})"
     try:

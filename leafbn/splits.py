@@ -9,7 +9,7 @@ import numpy as np
 
 from leafbn.datafiles import MIN_PER_CLASS, DataError, LeafData
 
-__all__ = ["Split", "distinct_splits", "split"]
+__all__ = ["Split", "distinct_splits", "split", "split_sizes"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -35,8 +35,15 @@ class Split:
     standardized: bool
 
 
-def _check_splittable(data: LeafData, val_fraction: float) -> None:
-    """DataError if a class is too small, or a part too small to hold every class."""
+def split_sizes(data: LeafData, val_fraction: float) -> tuple[int, int]:
+    """The training and validation rows :func:`split` gives (sklearn rounds the validation count
+    up), known without splitting.
+
+    Raises ValueError for ``val_fraction`` outside (0, 1), DataError if a class is too small for a
+    stratified split or a part too small to hold every class.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction}: must be in (0, 1)")
     counts = np.bincount(data.y, minlength=len(data.classes))
     small = np.flatnonzero(counts < MIN_PER_CLASS)
     if len(small):
@@ -54,6 +61,7 @@ def _check_splittable(data: LeafData, val_fraction: float) -> None:
             f"--val-fraction {val_fraction}: gives {n_train} training and {n_val} validation rows of "
             f"{data.source} for {c} classes; each part needs one row per class: use {low:g} to {high:g}"
         )
+    return n_train, n_val
 
 
 def distinct_splits(data: LeafData, val_fraction: float) -> int:
@@ -99,9 +107,7 @@ def split(data: LeafData, val_fraction: float = 0.2, split_seed: int = 0, standa
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction}: must be in (0, 1)")
-    _check_splittable(data, val_fraction)
+    split_sizes(data, val_fraction)
     train_idx, val_idx = train_test_split(
         np.arange(len(data.y)), test_size=val_fraction, random_state=split_seed, stratify=data.y
     )

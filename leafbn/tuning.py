@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -269,11 +269,7 @@ def run_study(
             f"--splits {config.splits}: must be <= {most}, the distinct stratified validation draws of the "
             f"smallest class at --val-fraction {config.val_fraction}: lower --splits"
         )
-    splits = tuple(
-        leafsplits.split(data, config.val_fraction, config.split_seed + k, config.standardize)
-        for k in range(config.splits)
-    )
-    n_train = len(splits[0].x_train)
+    n_train = leafsplits.split_sizes(data, config.val_fraction)[0]
     for size in config.batch_size:
         if steps_per_epoch(n_train, size, config.drop_last) == 0:
             raise StudyError(
@@ -292,10 +288,23 @@ def run_study(
         )
     if not resume:
         prepare_dir(config, path)
-    with study_lock(path):
+    with study_lock(path), ThreadPoolExecutor(max_workers=1) as background:
         if not resume:
             _refuse_a_held_folder(experiment, path)  # another study may have started here meanwhile
-        return _run(config, path, experiment, data, splits, expected, meta if resume else None, echo, report)
+        # The splits (and scikit-learn's import, 1 s) are made while Ray starts
+        splits = background.submit(_splits, data, config)
+        stored = meta if resume else None
+        return _run(
+            config, path, experiment, data, splits, n_train, expected, stored, echo, report, background
+        )
+
+
+def _splits(data: leafdata.LeafData, config: StudyConfig) -> tuple[leafsplits.Split, ...]:
+    """The study's ``config.splits`` validation splits of ``data``."""
+    return tuple(
+        leafsplits.split(data, config.val_fraction, config.split_seed + k, config.standardize)
+        for k in range(config.splits)
+    )
 
 
 def _run(
@@ -303,15 +312,17 @@ def _run(
     path: Path,
     experiment: str,
     data: leafdata.LeafData,
-    splits: tuple[leafsplits.Split, ...],
+    splitting: Future[tuple[leafsplits.Split, ...]],
+    n_train: int,
     expected: int,
     meta: StudyRecord | None,
     echo,
     report: Callable[[Path], Path] | None,
+    background: ThreadPoolExecutor,
 ) -> StudyResult:
-    """The study itself, in its locked folder: ``meta`` is the stored config.json when resuming."""
+    """The study itself, in its locked folder: ``meta`` is the stored config.json when resuming;
+    ``splitting`` makes the splits in ``background``, which also reads the tables at the end."""
     resume = meta is not None
-    n_train = len(splits[0].x_train)
     if not resume:
         meta = StudyRecord(
             study=config.to_dict(),
@@ -326,7 +337,8 @@ def _run(
     meta.write(path / "config.json")
     with sigterm_ignored():  # once the trials end, the tables are written whatever comes
         start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=1) as pool, ray_session(config):
+        with ray_session(config):
+            splits = splitting.result()
             cpus = int(ray.cluster_resources().get("CPU", 0))
             meta.run.update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
             # a resumed study keeps its Ray trials (one from before the setting trained one seed each)
@@ -355,7 +367,7 @@ def _run(
             except KeyboardInterrupt:
                 echo("leafbn: interrupted; writing what finished (continue with --resume)")
             # Read from disk while Ray shuts down (it waits on its processes one by one, ~1.3 s)
-            tables = pool.submit(collect_tables, experiment)
+            tables = background.submit(collect_tables, experiment)
         trials_df, curves_df, statuses = tables.result()
         trials_df.to_csv(path / "trials.csv", index=False)
         curves_df.to_csv(path / "curves.csv", index=False)

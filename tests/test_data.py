@@ -13,6 +13,7 @@ from types import ModuleType, SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn.datasets
 
 from leafbn import data as ld
 from leafbn import datafiles, uci
@@ -282,7 +283,7 @@ def test_openml_offline_is_a_one_line_data_error(monkeypatch: pytest.MonkeyPatch
     def offline(**kwargs):
         raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
 
-    monkeypatch.setattr(ld, "fetch_openml", offline)
+    monkeypatch.setattr(sklearn.datasets, "fetch_openml", offline)
     start = time.monotonic()
     with pytest.raises(DataError) as err:
         ld.load("openml")
@@ -307,7 +308,7 @@ def _fake_openml(uci_dir: Path, tamper=None):
 
 
 def test_openml_realigned_with_the_table(uci_dir, embedded, monkeypatch) -> None:
-    monkeypatch.setattr(ld, "fetch_openml", _fake_openml(uci_dir))
+    monkeypatch.setattr(sklearn.datasets, "fetch_openml", _fake_openml(uci_dir))
     data = ld.load_openml()
     assert data.source == "openml" and data.classes == embedded.classes
     assert np.array_equal(data.X, embedded.X) and np.array_equal(data.y, embedded.y)
@@ -315,11 +316,11 @@ def test_openml_realigned_with_the_table(uci_dir, embedded, monkeypatch) -> None
 
 def test_openml_unexpected_frames(uci_dir, monkeypatch) -> None:
     swapped = _fake_openml(uci_dir, lambda g, f: f.iloc[::-1] if g == "shape" else f)
-    monkeypatch.setattr(ld, "fetch_openml", swapped)
+    monkeypatch.setattr(sklearn.datasets, "fetch_openml", swapped)
     with pytest.raises(DataError, match=r"^openml: data id 1492 \(shape\).*does not apply$"):
         ld.load_openml()
     short = _fake_openml(uci_dir, lambda g, f: f.iloc[:-1] if g == "texture" else f)
-    monkeypatch.setattr(ld, "fetch_openml", short)
+    monkeypatch.setattr(sklearn.datasets, "fetch_openml", short)
     with pytest.raises(DataError, match=r"data id 1493 \(texture\): shape \(1598, 64\)"):
         ld.load_openml()
 
