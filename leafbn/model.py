@@ -15,37 +15,11 @@ lr_t = lr / (1 + decay · t) (t = optimizer steps taken) is Keras 3's ``InverseT
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
+import keras
 import numpy as np
-
-
-@contextmanager
-def _not_installed(*names: str) -> Iterator[None]:
-    """Inside, importing ``names`` fails as if they were not installed, unless already imported.
-
-    Keras imports scikit-learn (for its scikit-learn wrappers) and IPython (to display its file
-    editor in a notebook) whenever they are installed, and works without either: 1.3 s of every
-    Ray worker's start (measured) for code a trainer never calls. Only imports inside the block
-    are affected: afterwards both import as usual.
-    """
-    absent = [name for name in names if name not in sys.modules]
-    for name in absent:
-        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not installed"
-    try:
-        yield
-    finally:
-        for name in absent:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
-
-
-with _not_installed("sklearn", "IPython"):
-    import keras
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 __all__ = ["ModelSpec", "StackedNetworks", "build_model", "build_optimizer", "reset_weights", "INIT_LIMIT"]
 

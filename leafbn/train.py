@@ -52,14 +52,12 @@ from leafbn.xla_cache import use_xla_cache, use_xla_options
 use_xla_options()  # before the cache: its folder depends on XLA_FLAGS
 use_xla_cache()  # both before XLA compiles anything: it reads its flags once
 
-# leafbn.model first: it imports Keras without the optional packages a trainer never uses
-from leafbn.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402, I001
-
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
 from leafbn.config import steps_per_epoch  # noqa: E402
+from leafbn.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402
 
 __all__ = [
     "EpochResult", "TrialResult", "train", "train_networks", "single_thread", "epoch_order",

@@ -8,7 +8,11 @@ worker starts without the driver's modules (Optuna, pandas, the tables, the repo
 from __future__ import annotations
 
 import math
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +25,7 @@ from leafbn.spaces import objective
 if TYPE_CHECKING:
     from leafbn.splits import Split
 
-__all__ = ["trainable"]
+__all__ = ["trainable", "worker_trainer"]
 
 
 def _params(config: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +38,34 @@ def _params(config: dict[str, Any]) -> dict[str, Any]:
         "split": int(config.get("split") or 0), "momentum": float(config["momentum"]),
         "decay": float(config["decay"]),
     }  # fmt: skip
+
+
+@contextmanager
+def _not_installed(*names: str) -> Iterator[None]:
+    """Inside, importing ``names`` fails as if they were not installed, unless already imported;
+    afterwards they import as usual."""
+    absent = [name for name in names if name not in sys.modules]
+    for name in absent:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not installed"
+    try:
+        yield
+    finally:
+        for name in absent:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
+def worker_trainer() -> ModuleType:
+    """:mod:`leafbn.train`, imported as a Ray worker needs it.
+
+    Keras imports scikit-learn (for its scikit-learn wrappers) and IPython (to show its file editor
+    in a notebook) whenever they are installed, and works without either: 1.3 s of every worker's
+    start (measured) for code a trainer never calls. A worker is a process of its own, so Keras is
+    imported there without them; in any other process leafbn.train imports Keras as usual.
+    """
+    with _not_installed("sklearn", "IPython"):
+        from leafbn import train
+    return train
 
 
 def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
@@ -51,9 +83,8 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
     ``time_s``, the Ray ``node_id``, and per network (``networks``) its ``seed``, ``diverged`` and a
     ``curve`` list with every epoch since the previous report.
     """
-    # Imported here, in the worker: the driver never needs TensorFlow.
-    from leafbn.model import ModelSpec
-    from leafbn.train import train_networks
+    trainer = worker_trainer()  # here, in the worker: the driver never needs TensorFlow
+    from leafbn.model import ModelSpec  # imported with the trainer
 
     start = time.perf_counter()
     flat = flat_config(config)
@@ -106,7 +137,7 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
         for p in pending:
             p.clear()
 
-    train_networks(
+    trainer.train_networks(
         spec,
         split.x_train,
         split.y_train,

@@ -37,23 +37,3 @@ def test_reset_weights_is_a_new_model_with_that_seed():
     fresh = build_model(spec, seed=5)
     for ours, theirs in zip(model.variables, fresh.variables, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
-
-
-def test_a_worker_imports_keras_without_sklearn_or_ipython():
-    # What a Ray worker imports: the trainable, the model and trainer, and its Split unpickled.
-    import pickle
-    import subprocess
-    import sys
-
-    from leafbn.splits import Split
-
-    blob = pickle.dumps(Split(*(np.zeros((2, 2)),) * 4, standardized=True))
-    code = (
-        "import pickle, sys; import leafbn.trial, leafbn.train; "
-        f"pickle.loads({blob!r}); "
-        "print(sorted({'sklearn', 'IPython'} & set(sys.modules))); "
-        "import sklearn.base; print(sklearn.base.BaseEstimator.__name__)"  # afterwards it imports as usual
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["[]", "BaseEstimator"]

@@ -3,6 +3,7 @@
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from leafbn import data as leafdata
@@ -39,3 +40,23 @@ def test_a_trial_reports_its_settings_and_every_epoch_of_each_seed(monkeypatch):
     assert reports[-1]["objective"] == pytest.approx(min(reports[-1]["val_loss"], WORST_LOSS))
     assert last[0] != last[1]  # two seeds, two networks
     assert math.isfinite(reports[-1]["time_s"]) and reports[-1]["time_s"] > 0
+
+
+def test_a_worker_imports_keras_without_sklearn_or_ipython():
+    # What a Ray worker imports: the trainable, the trainer, and its Split unpickled.
+    import pickle
+    import subprocess
+    import sys
+
+    from leafbn.splits import Split
+
+    blob = pickle.dumps(Split(*(np.zeros((2, 2)),) * 4, standardized=True))
+    code = (
+        "import pickle, sys; import leafbn.trial; leafbn.trial.worker_trainer(); "
+        f"pickle.loads({blob!r}); "
+        "print(sorted({'sklearn', 'IPython'} & set(sys.modules))); "
+        "import sklearn.base; print(sklearn.base.BaseEstimator.__name__)"  # afterwards it imports as usual
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[]", "BaseEstimator"]
