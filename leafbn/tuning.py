@@ -294,9 +294,7 @@ def run_study(
         # The splits (and scikit-learn's import, 1 s) are made while Ray starts
         splits = background.submit(_splits, data, config)
         stored = meta if resume else None
-        return _run(
-            config, path, experiment, data, splits, n_train, expected, stored, echo, report, background
-        )
+        return _run(config, path, experiment, data, splits, expected, stored, echo, report, background)
 
 
 def _splits(data: leafdata.LeafData, config: StudyConfig) -> tuple[leafsplits.Split, ...]:
@@ -313,7 +311,6 @@ def _run(
     experiment: str,
     data: leafdata.LeafData,
     splitting: Future[tuple[leafsplits.Split, ...]],
-    n_train: int,
     expected: int,
     meta: StudyRecord | None,
     echo,
@@ -339,6 +336,7 @@ def _run(
         start = time.perf_counter()
         with ray_session(config):
             splits = splitting.result()
+            n_train = len(splits[0].x_train)
             cpus = int(ray.cluster_resources().get("CPU", 0))
             meta.run.update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
             # a resumed study keeps its Ray trials (one from before the setting trained one seed each)
