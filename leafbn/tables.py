@@ -45,6 +45,10 @@ NUMERIC_COLUMNS = frozenset(
 )  # fmt: skip
 BOOLEAN_COLUMNS = frozenset(("bn", "diverged", "drop_last"))
 #: The spellings of true and false a boolean cell may have (pandas writes True/False; "" is false).
+#: pandas before 3.1 reads every float as written only with its round-trip converter; from 3.1 every
+#: mode is that converter and asking for it is deprecated.
+_PANDAS = tuple(int(part) for part in pd.__version__.split(".")[:2])
+_EXACT_FLOATS: dict[str, str] = {} if _PANDAS >= (3, 1) else {"float_precision": "round_trip"}
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _BOOLEANS = _TRUE | {"false", "0", "no", "f", "n", "0.0", ""}
 
@@ -85,7 +89,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
                 float(cell or "nan")
             except ValueError:
                 raise TableError(f"{path}: line {number}, column {name}: {cell!r} is not a number") from None
-    return pd.read_csv(io.StringIO(text), float_precision="round_trip")  # every float as written
+    return pd.read_csv(io.StringIO(text), **_EXACT_FLOATS)  # every float as written
 
 
 def epochs_of(history: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
