@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -332,7 +332,7 @@ def _run(
         earlier += killed_session_seconds(meta.run, path)
     meta.run["session_started"] = time.time()  # a killed session's time is counted on resume
     meta.write(path / "config.json")
-    with sigterm_ignored():  # once the trials end, the tables are written whatever comes
+    with ExitStack() as after_trials:
         start = time.perf_counter()
         with ray_session(config):
             splits = splitting.result()
@@ -364,6 +364,9 @@ def _run(
                     tuner.fit()
             except KeyboardInterrupt:
                 echo("leafbn: interrupted; writing what finished (continue with --resume)")
+            # Once the trials end, the tables are written whatever comes; before, SIGTERM ends the
+            # study as the process's handler says (a killed start loses nothing)
+            after_trials.enter_context(sigterm_ignored())
             # Read from disk while Ray shuts down (it waits on its processes one by one, ~1.3 s)
             tables = background.submit(collect_tables, experiment)
         trials_df, curves_df, statuses = tables.result()
