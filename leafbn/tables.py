@@ -44,11 +44,11 @@ NUMERIC_COLUMNS = frozenset(
      "time_s", "retries", "epoch", "train_loss", "val_loss", "val_accuracy")
 )  # fmt: skip
 BOOLEAN_COLUMNS = frozenset(("bn", "diverged", "drop_last"))
-#: The spellings of true and false a boolean cell may have (pandas writes True/False; "" is false).
 #: pandas before 3.1 reads every float as written only with its round-trip converter; from 3.1 every
 #: mode is that converter and asking for it is deprecated.
 _PANDAS = tuple(int(part) for part in pd.__version__.split(".")[:2])
 _EXACT_FLOATS: dict[str, str] = {} if _PANDAS >= (3, 1) else {"float_precision": "round_trip"}
+#: The spellings of true and false a boolean cell may have (pandas writes True/False; "" is false).
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _BOOLEANS = _TRUE | {"false", "0", "no", "f", "n", "0.0", ""}
 
