@@ -151,4 +151,5 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
         momentum=params["momentum"],
         decay=params["decay"],
         on_epoch=report,
+        chunk=every,  # one call of the compiled program per report
     )
