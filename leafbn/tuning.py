@@ -115,7 +115,7 @@ def build_tuner(
         param_space = {"trial": tune.grid_search(config.trial_groups(grain)), **fixed}
     if config.asha:
         scheduler = ASHAScheduler(
-            time_attr="epoch", max_t=config.epochs, grace_period=max(1, config.epochs // 10)
+            time_attr="epoch", max_t=config.epochs, grace_period=config.asha_grace_epochs
         )
     return tune.Tuner(
         _with_resources(splits),

@@ -187,8 +187,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument(
         "--report-every",
         type=number(int),
-        default=d.report_every,
-        help=f"epochs per Ray Tune report; every epoch is kept either way (default: {d.report_every})",
+        default=None,
+        help="epochs per Ray Tune report; every epoch is kept either way (default: one report at "
+        "a trial's end; every --epochs/10 with --asha, which decides there)",
     )
     tr.add_argument(
         "--momentum",

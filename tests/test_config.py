@@ -19,6 +19,14 @@ def test_defaults_are_the_seed_grid():
     assert (config.splits, config.window) == (1, 10) and {t["split"] for t in trials} == {0}
 
 
+def test_a_trial_reports_once_at_its_end_unless_asha_decides_on_the_way():
+    # a Ray Tune report costs about an epoch: without ASHA nothing reads one before the trial ends
+    assert StudyConfig().report_every == 100 and StudyConfig(epochs=7).report_every == 7
+    assert StudyConfig(asha=True).report_every == 10 == StudyConfig(asha=True).asha_grace_epochs
+    assert StudyConfig(asha=True, epochs=5).report_every == 1
+    assert StudyConfig(report_every=3).report_every == 3 == StudyConfig(asha=True, report_every=3).report_every
+
+
 def test_trials_without_bn_are_not_repeated_over_bn_settings():
     config = StudyConfig(lr=(0.1,), bn_momentum=(0.9, 0.99), bn_placement=("before", "after"), seeds=2)
     trials = config.trial_configs()
