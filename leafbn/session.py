@@ -12,9 +12,10 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,29 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
         try:
             yield
         finally:
+            _stop_monitor()
             ray.shutdown()
+
+
+def _stop_monitor() -> None:
+    """End the local Ray instance's autoscaler monitor at once, before ``ray.shutdown``.
+
+    ``ray.shutdown`` stops the GCS first and the monitor after it with SIGTERM, on which the
+    monitor reports its end to that GCS: it hangs until Ray kills it a second later, a second of
+    every study (measured: ``ray.shutdown`` 1.1 s, 0.1-0.6 s without it). A single machine has
+    nothing to autoscale. Reaches into Ray's private node object: where that changes, shutting
+    down only takes its second again.
+    """
+    from ray._private import ray_constants
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    processes = getattr(node, "all_processes", None)
+    if not isinstance(processes, dict):
+        return
+    for info in processes.pop(ray_constants.PROCESS_TYPE_MONITOR, []):
+        info.process.kill()
+        with suppress(subprocess.TimeoutExpired):
+            info.process.wait(timeout=1)
 
 
 def _init(**kwargs: Any) -> None:

@@ -24,7 +24,8 @@ def test_a_trial_reports_once_at_its_end_unless_asha_decides_on_the_way():
     assert StudyConfig().report_every == 100 and StudyConfig(epochs=7).report_every == 7
     assert StudyConfig(asha=True).report_every == 10 == StudyConfig(asha=True).asha_grace_epochs
     assert StudyConfig(asha=True, epochs=5).report_every == 1
-    assert StudyConfig(report_every=3).report_every == 3 == StudyConfig(asha=True, report_every=3).report_every
+    assert StudyConfig(report_every=3).report_every == 3
+    assert StudyConfig(asha=True, report_every=3).report_every == 3
 
 
 def test_trials_without_bn_are_not_repeated_over_bn_settings():

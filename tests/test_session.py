@@ -1,14 +1,21 @@
-"""leafbn.session: an --address that is not Ray is refused quickly; a read-only home still works."""
+"""leafbn.session: an --address that is not Ray is refused quickly; a read-only home still works;
+the local instance's monitor is ended before Ray's shutdown."""
 
 import http.server
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
+import ray
+from ray._private import ray_constants
 
-from leafbn.session import StudyError, _token_without_home, check_reachable
+from leafbn.session import StudyError, _stop_monitor, _token_without_home, check_reachable
 
 
 def _serve(handler_answers: bool):
@@ -66,3 +73,27 @@ def test_a_read_only_home_gets_rays_token_in_the_environment(monkeypatch):
     token = os.environ["RAY_AUTH_TOKEN"]
     _token_without_home()
     assert os.environ["RAY_AUTH_TOKEN"] == token  # set once, kept
+
+
+def test_the_monitor_is_killed_and_forgotten_and_nothing_else(monkeypatch):
+    # ray.shutdown would SIGTERM it after the GCS is gone, and wait a second for it to die
+    def sleeper() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    monitor, raylet = sleeper(), sleeper()
+    try:
+        processes = {
+            ray_constants.PROCESS_TYPE_MONITOR: [SimpleNamespace(process=monitor)],
+            ray_constants.PROCESS_TYPE_RAYLET: [SimpleNamespace(process=raylet)],
+        }
+        monkeypatch.setattr(ray._private.worker, "_global_node", SimpleNamespace(all_processes=processes))
+        _stop_monitor()
+        assert monitor.poll() == -signal.SIGKILL  # ended at once, its SIGTERM handler never ran
+        assert list(processes) == [ray_constants.PROCESS_TYPE_RAYLET]  # shutdown will not wait on it
+        assert raylet.poll() is None
+        monkeypatch.setattr(ray._private.worker, "_global_node", None)
+        _stop_monitor()  # no local instance: nothing to do
+    finally:
+        for process in (monitor, raylet):
+            process.kill()
+            process.wait()
