@@ -56,13 +56,13 @@ def optuna_space(config: StudyConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return searched, fixed
 
 
-# Costs measured on the 2-core development machine (one thread per trial, compiled trainer):
-# the seed network (192 → 192 → 3×100 → 99) takes about 0.15 ms per minibatch step, roughly
-# half of it per-step overhead and half arithmetic that grows with the multiply-adds.
-_STEP_OVERHEAD_S = 75e-6
+# Costs measured on a 2-core development machine (one thread per trial, compiled trainer,
+# docs/benchmarks.md): the seed network (192 → 192 → 3×100 → 99) takes about 76 µs per minibatch
+# step, roughly half of it per-step overhead and half arithmetic that grows with the multiply-adds.
+_STEP_OVERHEAD_S = 38e-6
 _SEED_MACS = 192 * 192 + 192 * 100 + 2 * 100 * 100 + 100 * 99
-_COMPILE_S = 5.0  # per worker and architecture, with an empty XLA cache
-_START_S = 15.0  # Ray start, worker processes importing TensorFlow, tables at the end
+_COMPILE_S = 2.5  # per worker and architecture, with an empty XLA cache
+_START_S = 8.0  # Ray's start and end, worker processes importing TensorFlow, the tables
 
 
 def estimate_seconds(
