@@ -168,10 +168,10 @@ def _rows(epochs: int) -> int:
 def _epochs_program(epoch: Callable, networks: int, rows: int) -> Any:
     """The compiled program of a trial: ``epoch`` (one epoch of ``networks`` networks, returning
     their train loss, validation loss and accuracy) for epochs ``start`` … ``stop - 1`` in one
-    call. ``orders`` holds every epoch's minibatch order (``rows``
-    of them); ``alive`` says which networks have not diverged. The loop stops early after an epoch
-    that leaves none alive (a loss not finite). Returns the losses ``[rows, 3, networks]`` (NaN
-    for epochs not run) and the epoch it stopped before."""
+    call. ``orders`` holds every epoch's minibatch order (``rows`` of them); ``alive`` says which
+    networks have not diverged. The loop stops early after an epoch that leaves none alive (a loss
+    not finite). Returns the losses ``[rows, 3, networks]`` (NaN for epochs not run) and the epoch
+    it stopped before."""
 
     @tf.function(jit_compile=True, autograph=False)  # no Python control flow to convert: traces faster
     def run(x, y, orders, start, stop, alive, x_val, y_val):
@@ -204,7 +204,8 @@ def _trace(run: Any, key: _Key) -> None:
 
 
 class _Program:
-    """One architecture's model, optimizer and compiled epoch, reusable across trials."""
+    """One architecture's model, optimizer and compiled program (:func:`_epochs_program`), reusable
+    across trials."""
 
     def __init__(self, key: _Key):
         spec, _, momentum, decay, batch_size, drop_last, n_train, n_val, _ = key
@@ -436,8 +437,7 @@ def train_networks(
                 if not epoch.finite:
                     result.diverged, result.diverged_epoch = True, e + 1
                 now.append(epoch)
-            stopped = bool(on_epoch(now)) if on_epoch is not None else False
-            if stopped or all(r.diverged for r in results):
+            if (on_epoch is not None and on_epoch(now)) or all(r.diverged for r in results):
                 stopped = True
                 break
         done = int(reached)

@@ -152,6 +152,19 @@ def test_on_epoch_can_stop_early(split):
     assert len(result.epochs) == 2 and not result.diverged
 
 
+def test_the_same_numbers_whatever_the_chunk_of_epochs_per_call(split):
+    spec = spec_for(split, bn=True)
+    args = (spec, split.x_train, split.y_train, split.x_val, split.y_val)
+    whole = train(*args, lr=0.01, seed=4, epochs=6)  # every epoch in one call
+    seen = []
+    pieces = train(*args, lr=0.01, seed=4, epochs=6, chunk=4, on_epoch=seen.append)  # 4, then 2
+    assert pieces.epochs == whole.epochs == seen  # to the bit
+    early = train(*args, lr=0.01, seed=4, epochs=6, chunk=4, on_epoch=lambda e: e.epoch >= 2)
+    assert early.epochs == whole.epochs[:2]  # the chunk's later epochs are left out
+    with pytest.raises(ValueError, match="chunk 0: must be >= 1"):
+        train(*args, lr=0.01, seed=4, epochs=6, chunk=0)
+
+
 TRAIN_IN_ORDER = """
 import sys
 from leafbn import data as leafdata
