@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = ["trainable", "worker_trainer"]
 
+#: Ray Tune can stop a trial (Ctrl-C, SIGTERM, ASHA) only when it reports: a trial reports at least
+#: this often, whatever ``report_every`` says, and trains at most CHUNK_EPOCHS epochs per call of its
+#: compiled program between two looks at the clock.
+STOPPABLE_S = 1.0
+CHUNK_EPOCHS = 10
+
 
 def _params(config: dict[str, Any]) -> dict[str, Any]:
     """A trial's own settings, as it reports them with every result (the tables take them from there)."""
@@ -99,10 +105,13 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
     every, epochs = int(flat.get("report_every", 1)), params["epochs"]
     pending: list[list] = [[] for _ in seeds]  # per network, its epochs since the last report
     diverged = [False] * len(seeds)
+    last_report = time.perf_counter()
 
     def report(results: list) -> None:
+        nonlocal last_report
         # One Ray Tune report costs ~7 ms of framework time, as much as an epoch: report every
-        # `every` epochs (and at the end or when a network diverges), each carrying every epoch since.
+        # `every` epochs (and at the end, when a network diverges, or STOPPABLE_S after the last
+        # report), each carrying every epoch since.
         # `results` holds this epoch's EpochResult per network, None for one that diverged before.
         newly = False
         for i, r in enumerate(results):
@@ -111,7 +120,8 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
                 newly |= not r.finite
                 diverged[i] |= not r.finite
         epoch = max(r.epoch for r in results if r is not None)
-        if max(map(len, pending)) < every and epoch < epochs and not newly:
+        due = time.perf_counter() - last_report >= STOPPABLE_S
+        if max(map(len, pending)) < every and epoch < epochs and not newly and not due:
             return
         last = [p[-1] if p else None for p in pending]
         losses = [r.val_loss if r is not None and r.finite else math.inf for r in last]
@@ -136,6 +146,7 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
         )
         for p in pending:
             p.clear()
+        last_report = time.perf_counter()
 
     trainer.train_networks(
         spec,
@@ -151,5 +162,5 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
         momentum=params["momentum"],
         decay=params["decay"],
         on_epoch=report,
-        chunk=every,  # one call of the compiled program per report
+        chunk=min(every, CHUNK_EPOCHS),
     )

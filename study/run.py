@@ -188,8 +188,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--report-every",
         type=number(int),
         default=None,
-        help="epochs per Ray Tune report; every epoch is kept either way (default: one report at "
-        "a trial's end; every --epochs/10 with --asha, which decides there)",
+        help="epochs per Ray Tune report, besides one a second so a trial can be stopped; every "
+        "epoch is kept either way (default: a trial's end; every --epochs/10 with --asha, "
+        "which decides there)",
     )
     tr.add_argument(
         "--momentum",

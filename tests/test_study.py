@@ -141,7 +141,10 @@ def test_tiny_grid_on_local_ray(tmp_path):
         )
         hparams = start.session_start_info.hparams
         assert hparams["trial/lr"].number_value == lr and hparams["trial/bn"].bool_value == bn
-        assert len(pd.read_csv(folder / "progress.csv")) == 1  # one report (report_every 10 > 3 epochs)
+        # a report at the trial's end (a worker's first trial may add one after its compile: a
+        # trial reports at least once a second)
+        progress = pd.read_csv(folder / "progress.csv")
+        assert 1 <= len(progress) <= 2 and progress["epoch"].iloc[-1] == 3
 
 
 @pytest.mark.cluster

@@ -18,6 +18,7 @@ def test_a_trial_reports_its_settings_and_every_epoch_of_each_seed(monkeypatch):
     monkeypatch.setattr(
         trial.ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "node-a")
     )
+    monkeypatch.setattr(trial, "STOPPABLE_S", math.inf)  # a compile may take longer: by epochs only
     split = leafsplits.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
     config = {
         "trial": {"lr": 0.001, "bn": True, "depth": 1, "width": 16, "bn_momentum": 0.9,
@@ -40,6 +41,34 @@ def test_a_trial_reports_its_settings_and_every_epoch_of_each_seed(monkeypatch):
     assert reports[-1]["objective"] == pytest.approx(min(reports[-1]["val_loss"], WORST_LOSS))
     assert last[0] != last[1]  # two seeds, two networks
     assert math.isfinite(reports[-1]["time_s"]) and reports[-1]["time_s"] > 0
+
+
+def test_a_long_trial_reports_often_enough_to_be_stopped(monkeypatch):
+    # Tune stops a trial (Ctrl-C, SIGTERM, ASHA) only at a report: with one due at the end only,
+    # reports must still come as time passes, the program called for CHUNK_EPOCHS epochs at a time
+    reports, chunks = [], []
+    trainer = trial.worker_trainer()
+    train_networks = trainer.train_networks
+
+    def spy(*args, **kwargs):
+        chunks.append(kwargs["chunk"])
+        return train_networks(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_networks", spy)
+    monkeypatch.setattr(trial.tune, "report", reports.append)
+    monkeypatch.setattr(trial.ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "n"))
+    monkeypatch.setattr(trial, "STOPPABLE_S", 0.0)  # every look at the clock finds a report due
+    monkeypatch.setattr(trial, "CHUNK_EPOCHS", 2)
+    split = leafsplits.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
+    config = {
+        "trial": {"lr": 0.001, "bn": True, "depth": 1, "width": 16, "bn_momentum": 0.9,
+                  "bn_placement": "after", "batch_size": 32, "split": 0, "seeds": [4]},
+        "epochs": 5, "drop_last": False, "momentum": 0.9, "decay": 1e-6, "report_every": 5,
+    }  # fmt: skip
+    trial.trainable(config, splits=(split,))
+    assert chunks == [2]  # not report_every's 5
+    assert [r["epoch"] for r in reports] == [1, 2, 3, 4, 5]  # each epoch: the clock is always due
+    assert [row[0] for r in reports for row in r["networks"][0]["curve"]] == [1, 2, 3, 4, 5]
 
 
 def test_a_worker_imports_keras_without_sklearn_or_ipython():
