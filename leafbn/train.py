@@ -165,13 +165,14 @@ def _rows(epochs: int) -> int:
     return max(1, math.ceil(epochs / 100)) * 100
 
 
-def _epochs_program(epoch: Callable, networks: int, rows: int) -> Any:
-    """The compiled program of a trial: ``epoch`` (one epoch of ``networks`` networks, returning
-    their train loss, validation loss and accuracy) for epochs ``start`` … ``stop - 1`` in one
-    call. ``orders`` holds every epoch's minibatch order (``rows`` of them); ``alive`` says which
-    networks have not diverged. The loop stops early after an epoch that leaves none alive (a loss
-    not finite). Returns the losses ``[rows, 3, networks]`` (NaN for epochs not run) and the epoch
-    it stopped before."""
+def _epochs_program(epoch: Callable, key: _Key) -> Any:
+    """The compiled program of a trial, traced for ``key``: ``epoch`` (one epoch of
+    ``key.networks`` networks, returning their train loss, validation loss and accuracy) for epochs
+    ``start`` … ``stop - 1`` in one call. ``orders`` holds every epoch's minibatch order
+    (``key.rows`` of them); ``alive`` says which networks have not diverged. The loop stops early
+    after an epoch that leaves none alive (a loss not finite). Returns the losses
+    ``[rows, 3, networks]`` (NaN for epochs not run) and the epoch it stopped before."""
+    networks, rows = key.networks, key.rows
 
     @tf.function(jit_compile=True, autograph=False)  # no Python control flow to convert: traces faster
     def run(x, y, orders, start, stop, alive, x_val, y_val):
@@ -184,23 +185,19 @@ def _epochs_program(epoch: Callable, networks: int, rows: int) -> Any:
         stopped, losses, _ = tf.while_loop(lambda e, _, alive: (e < stop) & tf.reduce_any(alive), body, state)
         return losses, stopped
 
-    return run
-
-
-def _trace(run: Any, key: _Key) -> None:
-    """Trace ``run`` (:func:`_epochs_program`) for ``key``'s shapes, under names that depend on
-    ``key`` only (:func:`_stable_uids`)."""
+    # Traced now, under names that depend on ``key`` only (:func:`_stable_uids`).
     n_features, n_train, n_val = key.spec.n_features, key.n_train, key.n_val
     specs = [
         ((n_train, n_features), tf.float32), ((n_train,), tf.int32),
-        ((key.rows, key.networks, n_train), tf.int32), ((), tf.int32), ((), tf.int32),
-        ((key.networks,), tf.bool), ((n_val, n_features), tf.float32), ((n_val,), tf.int32),
+        ((rows, networks, n_train), tf.int32), ((), tf.int32), ((), tf.int32),
+        ((networks,), tf.bool), ((n_val, n_features), tf.float32), ((n_val,), tf.int32),
     ]  # fmt: skip
     with _stable_uids(tuple(key)), warnings.catch_warnings():
         # The mask reaches every layer inside the model; Keras warns that the model's output
         # carries none, which is as it should be.
         warnings.filterwarnings("ignore", message=".*does not support masking.*")
         run.get_concrete_function(*(tf.TensorSpec(shape, dtype) for shape, dtype in specs))
+    return run
 
 
 class _Program:
@@ -241,8 +238,7 @@ class _Program:
             hits = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y_val)
             return total / n_trained, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32))
 
-        self.epochs = _epochs_program(epoch, 1, key.rows)
-        _trace(self.epochs, key)
+        self.epochs = _epochs_program(epoch, key)
 
     def reset(self, seeds: Sequence[int], lr: float) -> None:
         (seed,) = seeds
@@ -298,8 +294,7 @@ class _StackedProgram:
             hits = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), yv)
             return total / n_trained, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32), axis=0)
 
-        self.epochs = _epochs_program(epoch, networks, key.rows)
-        _trace(self.epochs, key)
+        self.epochs = _epochs_program(epoch, key)
 
     def reset(self, seeds: Sequence[int], lr: float) -> None:
         weights = []
