@@ -70,7 +70,7 @@ def recorded_finished(path: Path, epochs: int) -> dict[str, str]:
 def test_sigkill_then_resume_runs_only_the_unfinished(tmp_path, capsys):
     epochs = 60
     args = ["--lr", "0.001,0.01,0.1,1", "--seeds", "2", "--seeds-per-trial", "2", "--epochs", str(epochs),
-            "--out", str(tmp_path), "--name", "killed", "--num-cpus", "2"]  # fmt: skip
+            "--out", str(tmp_path), "--name", "killed", "--num-cpus", "1"]  # fmt: skip
     path = tmp_path / "killed"
     # Ray Tune's "auto" period saves the experiment state no more often than every 10 s: with a
     # filled XLA cache the whole study can finish between two saves, with nothing recorded between.
@@ -130,7 +130,7 @@ def test_sigterm_ends_the_study_as_ctrl_c_does_with_its_tables(tmp_path):
     epochs = 100
     # 16 trials: when the first one's results show, most are still to run
     args = ["--lr", "0.001,0.01", "--seeds", "4", "--epochs", str(epochs), "--out", str(tmp_path),
-            "--name", "termed", "--num-cpus", "2"]  # fmt: skip
+            "--name", "termed", "--num-cpus", "1"]  # fmt: skip
     path = tmp_path / "termed"
     study = subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              stdin=subprocess.DEVNULL)  # fmt: skip

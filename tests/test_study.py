@@ -79,7 +79,7 @@ def test_tiny_grid_on_local_ray(tmp_path):
 
     config = StudyConfig(
         lr=(0.01, 0.1), batch_size=(10, 32), seeds=2, seeds_per_trial=2, epochs=3, out=str(tmp_path),
-        name="tiny", num_cpus=2, log=("tensorboard", "csv"),
+        name="tiny", num_cpus=1, log=("tensorboard", "csv"),
     )  # fmt: skip
 
     def mine(signum, frame):
@@ -155,7 +155,7 @@ def test_cli_on_kaggle_data_records_divergence(tmp_path, kaggle_train_csv):
     xla = os.environ.get("LEAFBN_XLA_CACHE", str(Path.home() / ".cache" / "leafbn" / "xla"))
     args = (
         "--grid", "--data", str(train_csv), "--lr", "0.01,1000", "--seeds", "1", "--splits", "2",
-        "--epochs", "4", "--out", str(tmp_path), "--name", "kaggle", "--num-cpus", "2",
+        "--epochs", "4", "--out", str(tmp_path), "--name", "kaggle", "--num-cpus", "1",
     )  # fmt: skip
     done = run_cli(*args, env={**os.environ, "HOME": "/proc", "LEAFBN_XLA_CACHE": xla})
     assert done.returncode == 0, done.stderr[-2000:]
