@@ -425,11 +425,12 @@ def heatmap_data(trials: pd.DataFrame, axis: str) -> pd.DataFrame:
     which mean nothing without BN, only the BN trials are kept.
 
     Returns:
-        One row per ``bn`` × ``axis`` × ``lr``: those columns, ``val_loss_mean`` (over the
-        non-diverged trials with a finite loss), ``divergence_rate`` and ``n_runs``.
+        One row per ``bn`` × ``axis`` × ``lr``: those columns, ``val_loss_mean`` and
+        ``val_loss_median`` (over the non-diverged trials with a finite loss), ``divergence_rate``
+        and ``n_runs``.
     """
     trials = prepare(trials)
-    columns = ["bn", axis, "lr", "val_loss_mean", "divergence_rate", "n_runs"]
+    columns = ["bn", axis, "lr", "val_loss_mean", "val_loss_median", "divergence_rate", "n_runs"]
     if trials.empty or axis not in trials.columns:
         return pd.DataFrame(columns=columns)
     if axis in ("bn_momentum", "bn_placement"):
@@ -443,6 +444,7 @@ def heatmap_data(trials: pd.DataFrame, axis: str) -> pd.DataFrame:
                 axis: value,
                 "lr": lr,
                 "val_loss_mean": float(ok.mean()) if ok.size else math.nan,
+                "val_loss_median": float(ok.median()) if ok.size else math.nan,
                 "divergence_rate": float(group["diverged"].mean()),
                 "n_runs": len(group),
             }

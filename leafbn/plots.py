@@ -1,12 +1,13 @@
-"""Draw the tables of :mod:`leafbn.analysis`. Every function only draws and returns a Figure.
+"""Draw the tables of :mod:`leafbn.analysis`: mean loss per learning rate, the BN effect as a forest
+plot, the typical run's learning curves, heat maps over the architecture's axes.
 
-The figures are built with :class:`matplotlib.figure.Figure` on an Agg canvas, so nothing here
-touches pyplot's global state or needs a display; save them with ``fig.savefig(path)``. The two
-Optuna plots are drawn by ``optuna.visualization.matplotlib`` (which uses pyplot): close them with
-``matplotlib.pyplot.close(fig)``.
+Every drawing function only draws and returns a Figure built by :func:`leafbn.figure_style.figure`
+(Agg canvas, no pyplot state); save it with ``fig.savefig(path)``. The numbers come from
+:mod:`leafbn.analysis`, except the learning curves' quantiles, computed here by
+:func:`curve_runs` and :func:`curve_bands` before :func:`plot_learning_curves` draws them.
 
-Conventions: learning rate on a log-scale x axis; BN off in orange, BN on in blue; diverged runs as
-an ``X`` in the side's colour along the top edge, labelled ``diverged/runs``.
+Conventions (:mod:`leafbn.figure_style`): learning rate on a log x axis; one colour per arm; counts of
+diverged and off-scale runs in a strip above the axes or in a panel's title, never on the data.
 """
 
 from __future__ import annotations
@@ -18,38 +19,45 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from leafbn.config import TRIAL_FIELDS
-from leafbn.robustness_plots import CAP, off_scale
+from leafbn.figure_style import (
+    AXIS_LABEL,
+    CAP,
+    COLORS,
+    FONT,
+    LOSS_UNIT,
+    LR_LABEL,
+    NAMES,
+    STRIP_ROW,
+    figure,
+    fill_strip,
+    log_loss_axis,
+    lr_axis,
+    note_handle,
+    plain_log_formatter,
+    strip_fit,
+    strip_panels,
+    styled,
+)
 
 __all__ = [
     "plot_loss_vs_lr",
     "plot_bn_effect",
+    "curve_runs",
+    "curve_bands",
     "plot_learning_curves",
     "plot_heatmaps",
+    "FEW_RUNS",
 ]
 
-_COLORS = {False: "tab:orange", True: "tab:blue"}
-_NAMES = {False: "no BN", True: "BN"}
-#: Where along the top edge (axes fraction) each side's divergence markers sit.
-_DIV_Y = {False: 0.95, True: 0.88}
-_AXIS_LABEL = {
-    "depth": "depth (hidden layers)",
-    "width": "width (units)",
-    "bn_momentum": "BN momentum",
-    "bn_placement": "BN placement",
-}
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+#: With at most this many runs per arm, a learning-curve panel draws each run instead of quantiles.
+FEW_RUNS: int = 5
 
 
 def _contexts(df: pd.DataFrame) -> list[tuple[str, dict[str, Any], pd.DataFrame]]:
@@ -73,88 +81,31 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
 
 
-def _plain_log_y(ax: Axes) -> None:
-    """Log y axis with ticks written as plain numbers (0.2, 0.5, 1, 2), not powers of ten."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(
-        FuncFormatter(
-            lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""
-        )
-    )
+# --- Mean loss per learning rate -------------------------------------------------------------------------
+def _loss_strip_rows(
+    rows: pd.DataFrame, metric: str, kinds: list[tuple[bool, str]], lrs: np.ndarray, width_in: float
+) -> list[tuple[str, str, list[float], list[str]]]:
+    """Strip rows of one loss panel: diverged runs (k/n) and means above :data:`CAP` (their value)."""
+    out = []
+    for bn, kind in kinds:
+        side = rows[rows["bn"] == bn]
+        if kind == "diverged":
+            hit = side[side["n_diverged"] > 0]
+            texts = [f"{int(k)}/{int(n)}" for k, n in zip(hit["n_diverged"], hit["n_runs"])]
+            if not strip_fit(lrs, width_in * 0.8, texts):
+                texts = [f"{int(k)}" for k in hit["n_diverged"]]
+            out.append((f"{NAMES[bn]} diverged", COLORS[bn], list(hit["lr"]), texts))
+        else:
+            mean = side[f"{metric}_mean"].to_numpy(float)
+            hit = side[np.isfinite(mean) & (mean > CAP)]
+            texts = [f"{v:.0e}" for v in hit[f"{metric}_mean"]]
+            if not strip_fit(lrs, width_in * 0.8, texts):
+                texts = ["▲"] * len(texts)
+            out.append((f"{NAMES[bn]} mean > {CAP:g}", COLORS[bn], list(hit["lr"]), texts))
+    return out
 
 
-def _log_ylim(ax: Axes, values: np.ndarray, headroom: float = 6.0) -> None:
-    """Log y limits around the finite positive ``values`` up to :data:`CAP` nats (larger ones are
-    off-scale markers, not the scale), with room at the top for the markers."""
-    v = values[np.isfinite(values) & (values > 0) & (values <= CAP)]
-    if v.size:
-        ax.set_ylim(v.min() / 1.5, v.max() * headroom)
-    else:  # nothing finite to draw (every run diverged): a fixed range keeps the log axis valid
-        ax.set_ylim(0.1, 10)
-
-
-def _lr_xlim(ax: Axes, lrs: Any) -> None:
-    """Log x limits spanning every learning rate in ``lrs``, with room for the labels at the edges."""
-    v = np.asarray(lrs, dtype=float)
-    v = v[np.isfinite(v) & (v > 0)]
-    if v.size:
-        ax.set_xlim(v.min() / 2.5, v.max() * 2.5)
-
-
-def _mark_divergence(ax: Axes, lrs: pd.Series, n_div: pd.Series, n_runs: pd.Series, bn: bool) -> None:
-    """An X at the top edge for each LR with diverged runs, labelled ``diverged/runs``."""
-    hit = n_div > 0
-    if not hit.any():
-        return
-    trans = ax.get_xaxis_transform()
-    y = _DIV_Y[bn]
-    ax.scatter(
-        lrs[hit],
-        [y] * int(hit.sum()),
-        marker="X",
-        s=70,
-        color=_COLORS[bn],
-        edgecolor="black",
-        linewidth=0.6,
-        transform=trans,
-        zorder=5,
-        clip_on=False,
-    )
-    for lr, k, n in zip(lrs[hit], n_div[hit], n_runs[hit]):
-        ax.annotate(
-            f"{int(k)}/{int(n)}",
-            (lr, y),
-            xycoords=trans,
-            xytext=(7, -3),
-            textcoords="offset points",
-            fontsize=7,
-            color=_COLORS[bn],
-        )
-
-
-def _legend_handles(diverged: set[bool]) -> list[Line2D]:
-    handles = [
-        Line2D([], [], color=_COLORS[b], marker="o", label=f"{_NAMES[b]} (mean, CI band)")
-        for b in (False, True)
-    ]
-    for b in sorted(diverged):
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color=_COLORS[b],
-                marker="X",
-                linestyle="",
-                markeredgecolor="black",
-                markersize=8,
-                label=f"{_NAMES[b]} diverged (runs/total)",
-            )
-        )
-    return handles
-
-
-# ------------------------------------------------------------------------------------------------
+@styled
 def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
     """The seed's Figure 2 done right: final validation and training cross-entropy vs learning rate.
 
@@ -164,263 +115,385 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
 
     Returns:
         A Figure with a row per context (depth × width × ... when they vary) and two columns
-        (validation, training): mean over non-diverged seeds per BN setting with its CI band, and
-        an X at the top edge wherever runs diverged.
+        (validation, training): mean over non-diverged seeds per BN setting with its CI as an
+        error bar where the interval stays above 0 (a log axis cannot show the rest; the legend
+        counts those left out), and a strip above each panel counting diverged runs and naming
+        means above :data:`CAP`.
     """
     contexts = _contexts(stats)
-    fig = _figure(11, 3.8 * len(contexts) + 0.6)
-    grid = fig.subplots(len(contexts), 2, squeeze=False)
-    diverged: set[bool] = set()
-    for (label, _, rows), axes in zip(contexts, grid):
-        for ax, metric, name in zip(axes, ("val_loss", "train_loss"), ("validation", "training")):
+    metrics = (("val_loss", "validation"), ("train_loss", "training"))
+    kinds = [
+        (bn, "diverged") for bn in (False, True) if (stats.loc[stats["bn"] == bn, "n_diverged"] > 0).any()
+    ]
+    for bn in (False, True):
+        means = stats.loc[stats["bn"] == bn, [f"{m}_mean" for m, _ in metrics]].to_numpy(float)
+        if (np.isfinite(means) & (means > CAP)).any():
+            kinds.append((bn, "above"))
+    fig = figure(11, (3.2 + STRIP_ROW * len(kinds) + 0.5) * len(contexts) + 1.0)
+    panels = strip_panels(fig, len(contexts), 2, len(kinds), 3.2)
+    lrs = np.unique(stats["lr"].to_numpy(float))
+    dodge = 10 ** (0.06 * (np.diff(np.log10(lrs)).min() if lrs.size > 1 else 1.0))
+    left_out = 0
+    for i, (label, _, rows) in enumerate(contexts):
+        for j, (metric, name) in enumerate(metrics):
+            strip, ax = panels[2 * i + j]
             for bn in (False, True):
                 side = rows[rows["bn"] == bn].sort_values("lr")
                 if side.empty:
                     continue
-                mean, ci = side[f"{metric}_mean"].to_numpy(float), side[f"{metric}_ci"].to_numpy(float)
-                ax.plot(side["lr"], mean, marker="o", color=_COLORS[bn], label=_NAMES[bn])
-                low = np.where(np.isfinite(ci), np.maximum(mean - ci, mean / 100), mean)
-                ax.fill_between(
-                    side["lr"],
-                    low,
-                    np.where(np.isfinite(ci), mean + ci, mean),
-                    color=_COLORS[bn],
-                    alpha=0.2,
-                    linewidth=0,
-                )
-                _mark_divergence(ax, side["lr"], side["n_diverged"], side["n_runs"], bn)
-                off_scale(ax, side["lr"].to_numpy(float), mean, _COLORS[bn])
-                if (side["n_diverged"] > 0).any():
-                    diverged.add(bn)
-            ax.set_xscale("log")
-            _plain_log_y(ax)
-            _lr_xlim(ax, rows["lr"])
-            _log_ylim(ax, rows[[f"{metric}_mean"]].to_numpy(float).ravel())
-            ax.set_xlabel("learning rate")
-            ax.set_ylabel(f"final {name} cross-entropy (nats)")
-            ax.set_title(f"{name.capitalize()} loss" + (f" — {label}" if label else ""))
+                left_out += _mean_with_ci(ax, side, metric, bn, dodge if bn else 1 / dodge)
+            fill_strip(strip, _loss_strip_rows(rows, metric, kinds, lrs, 5.5))
+            lr_axis(ax, lrs)
+            log_loss_axis(ax, rows[f"{metric}_mean"].to_numpy(float))
+            ax.set_ylabel(f"final {name} loss ({LOSS_UNIT})")
+            (strip or ax).set_title(f"{name.capitalize()}" + (f" — {label}" if label else ""))
             ax.grid(True, which="major", alpha=0.3)
-    handles = _legend_handles(diverged)
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9)
-    fig.suptitle(
-        f"Final cross-entropy vs learning rate, BN vs no BN "
-        f"(mean over non-diverged seeds, {confidence:.0%} CI)"
-    )
+    handles = [Line2D([], [], color=COLORS[b], marker="o", label=f"{NAMES[b]}: mean, {confidence:.0%} CI")
+               for b in (False, True)]  # fmt: skip
+    if left_out:
+        handles.append(note_handle(f"{left_out} interval(s) reach 0 nats: left out (log axis)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+    fig.suptitle("Final cross-entropy against learning rate (mean over the runs that did not diverge)")
     return fig
 
 
+def _mean_with_ci(ax: Axes, side: pd.DataFrame, metric: str, bn: bool, shift: float) -> int:
+    """The arm's means joined by a line, each with its CI where that stays above 0; how many not."""
+    x = side["lr"].to_numpy(float) * shift
+    mean, ci = side[f"{metric}_mean"].to_numpy(float), side[f"{metric}_ci"].to_numpy(float)
+    shown = np.isfinite(mean) & (mean <= CAP)
+    ax.plot(x[shown], mean[shown], marker="o", markersize=4, color=COLORS[bn], linewidth=1.2)
+    drawable = shown & np.isfinite(ci) & (mean - ci > 0)
+    ax.errorbar(x[drawable], mean[drawable], yerr=ci[drawable], fmt="none", ecolor=COLORS[bn], capsize=3)
+    return int((shown & np.isfinite(ci) & ~(mean - ci > 0)).sum())
+
+
+# --- The BN effect as a forest plot ----------------------------------------------------------------------
+@styled
 def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
-    """BN − no-BN difference in mean final validation loss per learning rate, with its CI.
+    """BN − no-BN difference in mean final validation loss per learning rate: a forest plot.
 
     Args:
         effect: :func:`leafbn.analysis.bn_effect`'s table.
         confidence: the level its CI was computed at (for the labels).
 
     Returns:
-        A Figure with one line per context: filled markers where Welch's test is significant,
-        hollow where not, and a labelled marker at the top edge for LRs with no test (a side
-        diverged in all seeds, or too few seeds). Below zero: BN reached a lower loss.
+        A Figure with one row per learning rate (grouped by context when other axes vary): the
+        difference as a point (filled where Welch's test is significant after Holm's correction,
+        hollow where not) with its interval as a horizontal bar, no line between rows; a column
+        beside it prints each row's numbers, or why no test was possible. The x axis turns
+        symmetric-log when a linear one would hide the narrowest interval.
     """
-    fig = _figure(8, 4.6)
-    ax = fig.subplots()
-    ax.axhline(0, color="grey", linewidth=1)
-    contexts = _contexts(effect)
-    trans = ax.get_xaxis_transform()
-    for i, (label, _, rows) in enumerate(contexts):
-        rows = rows.sort_values("lr")
-        color = f"C{i + 2}" if len(contexts) > 1 else "black"
-        tested = rows[rows["status"] == "ok"]
-        err = np.vstack([tested["diff"] - tested["ci_low"], tested["ci_high"] - tested["diff"]])
-        ax.errorbar(
-            tested["lr"],
-            tested["diff"],
-            yerr=err,
-            color=color,
-            capsize=3,
-            linestyle="-",
-            marker="",
-            label=label or None,
-        )
-        sig = tested[tested["significant"]]
-        ax.scatter(sig["lr"], sig["diff"], color=color, s=45, zorder=4)
-        ns = tested[~tested["significant"]]
-        ax.scatter(ns["lr"], ns["diff"], facecolor="white", edgecolor=color, s=45, zorder=4)
-        untested = rows[rows["status"] != "ok"]
-        for lr, status in zip(untested["lr"], untested["status"]):
-            ax.scatter(
-                [lr], [0.96 - 0.07 * i], marker="X", s=60, color="tab:red", transform=trans, clip_on=False
+    labels, items = _forest_rows(effect)
+    fig = figure(10, 0.27 * len(labels) + 1.9)
+    ax, side = _forest_axes(fig)
+    ax.axvline(0, color="grey", linewidth=1)
+    tested = [it for it in items if it is not None and it["status"] == "ok"]
+    for y, it in enumerate(items):
+        if it is None:
+            continue
+        if it["status"] == "ok":
+            color = "black"
+            ax.plot([it["ci_low"], it["ci_high"]], [y, y], color=color, linewidth=1.6)
+            ax.plot(
+                [it["ci_low"], it["ci_high"]], [y, y], color=color, marker="|", markersize=8, linestyle=""
             )
-            ax.annotate(
-                status.replace(" in all seeds", ""),
-                (lr, 0.96 - 0.07 * i),
-                xycoords=trans,
-                xytext=(0, -11),
-                textcoords="offset points",
-                fontsize=7,
-                ha="center",
-                color="tab:red",
+            face = color if it["significant"] else "white"
+            ax.plot(
+                [it["diff"]], [y], marker="o", markersize=6, color=color, markerfacecolor=face, linestyle=""
             )
-    ax.set_xscale("log")
-    _lr_xlim(ax, effect["lr"])
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("BN − no-BN mean final validation loss (nats)")
-    ax.set_title(f"Effect of BN per learning rate ({confidence:.0%} Welch CI; filled = significant)")
+            text = f"{it['diff']:+.3f} [{it['ci_low']:+.3f}, {it['ci_high']:+.3f}]"
+            side.text(0, y, text, va="center", ha="left", fontsize=FONT["note"], family="monospace")
+        else:
+            side.text(0, y, f"no test: {it['status']}", va="center", ha="left", fontsize=FONT["note"],
+                      color="#a0522d")  # fmt: skip
+    _forest_x(ax, tested)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_xlabel(f"BN − no-BN mean outcome ({LOSS_UNIT}); below 0: BN ends lower")
+    ax.grid(True, axis="x", alpha=0.3)
+    side.set_title(f"difference [{confidence:.0%} Welch CI]", fontsize=FONT["label"], loc="left")
     handles = [
-        Line2D([], [], color="black", marker="o", linestyle="", label="significant"),
+        Line2D([], [], color="black", marker="o", linestyle="", label="significant (Holm)"),
         Line2D(
             [], [], color="black", marker="o", markerfacecolor="white", linestyle="", label="not significant"
         ),
-        Line2D([], [], color="tab:red", marker="X", linestyle="", label="no test (see label)"),
     ]
-    if len(contexts) > 1:
-        handles += [Line2D([], [], color=f"C{i + 2}", label=lab) for i, (lab, _, _) in enumerate(contexts)]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8)
-    ax.grid(True, alpha=0.3)
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(lo, hi + 0.35 * (hi - lo))
+    fig.legend(handles=handles, loc="outside lower center", ncols=2)
+    fig.suptitle("Effect of BN on the outcome per learning rate (forest plot)")
     return fig
 
 
-def plot_learning_curves(curve_stats: pd.DataFrame, ncols: int = 4) -> Figure:
-    """Learning curves per learning rate (small multiples), BN vs no BN.
+def _forest_axes(fig: Figure) -> tuple[Axes, Axes]:
+    """The forest's data axes and, right of it, a text column sharing its rows."""
+    ax, side = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+    side.set_xlim(0, 1)
+    side.set_axis_off()
+    return ax, side
 
-    Args:
-        curve_stats: :func:`leafbn.analysis.curve_summary`'s table.
-        ncols: panels per row.
+
+def _forest_rows(effect: pd.DataFrame) -> tuple[list[str], list[dict[str, Any] | None]]:
+    """Row labels and items of the forest: per context a heading row (item None), then one per lr."""
+    labels: list[str] = []
+    items: list[dict[str, Any] | None] = []
+    contexts = _contexts(effect)
+    for label, _, rows in contexts:
+        if len(contexts) > 1:
+            labels.append(label)
+            items.append(None)
+        for row in rows.sort_values("lr").to_dict("records"):
+            labels.append(f"lr {row['lr']:g}")
+            items.append(row)
+    return labels, items
+
+
+def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
+    """A linear x axis when the narrowest interval spans >= 1% of the range, else symmetric-log with
+    its linear part as wide as that interval, so that every interval shows."""
+    if not tested:
+        ax.set_xlim(-1, 1)
+        return
+    low = min(min(it["ci_low"], 0.0) for it in tested)
+    high = max(max(it["ci_high"], 0.0) for it in tested)
+    narrowest = min(it["ci_high"] - it["ci_low"] for it in tested)
+    span = high - low
+    pad = 0.05 * span if span > 0 else 1.0
+    if span > 0 and narrowest < 0.01 * span:
+        ax.set_xscale("symlog", linthresh=max(narrowest, span * 1e-6))
+        ax.set_xlim(low - pad, high + pad)
+    else:
+        ax.set_xlim(low - pad, high + pad)
+
+
+# --- Learning curves of the typical run ------------------------------------------------------------------
+def curve_runs(trials: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """Each run's curve with its configuration: ``curves`` joined to the trials' axes and ``diverged``.
 
     Returns:
-        A Figure with one panel per learning rate (× context when other axes vary): validation
-        loss (solid, with CI band) and training loss (dashed) per epoch, mean over the seeds still
-        finite; an X at the top edge at epochs where runs diverged. Shared log y axis.
+        One row per run × epoch: the configuration axes, ``trial_id``, ``diverged`` (the run's),
+        ``epoch``, ``val_loss``, ``train_loss``. Empty when the tables share no ``trial_id``.
+    """
+    from leafbn.analysis import config_axes, prepare
+
+    trials = prepare(trials)
+    keys = [k for k in config_axes(trials)]
+    columns = [*keys, "trial_id", "diverged", "epoch", "val_loss", "train_loss"]
+    need = {"trial_id", "epoch", "val_loss", "train_loss"}
+    if trials.empty or curves.empty or "trial_id" not in trials.columns or not need <= set(curves.columns):
+        return pd.DataFrame(columns=columns)
+    merged = curves[list(need)].merge(trials[["trial_id", "diverged", *keys]], on="trial_id", how="inner")
+    return merged[columns].sort_values([*keys, "trial_id", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def curve_bands(runs: pd.DataFrame) -> pd.DataFrame:
+    """The typical run per configuration and epoch: quantiles over the runs finite at that epoch.
+
+    Returns:
+        One row per configuration × epoch: the axes, ``epoch``, ``n`` (finite runs), ``val_q1``,
+        ``val_median``, ``val_q3``, ``train_median``.
+    """
+    keys = [c for c in runs.columns if c not in ("trial_id", "diverged", "epoch", "val_loss", "train_loss")]
+    columns = [*keys, "epoch", "n", "val_q1", "val_median", "val_q3", "train_median"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    finite = runs[np.isfinite(runs["val_loss"].to_numpy(float))]
+    out = finite.groupby([*keys, "epoch"], sort=True, dropna=False).agg(
+        n=("val_loss", "size"),
+        val_q1=("val_loss", lambda v: float(np.percentile(v, 25))),
+        val_median=("val_loss", "median"),
+        val_q3=("val_loss", lambda v: float(np.percentile(v, 75))),
+        train_median=("train_loss", lambda v: float(np.nanmedian(v)) if np.isfinite(v).any() else math.nan),
+    )
+    return out.reset_index()[columns]
+
+
+def _curve_ylim(bands: pd.DataFrame, runs: pd.DataFrame, few: int) -> tuple[float, float]:
+    """The shared log y range of the runs that train: their quartiles (or values, with few runs),
+    up to :data:`CAP`."""
+    counts = runs.groupby([c for c in runs.columns if c in TRIAL_FIELDS], dropna=False)["trial_id"].nunique()
+    values = [bands[["val_q1", "val_q3", "train_median"]].to_numpy(float).ravel()]
+    if len(counts) and counts.min() <= few:
+        trained = runs[~runs["diverged"].astype(bool)]
+        values.append(trained[["val_loss", "train_loss"]].to_numpy(float).ravel())
+    v = np.concatenate(values)
+    v = v[np.isfinite(v) & (v > 0) & (v <= CAP)]
+    return (v.min() / 1.3, v.max() * 1.3) if v.size else (0.1, 10.0)
+
+
+@styled
+def plot_learning_curves(
+    bands: pd.DataFrame, runs: pd.DataFrame, ncols: int = 4, few: int = FEW_RUNS
+) -> Figure:
+    """The typical run's learning curves per learning rate (small multiples), BN vs no BN.
+
+    Args:
+        bands: :func:`curve_bands`'s table.
+        runs: :func:`curve_runs`'s table (the runs behind it).
+        ncols: panels per row.
+        few: an arm with at most this many runs in a panel is drawn run by run.
+
+    Returns:
+        A Figure with one panel per learning rate (× context when other axes vary): per arm the
+        median validation loss with its interquartile band and the median training loss (dashed),
+        or, with few runs, each run's validation loss as a thin line. The log y axis, shared, is
+        fitted to the runs that train; each panel's title counts per arm the runs that diverged
+        and those that leave the axis.
     """
     panels = []
-    for label, _, rows in _contexts(curve_stats):
+    for label, _, rows in _contexts(runs):
         for lr, part in rows.groupby("lr", sort=True):
-            panels.append((f"lr={lr:g}" + (f" · {label}" if label else ""), part))
-    n = max(len(panels), 1)
-    ncols = max(1, min(ncols, n))
-    nrows = math.ceil(n / ncols)
-    fig = _figure(3.4 * ncols, 2.9 * nrows + 0.8)
+            panels.append((f"lr {lr:g}" + (f" · {label}" if label else ""), part))
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = math.ceil(max(len(panels), 1) / ncols)
+    fig = figure(3.6 * ncols, 3.1 * nrows + 1.2)
     grid = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
-    values = curve_stats[["val_loss_mean", "train_loss_mean"]].to_numpy(float).ravel()
-    diverged: set[bool] = set()
+    low, high = _curve_ylim(bands, runs, few)
+    keys = [c for c in bands.columns if c in TRIAL_FIELDS]
     for ax, (title, part) in zip(grid.flat, panels):
+        notes = []
         for bn in (False, True):
             side = part[part["bn"] == bn]
             if side.empty:
                 continue
-            by_epoch = side.groupby("epoch", sort=True).agg(
-                val=("val_loss_mean", "mean"),
-                ci=("val_loss_ci", "mean"),
-                train=("train_loss_mean", "mean"),
-                div=("n_diverged", "sum"),
-            )
-            ep = by_epoch.index.to_numpy(float)
-            ax.plot(ep, by_epoch["val"], color=_COLORS[bn], linewidth=1.4)
-            ax.plot(ep, by_epoch["train"], color=_COLORS[bn], linewidth=1, linestyle="--")
-            ci = by_epoch["ci"].to_numpy(float)
-            val = by_epoch["val"].to_numpy(float)
-            ok = np.isfinite(ci)
-            ax.fill_between(
-                ep[ok],
-                np.maximum(val - ci, val / 100)[ok],
-                (val + ci)[ok],
-                color=_COLORS[bn],
-                alpha=0.2,
-                linewidth=0,
-            )
-            high = int((val > CAP).sum())
-            if high:
-                ax.text(0.02, 0.9 - 0.1 * bn, f"▲ {_NAMES[bn]}: {high} epoch(s) above {CAP:g} nats",
-                        transform=ax.transAxes, fontsize=6, color=_COLORS[bn])  # fmt: skip
-            hit = by_epoch["div"] > 0
-            if hit.any():
-                diverged.add(bn)
-                ax.scatter(
-                    ep[hit.to_numpy()],
-                    [_DIV_Y[bn]] * int(hit.sum()),
-                    marker="X",
-                    s=45,
-                    color=_COLORS[bn],
-                    edgecolor="black",
-                    linewidth=0.5,
-                    transform=ax.get_xaxis_transform(),
-                    clip_on=False,
+            n_runs = side["trial_id"].nunique()
+            if n_runs <= few:
+                for _, run in side.groupby("trial_id", sort=True):
+                    ax.plot(run["epoch"], run["val_loss"], color=COLORS[bn], linewidth=0.8, alpha=0.8)
+            else:
+                key = side[keys].drop_duplicates()
+                band = bands.merge(key, on=keys, how="inner").sort_values("epoch")
+                ax.fill_between(band["epoch"], band["val_q1"], band["val_q3"], color=COLORS[bn], alpha=0.2,
+                                linewidth=0)  # fmt: skip
+                ax.plot(band["epoch"], band["val_median"], color=COLORS[bn], linewidth=1.5)
+                ax.plot(band["epoch"], band["train_median"], color=COLORS[bn], linewidth=1, linestyle="--")
+            per_run = side.groupby("trial_id")
+            diverged = int(per_run["diverged"].first().astype(bool).sum())
+            finite = side["val_loss"].where(np.isfinite(side["val_loss"].to_numpy(float)))
+            above = int((finite.groupby(side["trial_id"]).max() > high).sum())
+            if diverged or above:
+                parts = [f"{diverged}/{n_runs} diverged"] * bool(diverged) + [f"{above} off axis"] * bool(
+                    above
                 )
-        ax.set_title(title, fontsize=9)
-        _plain_log_y(ax)
+                notes.append(f"{NAMES[bn]}: " + ", ".join(parts))
+        ax.set_title("\n".join([title, *notes]), fontsize=FONT["tick"] + 0.5)
+        ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-    for i, ax in enumerate(grid.flat):
-        if i >= len(panels):
-            ax.set_visible(False)
-        elif i + ncols >= len(panels):  # the lowest panel of its column
-            ax.xaxis.set_tick_params(labelbottom=True)
-            ax.set_xlabel("epoch")
-    _log_ylim(grid.flat[0], values, headroom=4.0)
-    for ax in grid[:, 0]:
-        ax.set_ylabel("cross-entropy (nats)")
-    handles = [Line2D([], [], color=_COLORS[b], label=f"{_NAMES[b]} validation") for b in (False, True)]
-    handles += [Line2D([], [], color="grey", linestyle="--", label="training (dashed)")]
+    _curve_axes(fig, grid, len(panels), low, high)
+    handles = [Line2D([], [], color=COLORS[b], label=f"{NAMES[b]} validation") for b in (False, True)]
     handles += [
-        Line2D(
-            [],
-            [],
-            color=_COLORS[b],
-            marker="X",
-            linestyle="",
-            markeredgecolor="black",
-            label=f"{_NAMES[b]} run diverged",
-        )
-        for b in sorted(diverged)
+        Line2D([], [], color="grey", linestyle="--", label="training (median)"),
+        Patch(color="grey", alpha=0.3, label="interquartile band"),
+        note_handle(f"≤ {few} runs: one thin line per run"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
-    fig.suptitle("Learning curves per learning rate, BN vs no BN (mean over seeds still finite, CI band)")
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+    fig.suptitle("Learning curves of the typical run per learning rate (median and quartiles over runs)")
     return fig
 
 
-def plot_heatmaps(heat: pd.DataFrame, axis: str) -> Figure:
-    """Mean validation loss and divergence rate over learning rate × ``axis``, per BN setting.
+def _curve_axes(fig: Figure, grid: np.ndarray, used: int, low: float, high: float) -> None:
+    """Shared limits, labels on the outer panels only, unused panels hidden."""
+    ncols = grid.shape[1]
+    for i, ax in enumerate(grid.flat):
+        if i >= used:
+            ax.set_visible(False)
+            continue
+        if i + ncols >= used:  # the lowest panel of its column
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel("epoch")
+        ax.yaxis.set_major_formatter(FuncFormatter(plain_log_formatter))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    grid.flat[0].set_ylim(low, max(high, low * 10))
+    for ax in grid[:, 0]:
+        ax.set_ylabel(f"cross-entropy ({LOSS_UNIT})")
+
+
+# --- Heat maps -------------------------------------------------------------------------------------------
+@styled
+def plot_heatmaps(heat: pd.DataFrame, axis: str, chance: float = math.log(99)) -> Figure:
+    """Typical outcome and divergence rate over learning rate × ``axis``, per BN setting.
 
     Args:
-        heat: :func:`leafbn.analysis.heatmap_data`'s table for ``axis``.
+        heat: :func:`leafbn.analysis.heatmap_data`'s table for ``axis`` (its ``val_loss_median``
+            when present, else its mean).
         axis: the column of ``heat`` on the y axis (``depth``, ``width``, ``bn_momentum``, ...).
+        chance: the loss of a uniform guess, nats: the colour scale ends there, so a blown-up cell
+            takes the scale's last colour and no more.
 
     Returns:
-        A Figure: top row mean final validation loss (log colour scale; grey where every run
-        diverged), bottom row divergence rate (0–1), one column per BN setting present. Cells
-        are annotated with their values.
+        A Figure: top row the outcome (log colour scale up to ``chance``; grey where every run
+        diverged), bottom row the divergence rate (0–1), one column per BN setting present.
+        Cells carry their values when they fit.
     """
     sides = sorted(heat["bn"].unique()) if len(heat) else [True]
-    fig = _figure(4.8 * len(sides) + 1.2, 7.2)
+    metric = "val_loss_median" if "val_loss_median" in heat.columns else "val_loss_mean"
+    n_lr = max(heat["lr"].nunique(), 1)
+    width = min(max(4.0, 0.45 * n_lr + 1.8), 8.0)
+    fig = figure(width * len(sides), 7.4)
     grid = fig.subplots(2, len(sides), squeeze=False)
-    loss = heat["val_loss_mean"].to_numpy(float)
+    loss = heat[metric].to_numpy(float)
     loss = loss[np.isfinite(loss) & (loss > 0)]
-    loss_norm = LogNorm(loss.min(), max(loss.max(), loss.min() * 1.01)) if loss.size else Normalize(0, 1)
+    floor = min(loss.min(), chance / 10) if loss.size else chance / 10
+    loss_norm = LogNorm(floor, chance)
+    word = "median" if metric == "val_loss_median" else "mean"
     for col, bn in enumerate(sides):
         side = heat[heat["bn"] == bn]
-        for row, (metric, norm, cmap, title) in enumerate(
+        for row, (column, norm, cmap, title) in enumerate(
             (
-                ("val_loss_mean", loss_norm, "viridis", "mean final validation loss"),
-                ("divergence_rate", Normalize(0, 1), "Reds", "divergence rate"),
+                (metric, loss_norm, "viridis", f"{word} outcome ({LOSS_UNIT}, capped at chance)"),
+                ("divergence_rate", Normalize(0, 1), "Reds", "share of runs that diverged"),
             )
         ):
             ax = grid[row, col]
-            table = side.pivot_table(index=axis, columns="lr", values=metric, aggfunc="mean", dropna=False)
-            data = table.to_numpy(float)
-            masked = np.ma.masked_invalid(data)
-            cm = colormaps[cmap].with_extremes(bad="lightgrey")
-            image = ax.imshow(masked, aspect="auto", origin="lower", cmap=cm, norm=norm)
-            for (i, j), v in np.ndenumerate(data):
-                text = (
-                    "div" if not np.isfinite(v) else (f"{v:.2f}" if metric == "val_loss_mean" else f"{v:.0%}")
-                )
-                dark = np.isfinite(v) and (norm(v) < 0.5 if cmap == "viridis" else norm(v) > 0.6)
-                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
-            ax.set_xticks(range(len(table.columns)), [f"{v:g}" for v in table.columns], rotation=45)
-            ax.set_yticks(range(len(table.index)), [_fmt(v) for v in table.index])
-            ax.set_xlabel("learning rate (log scale, one column per value)")
-            ax.set_ylabel(_AXIS_LABEL.get(axis, axis))
-            ax.set_title(f"{_NAMES[bool(bn)]}: {title}", fontsize=10)
-            fig.colorbar(image, ax=ax, shrink=0.85)
-    fig.suptitle(f"Learning rate × {axis}: loss and divergence (other axes pooled)")
+            table = side.pivot_table(index=axis, columns="lr", values=column, aggfunc="mean", dropna=False)
+            _heat_panel(fig, ax, table, norm, cmap, chance if row == 0 else None, width)
+            ax.set_ylabel(AXIS_LABEL.get(axis, axis))
+            ax.set_title(f"{NAMES[bool(bn)]}: {title}")
+    fig.suptitle(f"Learning rate × {AXIS_LABEL.get(axis, axis)}: outcome and divergence (other axes pooled)")
     return fig
+
+
+def _heat_panel(
+    fig: Figure, ax: Axes, table: pd.DataFrame, norm: Any, cmap: str, chance: float | None, width: float
+) -> None:
+    """One heat map: cells coloured by ``norm`` (values above ``chance`` in the scale's end colour),
+    values written in the cells when they fit, lr labels thinned so they never touch."""
+    data = table.to_numpy(float)
+    cm = colormaps[cmap].with_extremes(bad="lightgrey")
+    if chance is not None:
+        cm = cm.with_extremes(over="#440154" if cmap != "viridis" else "#fde725")
+    image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", origin="lower", cmap=cm, norm=norm)
+    cell_pt = (width - 1.6) * 72 / max(data.shape[1], 1)
+    if cell_pt > 4 * FONT["note"] * 0.62 + 4:
+        for (i, j), v in np.ndenumerate(data):
+            if chance is None:
+                text = f"{v:.0%}" if np.isfinite(v) else "—"
+            else:
+                text = "div" if not np.isfinite(v) else (f">{chance:.2g}" if v > chance else f"{v:.2g}")
+            dark = np.isfinite(v) and (
+                norm(min(v, chance or v)) < 0.55 if cmap == "viridis" else norm(v) > 0.6
+            )
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=FONT["note"] - 1,
+                color="white" if dark else "black",
+            )
+    lrs = list(table.columns)
+    step = max(1, math.ceil(len(lrs) * 5 * FONT["tick"] * 0.62 / ((width - 1.6) * 72 * 0.85)))
+    ax.set_xticks(range(0, len(lrs), step), [f"{v:g}" for v in lrs[::step]])
+    ax.set_yticks(range(len(table.index)), [_fmt(v) for v in table.index])
+    ax.set_xlabel(LR_LABEL.replace("log scale", "one column per value"))
+    ax.grid(False)
+    bar = fig.colorbar(image, ax=ax, shrink=0.9, extend="max" if chance is not None else "neither")
+    if chance is not None:
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(plain_log_formatter))
+        bar.ax.yaxis.set_minor_formatter(
+            FuncFormatter(
+                lambda t, _: (
+                    plain_log_formatter(t) if round(t / 10 ** math.floor(math.log10(t))) in (2, 5) else ""
+                )
+            )
+        )

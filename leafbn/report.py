@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,26 @@ from leafbn import (
 from leafbn.record import StudyRecord
 from leafbn.render import Block, to_html, to_markdown
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "FIGURE_FORMATS", "figure_formats_of"]
+
+#: The files a figure can be written as; PNG is the one the report embeds.
+FIGURE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+#: Resolution of the PNGs (and of the checks that measure their texts), dots per inch.
+FIGURE_DPI: int = 100
+
+
+def figure_formats_of(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """The formats to write from ``"png,svg"`` or ``["svg"]``: PNG first, always; each known.
+
+    Raises:
+        ValueError: a format outside :data:`FIGURE_FORMATS`.
+    """
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    names = [n.strip().lower().lstrip(".") for n in names if n.strip()]
+    for name in names:
+        if name not in FIGURE_FORMATS:
+            raise ValueError(f"figure format {name!r}: must be one of {', '.join(FIGURE_FORMATS)}")
+    return tuple(dict.fromkeys(["png", *names]))
 
 
 def write_report(
@@ -47,6 +67,7 @@ def write_report(
     resamples: int = robustness.DEFAULT_RESAMPLES,
     window: int | None = None,
     random_seed: int = 0,
+    figure_formats: Sequence[str] = ("png",),
 ) -> Path:
     """Write ``RESULTS_DIR/report/`` (report.md, report.html, answer.json, PNGs); return the .md path.
 
@@ -60,6 +81,8 @@ def write_report(
         window: epochs each run's outcome is the median over (None: the study's ``window`` in
             config.json, else :data:`leafbn.robustness.DEFAULT_WINDOW`).
         random_seed: the bootstrap's seed.
+        figure_formats: the files each figure is written as, from :data:`FIGURE_FORMATS`; a PNG is
+            always written (the report embeds it), ``svg`` and ``pdf`` beside it for print.
 
     Raises:
         FileNotFoundError: no such folder, or no ``trials.csv`` in it.
@@ -75,6 +98,7 @@ def write_report(
         raise ValueError(f"resamples {resamples}: must be >= 100")
     if window is not None and window < 1:
         raise ValueError(f"window {window}: must be >= 1 epoch")
+    formats = figure_formats_of(figure_formats)
     root = Path(results_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -90,9 +114,9 @@ def write_report(
         )
         out = root / "report"
         out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("*.png"):
+        for old in [p for fmt in FIGURE_FORMATS for p in out.glob(f"*.{fmt}")]:
             old.unlink()
-        blocks, answer = _build(root, out, trials, curves, record, settings, confidence, caught)
+        blocks, answer = _build(root, out, trials, curves, record, settings, confidence, caught, formats)
     (out / "answer.json").write_text(json.dumps(answer, indent=2) + "\n", encoding="utf-8")
     md_path = out / "report.md"
     md_path.write_text(to_markdown(blocks), encoding="utf-8")
@@ -121,6 +145,7 @@ def _build(
     settings: dict[str, Any],
     confidence: float,
     caught: list,
+    formats: tuple[str, ...] = ("png",),
 ) -> tuple[list[Block], dict[str, Any]]:
     name = record.study.get("name")
     blocks: list[Block] = [("h1", f"leafbn report: {name or root.resolve().name}")]
@@ -156,7 +181,7 @@ def _build(
     body += prose.batch_size_section(answers, n_train, bool(study.get("drop_last")))
     body += prose.best(stats)
     body += _figures(
-        root, out, trials, curves, stats, stab, answers, draws, effect, settings, chance, confidence
+        root, out, trials, curves, stats, stab, answers, draws, effect, settings, chance, confidence, formats
     )
     body += _tables(trials, stats, stab, effect, confidence)
     body += caveats.caveats(record, trials, expected, stats, effect, tolerance, confidence)
@@ -181,74 +206,89 @@ def _figures(
     settings: dict[str, Any],
     chance: float,
     confidence: float,
+    formats: tuple[str, ...] = ("png",),
 ) -> list[Block]:
-    """Draw every figure into ``out``; each becomes an image block whose caption says how to read it."""
+    """Draw every figure into ``out`` as each of ``formats``; each becomes an image block (its PNG)
+    whose caption says how to read it."""
     import matplotlib.pyplot as plt  # only to close Optuna's pyplot figures
 
     blocks: list[Block] = [("h2", "Figures")]
 
-    def save(make, filename: str, caption: str) -> None:
+    def save(make, stem: str, caption: str) -> None:
         try:
             fig = make()
             # our figures lay themselves out (constrained); Optuna's need the tight bounding box
             tight = "tight" if fig.get_layout_engine() is None else None
-            fig.savefig(out / filename, dpi=100, bbox_inches=tight)
+            for fmt in formats:
+                fig.savefig(out / f"{stem}.{fmt}", dpi=FIGURE_DPI, bbox_inches=tight)
             plt.close(fig)
-            blocks.append(("img", filename, caption))
+            blocks.append(("img", f"{stem}.png", caption))
         except Exception as exc:
-            warnings.warn(f"could not draw {filename} ({type(exc).__name__}: {exc})", stacklevel=2)
+            warnings.warn(f"could not draw {stem}.png ({type(exc).__name__}: {exc})", stacklevel=2)
 
-    cap = robustness_plots.CAP
+    cap, window, level = robustness_plots.CAP, settings["window"], f"{confidence:.0%}"
     save(
         lambda: robustness_plots.plot_runs_vs_lr(trials),
-        "runs_vs_lr.png",
-        f"Every run: its outcome (median validation loss over its last {settings['window']} epochs) against "
-        f"its learning rate; red ×: diverged runs, ▲: outcomes above {cap:g} nats. Where one colour's points "
-        "stay low over more learning rates, that arm is more robust.",
+        "runs_vs_lr",
+        f"Every run: its outcome (median validation loss over its last {window} epochs) against its "
+        "learning rate, the two arms side by side; the strip above each panel counts, per learning rate, "
+        f"the runs that diverged and those that ended above {cap:g} nats. Where one colour's points stay "
+        "low over more learning rates, that arm is more robust.",
     )
     save(
         lambda: robustness_plots.plot_success_rate(stab, settings["threshold"]),
-        "success_rate.png",
+        "success_rate",
         "Share of runs that succeed at each learning rate (band: Wilson 95% interval); a learning rate is "
         f"stable where its line reaches the dashed threshold ({settings['threshold']:.0%}).",
     )
     if answers:
         save(
             lambda: robustness_plots.plot_bootstrap(draws, answers),
-            "bootstrap.png",
-            f"How sure the answer is: BN's stable range minus no-BN's, in decades, over "
-            f"{settings['resamples']} resamples of the runs; the share right of 0 is P(BN wider), "
-            "the solid line the estimate, the dotted ones its 95% interval.",
+            "bootstrap",
+            "How sure the answer is, per family: each arm's stable range of learning rates and BN's minus "
+            f"no-BN's, in decades, with 95% intervals over {settings['resamples']} bootstrap resamples of "
+            "the runs; grey discs: the share of resamples at each difference (a range counted in whole "
+            "grid steps takes only a few values).",
         )
     eb = robustness.expected_best(trials, chance)
     if len(eb):
+        band = (
+            "band: the quantiles of the best of n runs"
+            if {"low", "high"} <= set(eb.columns)
+            else "no band: this table has no quantiles of the best, and mean ± s.d. would reach below 0 "
+            "on the log axis"
+        )
         save(
             lambda: robustness_plots.plot_expected_best(eb),
-            "expected_best.png",
+            "expected_best",
             "Expected best outcome when tuning each arm with n runs drawn at random from its grid "
-            "(Dodge et al. 2019; band ± 1 s.d.): the lower curve is easier to tune at that budget; a "
-            "diverged run counts as a uniform guess.",
+            f"(Dodge et al. 2019; {band}): the lower curve is easier to tune at that budget; a diverged "
+            "run counts as a uniform guess.",
         )
     save(
         lambda: plots.plot_loss_vs_lr(stats, confidence),
-        "loss_vs_lr.png",
-        f"Mean outcome (validation) and final training loss per learning rate ({confidence:.0%} CI band); "
-        f"X: diverged runs, ▲: means above {cap:g} nats.",
+        "loss_vs_lr",
+        f"Mean outcome (validation) and final training loss per learning rate, with the {level} CI as an "
+        "error bar where it stays above 0 nats (a log axis cannot show an interval that reaches 0; the "
+        f"legend counts those left out); the strips count diverged runs and name means above {cap:g} nats.",
     )
     if len(effect) and (~effect["status"].isin(["no BN side", "no no-BN side"])).any():
         save(
             lambda: plots.plot_bn_effect(effect, confidence),
-            "bn_effect.png",
-            "BN minus no-BN mean outcome per learning rate (Welch CI); below 0 BN ends lower; filled markers "
-            "are significant after Holm's correction.",
+            "bn_effect",
+            f"Forest plot: BN minus no-BN mean outcome per learning rate with its {level} Welch interval "
+            "(in numbers beside it); below 0 BN ends lower; filled points are significant after Holm's "
+            "correction; a row marked 'no test' says why no test was possible.",
         )
-    curve_stats = analysis.curve_summary(trials, curves, confidence)
-    if len(curve_stats):
+    runs = plots.curve_runs(trials, curves)
+    if len(runs):
         save(
-            lambda: plots.plot_learning_curves(curve_stats),
-            "learning_curves.png",
-            f"Learning curves per learning rate (mean over the seeds still finite); axis capped at {cap:g} "
-            "nats, epochs above it are counted in the panel.",
+            lambda: plots.plot_learning_curves(plots.curve_bands(runs), runs),
+            "learning_curves",
+            "The typical run per learning rate: median validation loss (solid) and training loss "
+            f"(dashed) over the runs still finite at each epoch, band: their interquartile range; an arm "
+            f"with at most {plots.FEW_RUNS} runs is drawn run by run. The y axis is fitted to the runs "
+            "that train; each panel's title counts the runs that diverged and those that leave the axis.",
         )
     elif len(curves):
         warnings.warn("curves.csv shares no trial_id with trials.csv: no learning curves", stacklevel=2)
@@ -256,22 +296,24 @@ def _figures(
         heat = analysis.heatmap_data(trials, axis)
         if len(heat):
             save(
-                lambda heat=heat, axis=axis: plots.plot_heatmaps(heat, axis),
-                f"heatmap_{axis}.png",
-                f"Mean outcome and divergence rate over learning rate × {axis}, per BN setting.",
+                lambda heat=heat, axis=axis: plots.plot_heatmaps(heat, axis, chance),
+                f"heatmap_{axis}",
+                f"Typical outcome and divergence rate over learning rate × {axis}, per BN setting; the "
+                f"colour scale ends at a uniform guess ({chance:.2f} nats), so a run that blew up takes "
+                "the last colour and no more.",
             )
     study = optuna_results.load_optuna_study(root)
     if study is not None:
         save(
             lambda: optuna_plots.plot_optimization_history(study),
-            "optuna_history.png",
+            "optuna_history",
             "Optuna optimisation history.",
         )
         importances = optuna_results.param_importances(study)
         if len(importances):
             save(
                 lambda: optuna_plots.plot_param_importances(study),
-                "optuna_importances.png",
+                "optuna_importances",
                 "Optuna hyperparameter importances.",
             )
             blocks += [
