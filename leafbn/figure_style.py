@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +38,8 @@ __all__ = [
     "LOSS_UNIT",
     "figure",
     "styled",
+    "suptitle",
+    "wrap",
     "lr_axis",
     "log_loss_axis",
     "plain_log_formatter",
@@ -102,6 +105,18 @@ def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
         return fig
 
     return wrapper
+
+
+def wrap(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` broken into lines no wider than ``width_in`` inches at ``fontsize`` (an average glyph
+    is taken as 0.6 em wide), each existing line wrapped on its own."""
+    per_line = max(12, int(width_in * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, per_line) for line in text.split("\n"))
+
+
+def suptitle(fig: Figure, text: str) -> None:
+    """The figure's title, wrapped to the figure's width."""
+    fig.suptitle(wrap(text, fig.get_figwidth() - 0.2, FONT["suptitle"]))
 
 
 def grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from leafbn.config import TRIAL_FIELDS
 from leafbn.figure_style import (
@@ -44,6 +44,8 @@ from leafbn.figure_style import (
     strip_fit,
     strip_panels,
     styled,
+    suptitle,
+    wrap,
 )
 
 __all__ = [
@@ -146,14 +148,15 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
             lr_axis(ax, lrs)
             log_loss_axis(ax, rows[f"{metric}_mean"].to_numpy(float))
             ax.set_ylabel(f"final {name} loss ({LOSS_UNIT})")
-            (strip or ax).set_title(f"{name.capitalize()}" + (f" — {label}" if label else ""))
+            title = f"{name.capitalize()}" + (f" — {label}" if label else "")
+            (strip or ax).set_title(wrap(title, 4.5, FONT["title"]))
             ax.grid(True, which="major", alpha=0.3)
     handles = [Line2D([], [], color=COLORS[b], marker="o", label=f"{NAMES[b]}: mean, {confidence:.0%} CI")
                for b in (False, True)]  # fmt: skip
     if left_out:
         handles.append(note_handle(f"{left_out} interval(s) reach 0 nats: left out (log axis)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
-    fig.suptitle("Final cross-entropy against learning rate (mean over the runs that did not diverge)")
+    suptitle(fig, "Final cross-entropy against learning rate (mean over the runs that did not diverge)")
     return fig
 
 
@@ -220,7 +223,7 @@ def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
         ),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2)
-    fig.suptitle("Effect of BN on the outcome per learning rate (forest plot)")
+    suptitle(fig, "Effect of BN on the outcome per learning rate (forest plot)")
     return fig
 
 
@@ -258,11 +261,17 @@ def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
     narrowest = min(it["ci_high"] - it["ci_low"] for it in tested)
     span = high - low
     pad = 0.05 * span if span > 0 else 1.0
+    ax.set_xlim(low - pad, high + pad)
     if span > 0 and narrowest < 0.01 * span:
-        ax.set_xscale("symlog", linthresh=max(narrowest, span * 1e-6))
-        ax.set_xlim(low - pad, high + pad)
-    else:
-        ax.set_xlim(low - pad, high + pad)
+        linthresh = max(narrowest, span * 1e-6)
+        ax.set_xscale("symlog", linthresh=linthresh)
+        first, last = math.ceil(math.log10(linthresh)) + 1, math.floor(math.log10(max(-low, high)))
+        powers = [10.0**k for k in range(first, last + 1)][::-1]
+        powers = powers[:: max(1, math.ceil(len(powers) / 3))]  # <= 3 a side: labels 2 decades apart
+        ticks = [-p for p in powers if -p >= low - pad] + [0.0] + [p for p in powers[::-1] if p <= high + pad]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
 # --- Learning curves of the typical run ------------------------------------------------------------------
@@ -345,7 +354,7 @@ def plot_learning_curves(
             panels.append((f"lr {lr:g}" + (f" · {label}" if label else ""), part))
     ncols = max(1, min(ncols, len(panels)))
     nrows = math.ceil(max(len(panels), 1) / ncols)
-    fig = figure(3.6 * ncols, 3.1 * nrows + 1.2)
+    fig = figure(max(3.6 * ncols, 7.5), 3.1 * nrows + 1.2)
     grid = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     low, high = _curve_ylim(bands, runs, few)
     keys = [c for c in bands.columns if c in TRIAL_FIELDS]
@@ -375,7 +384,7 @@ def plot_learning_curves(
                     above
                 )
                 notes.append(f"{NAMES[bn]}: " + ", ".join(parts))
-        ax.set_title("\n".join([title, *notes]), fontsize=FONT["tick"] + 0.5)
+        ax.set_title(wrap("\n".join([title, *notes]), 3.3, FONT["tick"] + 0.5), fontsize=FONT["tick"] + 0.5)
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     _curve_axes(fig, grid, len(panels), low, high)
@@ -386,7 +395,7 @@ def plot_learning_curves(
         note_handle(f"≤ {few} runs: one thin line per run"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
-    fig.suptitle("Learning curves of the typical run per learning rate (median and quartiles over runs)")
+    suptitle(fig, "Learning curves of the typical run per learning rate (median and quartiles over runs)")
     return fig
 
 
@@ -447,8 +456,8 @@ def plot_heatmaps(heat: pd.DataFrame, axis: str, chance: float = math.log(99)) -
             table = side.pivot_table(index=axis, columns="lr", values=column, aggfunc="mean", dropna=False)
             _heat_panel(fig, ax, table, norm, cmap, chance if row == 0 else None, width)
             ax.set_ylabel(AXIS_LABEL.get(axis, axis))
-            ax.set_title(f"{NAMES[bool(bn)]}: {title}")
-    fig.suptitle(f"Learning rate × {AXIS_LABEL.get(axis, axis)}: outcome and divergence (other axes pooled)")
+            ax.set_title(wrap(f"{NAMES[bool(bn)]}: {title}", width - 1.2, FONT["title"]))
+    suptitle(fig, f"Learning rate × {AXIS_LABEL.get(axis, axis)}: outcome and divergence (other axes pooled)")
     return fig
 
 

@@ -38,6 +38,8 @@ from leafbn.figure_style import (
     strip_fit,
     strip_panels,
     styled,
+    suptitle,
+    wrap,
 )
 
 __all__ = [
@@ -163,7 +165,7 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
         log_loss_axis(ax, rows["outcome"].to_numpy(float), cap)
         ax.set_ylabel(f"run outcome ({LOSS_UNIT})")
         if key:
-            (strip or ax).set_title(_label(key), fontsize=FONT["title"])
+            (strip or ax).set_title(wrap(_label(key), width / ncols - 1.2, FONT["title"]))
         ax.grid(True, alpha=0.3)
     _hide_unused(panels, len(contexts))
     handles = [
@@ -172,7 +174,7 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
     if kinds:
         handles.append(note_handle("strip: runs per learning rate that diverged or ended off the axis"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
-    fig.suptitle("Every run's outcome (median validation loss of its last epochs) against its learning rate")
+    suptitle(fig, "Every run's outcome against its learning rate")
     return fig
 
 
@@ -202,7 +204,7 @@ def plot_success_rate(stab: pd.DataFrame, threshold: float) -> Figure:
         ax.set_ylim(-0.03, 1.05)
         ax.set_ylabel("share of runs that succeed")
         if key:
-            ax.set_title(_label(key))
+            ax.set_title(wrap(_label(key), 3.8, FONT["title"]))
         ax.grid(True, alpha=0.3)
     _hide_unused(panels, len(contexts))
     handles = [Line2D([], [], color=COLORS[b], marker="o", label=f"{NAMES[b]}") for b in (False, True)]
@@ -211,7 +213,7 @@ def plot_success_rate(stab: pd.DataFrame, threshold: float) -> Figure:
         Line2D([], [], color="grey", linestyle="--", label=f"stable at {threshold:.0%}"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
-    fig.suptitle("Share of runs that succeed at each learning rate")
+    suptitle(fig, "Share of runs that succeed at each learning rate")
     return fig
 
 
@@ -265,7 +267,7 @@ def plot_bootstrap(draws: pd.DataFrame, answers: list[dict[str, Any]]) -> Figure
         Line2D([], [], color="grey", marker="o", linestyle="", alpha=0.4, label="share of resamples (area)"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2)
-    fig.suptitle("How wide each arm's stable learning-rate range is, and how sure (bootstrap over seeds)")
+    suptitle(fig, "How wide each arm's stable learning-rate range is, and how sure (bootstrap over seeds)")
     return fig
 
 
@@ -321,5 +323,5 @@ def plot_expected_best(eb: pd.DataFrame) -> Figure:
         else note_handle("no band: this table has no quantiles of the best")
     )
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
-    fig.suptitle("Expected best outcome against the tuning budget (lower: easier to tune)")
+    suptitle(fig, "Expected best outcome against the tuning budget (lower: easier to tune)")
     return fig

@@ -1,7 +1,8 @@
 """Write a study's report: ``python study/report.py RESULTS_DIR [--tolerance NATS] [--threshold P] ...``.
 
 Writes ``RESULTS_DIR/report/report.md``, ``report.html`` (self-contained), ``answer.json`` (the
-verdict, machine-readable; docs/results.md) and the PNGs, and prints
+verdict, machine-readable; docs/results.md) and the PNGs (``--figure-format png,svg,pdf``: vector
+files beside them), and prints
 the path of ``report.md``. Warnings go to stderr as ``warning: ...`` lines. Bad input (no such
 folder, no ``trials.csv``, an unreadable table, a bad option) prints one ``error: ...`` line on
 stderr and exits with status 2.
@@ -46,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--confidence", type=float, default=0.95, help="confidence level of CIs and tests (default 0.95)"
     )
+    parser.add_argument(
+        "--figure-format",
+        default="png",
+        metavar="FORMATS",
+        help="the figures as png, svg and/or pdf, comma-separated, e.g. png,svg,pdf (default png; a PNG "
+        "is always written, the one report.html embeds)",
+    )
     args = parser.parse_args(argv)
 
     # Cheap checks first, so bad input fails before the heavy imports (write_report checks again).
@@ -67,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         problem = f"--resamples {args.resamples}: must be >= 100 (use >= 1000 for a quotable interval)"
     elif args.seed < 0:
         problem = f"--seed {args.seed}: must be >= 0"
+    elif bad := sorted(set(args.figure_format.lower().split(",")) - {"png", "svg", "pdf", ""}):
+        problem = f"--figure-format {args.figure_format}: {', '.join(bad)} is not one of png, svg, pdf"
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -81,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = dict(
             confidence=args.confidence, threshold=args.threshold, window=args.window,
-            resamples=args.resamples, random_seed=args.seed,
+            resamples=args.resamples, random_seed=args.seed, figure_formats=args.figure_format,
         )  # fmt: skip
         if args.tolerance is not None:
             options["tolerance"] = args.tolerance

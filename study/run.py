@@ -261,11 +261,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: none)",
     )
     ru.add_argument("--report", action="store_true", help="write the robustness report when the study ends")
+    ru.add_argument(
+        "--figure-format",
+        default="png",
+        metavar="FORMATS",
+        help="with --report: the report's figures as png, svg and/or pdf, comma-separated (default png; "
+        "a PNG is always written, the one report.html embeds)",
+    )
     args = p.parse_args(argv)
     # Which flags were given (not defaulted): parse again with every default suppressed.
     for action in p._actions:
         action.default = argparse.SUPPRESS
-    args.asked = {name for name in vars(p.parse_args(argv)) if name not in ("grid", "resume", "report")}
+    not_config = ("grid", "resume", "report", "figure_format")
+    args.asked = {name for name in vars(p.parse_args(argv)) if name not in not_config}
     return args
 
 
@@ -273,7 +281,8 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """Build the study's one :class:`StudyConfig` from parsed arguments."""
     from leafbn.data import default_spec
 
-    fields = {k: v for k, v in vars(args).items() if k not in ("grid", "report", "resume", "asked")}
+    not_config = ("grid", "report", "resume", "asked", "figure_format")
+    fields = {k: v for k, v in vars(args).items() if k not in not_config}
     fields["data"] = args.data or default_spec()
     for axis, values in space_axes(args.space).items():
         if fields[axis] is None:
@@ -294,7 +303,16 @@ def main(argv: list[str] | None = None) -> int:
 
     report = None
     if args.report:  # matplotlib and the report's modules: 0.4 s of start, only when asked
-        from leafbn.report import write_report as report
+        import functools
+
+        from leafbn.report import figure_formats_of, write_report
+
+        try:
+            formats = figure_formats_of(args.figure_format)
+        except ValueError as exc:
+            print(f"run.py: error: --figure-format: {exc}", file=sys.stderr)
+            return 2
+        report = functools.partial(write_report, figure_formats=formats)
     try:
         result = run_study(config, resume=args.resume, report=report, asked=args.asked)
     except (DataError, StudyError) as exc:
