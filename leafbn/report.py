@@ -245,7 +245,7 @@ def _figures(
         save(
             lambda: robustness_plots.plot_bootstrap(draws, answers),
             "bootstrap",
-            "How sure the answer is, per family: each arm's stable range of learning rates and BN's minus "
+            "How sure the answer is: per family, each arm's stable range of learning rates and BN's minus "
             f"no-BN's, in decades, with 95% intervals over {settings['resamples']} bootstrap resamples of "
             "the runs; grey discs: the share of resamples at each difference (a range counted in whole "
             "grid steps takes only a few values).",

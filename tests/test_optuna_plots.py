@@ -4,6 +4,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from synthetic import make_optuna_study
 
+from leafbn.figure_style import text_problems
 from leafbn.optuna_plots import plot_optimization_history, plot_param_importances
 
 
@@ -17,3 +18,4 @@ def test_both_figures_carry_our_titles_and_leave_the_style_alone():
     assert importances.axes[0].get_title() == "Optuna hyperparameter importances (lr-search)"
     assert all(ax.get_title(loc="left") == "" for ax in history.axes)
     assert dict(matplotlib.rcParams) == style
+    assert text_problems(history) == [] and text_problems(importances) == []
