@@ -56,10 +56,13 @@ __all__ = [
     "plot_learning_curves",
     "plot_heatmaps",
     "FEW_RUNS",
+    "MAX_CURVE_CONTEXTS",
 ]
 
 #: With at most this many runs per arm, a learning-curve panel draws each run instead of quantiles.
 FEW_RUNS: int = 5
+#: With more architectures (contexts) than this, the learning curves pool them per learning rate.
+MAX_CURVE_CONTEXTS: int = 4
 
 
 def _contexts(df: pd.DataFrame) -> list[tuple[str, dict[str, Any], pd.DataFrame]]:
@@ -275,8 +278,13 @@ def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
 
 
 # --- Learning curves of the typical run ------------------------------------------------------------------
-def curve_runs(trials: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+def curve_runs(trials: pd.DataFrame, curves: pd.DataFrame, pool: bool = False) -> pd.DataFrame:
     """Each run's curve with its configuration: ``curves`` joined to the trials' axes and ``diverged``.
+
+    Args:
+        trials, curves: the study's tables.
+        pool: keep only ``lr`` and ``bn`` of the axes, so that the curves of every architecture
+            at a learning rate form one panel (a space with many architectures).
 
     Returns:
         One row per run × epoch: the configuration axes, ``trial_id``, ``diverged`` (the run's),
@@ -285,7 +293,7 @@ def curve_runs(trials: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     from leafbn.analysis import config_axes, prepare
 
     trials = prepare(trials)
-    keys = [k for k in config_axes(trials)]
+    keys = [k for k in config_axes(trials) if not pool or k in ("lr", "bn")]
     columns = [*keys, "trial_id", "diverged", "epoch", "val_loss", "train_loss"]
     need = {"trial_id", "epoch", "val_loss", "train_loss"}
     if trials.empty or curves.empty or "trial_id" not in trials.columns or not need <= set(curves.columns):

@@ -280,12 +280,16 @@ def _figures(
             "(in numbers beside it); below 0 BN ends lower; filled points are significant after Holm's "
             "correction; a row marked 'no test' says why no test was possible.",
         )
-    runs = plots.curve_runs(trials, curves)
+    varying = analysis.heatmap_axes(trials)
+    n_contexts = trials.groupby(varying, dropna=False).ngroups if varying else 1
+    pool = n_contexts > plots.MAX_CURVE_CONTEXTS
+    runs = plots.curve_runs(trials, curves, pool=pool)
     if len(runs):
         save(
             lambda: plots.plot_learning_curves(plots.curve_bands(runs), runs),
             "learning_curves",
-            "The typical run per learning rate: median validation loss (solid) and training loss "
+            (f"Every one of the {n_contexts} architectures pooled per learning rate. " if pool else "")
+            + "The typical run per learning rate: median validation loss (solid) and training loss "
             f"(dashed) over the runs still finite at each epoch, band: their interquartile range; an arm "
             f"with at most {plots.FEW_RUNS} runs is drawn run by run. The y axis is fitted to the runs "
             "that train; each panel's title counts the runs that diverged and those that leave the axis.",
