@@ -1,7 +1,8 @@
 """Draw an Optuna study's results: its optimisation history and hyperparameter importances.
 
-Optuna draws them (``optuna.visualization.matplotlib``); here they get our titles and stay out of
-matplotlib's global style. :mod:`leafbn.optuna_results` finds the study beside the tables.
+Optuna draws them (``optuna.visualization.matplotlib``); here they get our titles and font sizes
+(:mod:`leafbn.figure_style`) and stay out of matplotlib's global style.
+:mod:`leafbn.optuna_results` finds the study beside the tables.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import numpy as np
 from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from leafbn.figure_style import FONT
 
 __all__ = ["plot_optimization_history", "plot_param_importances"]
 
@@ -42,5 +45,9 @@ def _retitle(ax: Any, title: str) -> Figure:
     ax = ax if isinstance(ax, Axes) else np.ravel(ax)[0]
     for loc in ("left", "center", "right"):
         ax.set_title("", loc=loc)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=FONT["title"])
+    for each in ax.figure.axes:  # our font scheme over Optuna's style
+        each.tick_params(labelsize=FONT["tick"])
+        each.xaxis.label.set_fontsize(FONT["label"])
+        each.yaxis.label.set_fontsize(FONT["label"])
     return ax.figure

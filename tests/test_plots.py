@@ -4,6 +4,8 @@ sees them, and no text of any report figure overlaps another, covers a marker or
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -151,3 +153,13 @@ def test_every_report_figure_is_legible_as_saved(tmp_path, monkeypatch, shape):
     svg = folder / "report" / "runs_vs_lr.svg"
     assert ET.parse(svg).getroot().tag.endswith("svg")  # the vector file is written and parses
     assert COLORS[True].lower() in svg.read_text().lower()  # in the arms' colours
+
+
+def test_cli_refuses_an_unknown_figure_format_in_one_line(tmp_path):
+    (tmp_path / "trials.csv").write_text(make_trials(lrs=[0.1]).to_csv(index=False))
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(root / "study" / "report.py"), str(tmp_path), "--figure-format", "png,gif"]
+    bad = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr == "error: --figure-format png,gif: gif is not one of png, svg, pdf\n"
+    assert not (tmp_path / "report").exists()
