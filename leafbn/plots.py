@@ -365,34 +365,11 @@ def plot_learning_curves(
     fig = figure(max(3.6 * ncols, 7.5), 3.1 * nrows + 1.2)
     grid = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     low, high = _curve_ylim(bands, runs, few)
-    keys = [c for c in bands.columns if c in TRIAL_FIELDS]
+    high = max(high, low * 10)  # at least a decade, as the axis is drawn
     for ax, (title, part) in zip(grid.flat, panels):
-        notes = []
-        for bn in (False, True):
-            side = part[part["bn"] == bn]
-            if side.empty:
-                continue
-            n_runs = side["trial_id"].nunique()
-            if n_runs <= few:
-                for _, run in side.groupby("trial_id", sort=True):
-                    ax.plot(run["epoch"], run["val_loss"], color=COLORS[bn], linewidth=0.8, alpha=0.8)
-            else:
-                key = side[keys].drop_duplicates()
-                band = bands.merge(key, on=keys, how="inner").sort_values("epoch")
-                ax.fill_between(band["epoch"], band["val_q1"], band["val_q3"], color=COLORS[bn], alpha=0.2,
-                                linewidth=0)  # fmt: skip
-                ax.plot(band["epoch"], band["val_median"], color=COLORS[bn], linewidth=1.5)
-                ax.plot(band["epoch"], band["train_median"], color=COLORS[bn], linewidth=1, linestyle="--")
-            per_run = side.groupby("trial_id")
-            diverged = int(per_run["diverged"].first().astype(bool).sum())
-            finite = side["val_loss"].where(np.isfinite(side["val_loss"].to_numpy(float)))
-            above = int((finite.groupby(side["trial_id"]).max() > high).sum())
-            if diverged or above:
-                parts = [f"{diverged}/{n_runs} diverged"] * bool(diverged) + [f"{above} off axis"] * bool(
-                    above
-                )
-                notes.append(f"{NAMES[bn]}: " + ", ".join(parts))
-        ax.set_title(wrap("\n".join([title, *notes]), 3.3, FONT["tick"] + 0.5), fontsize=FONT["tick"] + 0.5)
+        notes = [_curve_arm(ax, part[part["bn"] == bn], bands, bn, few, high) for bn in (False, True)]
+        text = "\n".join([title, *[n for n in notes if n]])
+        ax.set_title(wrap(text, 3.3, FONT["tick"] + 0.5), fontsize=FONT["tick"] + 0.5)
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     _curve_axes(fig, grid, len(panels), low, high)
@@ -407,6 +384,30 @@ def plot_learning_curves(
     return fig
 
 
+def _curve_arm(ax: Axes, side: pd.DataFrame, bands: pd.DataFrame, bn: bool, few: int, high: float) -> str:
+    """Draw one arm's curves in a panel (each run, or median and quartiles); its note: how many of its
+    runs diverged and how many leave the axis above ``high`` ("" when none)."""
+    if side.empty:
+        return ""
+    n_runs = side["trial_id"].nunique()
+    if n_runs <= few:
+        for _, run in side.groupby("trial_id", sort=True):
+            ax.plot(run["epoch"], run["val_loss"], color=COLORS[bn], linewidth=0.8, alpha=0.8)
+    else:
+        keys = [c for c in bands.columns if c in TRIAL_FIELDS]
+        band = bands.merge(side[keys].drop_duplicates(), on=keys, how="inner").sort_values("epoch")
+        ax.fill_between(
+            band["epoch"], band["val_q1"], band["val_q3"], color=COLORS[bn], alpha=0.2, linewidth=0
+        )
+        ax.plot(band["epoch"], band["val_median"], color=COLORS[bn], linewidth=1.5)
+        ax.plot(band["epoch"], band["train_median"], color=COLORS[bn], linewidth=1, linestyle="--")
+    diverged = int(side.groupby("trial_id")["diverged"].first().astype(bool).sum())
+    finite = side["val_loss"].where(np.isfinite(side["val_loss"].to_numpy(float)))
+    above = int((finite.groupby(side["trial_id"]).max() > high).sum())
+    parts = [f"{diverged}/{n_runs} diverged"] * bool(diverged) + [f"{above} off axis"] * bool(above)
+    return f"{NAMES[bn]}: " + ", ".join(parts) if parts else ""
+
+
 def _curve_axes(fig: Figure, grid: np.ndarray, used: int, low: float, high: float) -> None:
     """Shared limits, labels on the outer panels only, unused panels hidden."""
     ncols = grid.shape[1]
@@ -419,7 +420,7 @@ def _curve_axes(fig: Figure, grid: np.ndarray, used: int, low: float, high: floa
             ax.set_xlabel("epoch")
         ax.yaxis.set_major_formatter(FuncFormatter(plain_log_formatter))
         ax.yaxis.set_minor_formatter(NullFormatter())
-    grid.flat[0].set_ylim(low, max(high, low * 10))
+    grid.flat[0].set_ylim(low, high)
     for ax in grid[:, 0]:
         ax.set_ylabel(f"cross-entropy ({LOSS_UNIT})")
 
