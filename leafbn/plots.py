@@ -37,6 +37,7 @@ from leafbn.figure_style import (
     STRIP_ROW,
     figure,
     fill_strip,
+    grid_shape,
     log_loss_axis,
     lr_axis,
     note_handle,
@@ -56,13 +57,14 @@ __all__ = [
     "plot_learning_curves",
     "plot_heatmaps",
     "FEW_RUNS",
-    "MAX_CURVE_CONTEXTS",
+    "MAX_CONTEXTS",
 ]
 
 #: With at most this many runs per arm, a learning-curve panel draws each run instead of quantiles.
 FEW_RUNS: int = 5
-#: With more architectures (contexts) than this, the learning curves pool them per learning rate.
-MAX_CURVE_CONTEXTS: int = 4
+#: With more architectures (contexts) than this, figures trim them to stay legible: the learning
+#: curves pool them per learning rate, the loss against learning rate shows validation only.
+MAX_CONTEXTS: int = 4
 
 
 def _contexts(df: pd.DataFrame) -> list[tuple[str, dict[str, Any], pd.DataFrame]]:
@@ -134,14 +136,17 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
         means = stats.loc[stats["bn"] == bn, [f"{m}_mean" for m, _ in metrics]].to_numpy(float)
         if (np.isfinite(means) & (means > CAP)).any():
             kinds.append((bn, "above"))
-    fig = figure(11, (3.2 + STRIP_ROW * len(kinds) + 0.5) * len(contexts) + 1.0)
-    panels = strip_panels(fig, len(contexts), 2, len(kinds), 3.2)
+    if len(contexts) > MAX_CONTEXTS:  # many architectures: validation only, panels wrapped
+        metrics = metrics[:1]
+    nrows, ncols = (len(contexts), 2) if len(metrics) == 2 else grid_shape(len(contexts), 3)
+    fig = figure(5.5 * ncols, (3.2 + STRIP_ROW * len(kinds) + 0.5) * nrows + 1.0)
+    panels = strip_panels(fig, nrows, ncols, len(kinds), 3.2)
     lrs = np.unique(stats["lr"].to_numpy(float))
     dodge = 10 ** (0.06 * (np.diff(np.log10(lrs)).min() if lrs.size > 1 else 1.0))
     left_out = 0
     for i, (label, _, rows) in enumerate(contexts):
         for j, (metric, name) in enumerate(metrics):
-            strip, ax = panels[2 * i + j]
+            strip, ax = panels[len(metrics) * i + j]
             for bn in (False, True):
                 side = rows[rows["bn"] == bn].sort_values("lr")
                 if side.empty:
@@ -154,6 +159,10 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
             title = f"{name.capitalize()}" + (f" — {label}" if label else "")
             (strip or ax).set_title(wrap(title, 4.5, FONT["title"]))
             ax.grid(True, which="major", alpha=0.3)
+    for strip, ax in panels[len(metrics) * len(contexts) :]:
+        ax.set_visible(False)
+        if strip is not None:
+            strip.set_visible(False)
     handles = [Line2D([], [], color=COLORS[b], marker="o", label=f"{NAMES[b]}: mean, {confidence:.0%} CI")
                for b in (False, True)]  # fmt: skip
     if left_out:

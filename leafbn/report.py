@@ -268,7 +268,8 @@ def _figures(
     save(
         lambda: plots.plot_loss_vs_lr(stats, confidence),
         "loss_vs_lr",
-        f"Mean outcome (validation) and final training loss per learning rate, with the {level} CI as an "
+        f"Mean outcome (validation) and final training loss (up to {plots.MAX_CONTEXTS} architectures) per "
+        f"learning rate, with the {level} CI as an "
         "error bar where it stays above 0 nats (a log axis cannot show an interval that reaches 0; the "
         f"legend counts those left out); the strips count diverged runs and name means above {cap:g} nats.",
     )
@@ -282,7 +283,7 @@ def _figures(
         )
     varying = analysis.heatmap_axes(trials)
     n_contexts = trials.groupby(varying, dropna=False).ngroups if varying else 1
-    pool = n_contexts > plots.MAX_CURVE_CONTEXTS
+    pool = n_contexts > plots.MAX_CONTEXTS
     runs = plots.curve_runs(trials, curves, pool=pool)
     if len(runs):
         save(

@@ -147,7 +147,7 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
     """
     contexts = _contexts(trials, _context_axes(trials))
     kinds = _kinds(_run_counts(trials, cap))
-    nrows, ncols = grid_shape(len(contexts), 2)
+    nrows, ncols = grid_shape(len(contexts), 2 if len(contexts) <= 6 else 3)
     width = 7.5 if ncols == 1 else 5.0 * ncols
     fig = figure(width, (3.0 + STRIP_ROW * len(kinds) + 0.5) * nrows + 1.0)
     panels = strip_panels(fig, nrows, ncols, len(kinds), 3.0)
@@ -188,7 +188,7 @@ def plot_success_rate(stab: pd.DataFrame, threshold: float) -> Figure:
     """
     axes_names = [a for a in stab.columns if a in _context_axes(stab)]
     contexts = _contexts(stab, axes_names)
-    nrows, ncols = grid_shape(len(contexts), 2)
+    nrows, ncols = grid_shape(len(contexts), 2 if len(contexts) <= 6 else 3)
     fig = figure(7.5 if ncols == 1 else 5.0 * ncols, 3.2 * nrows + 1.0)
     panels = strip_panels(fig, nrows, ncols, 0, 3.0)
     for (_, ax), (key, rows) in zip(panels, contexts):
