@@ -299,7 +299,7 @@ def text_problems(fig: Figure, dpi: float = 100, overlap: float = 0.15) -> list[
     its extent).
     """
     fig.set_dpi(dpi)
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # lays the figure out and places every text, as a save does
     renderer = fig.canvas.get_renderer()
     texts = _drawn_texts(fig)
     boxes = [t.get_window_extent(renderer) for t in texts]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from synthetic import make_curves, make_trials
+from synthetic import LRS, make_curves, make_trials
 
 from leafbn import analysis, plots, robustness
 from leafbn.figure_style import CAP, COLORS, figure, text_problems
@@ -113,12 +113,12 @@ def test_checker_finds_overlap_a_covered_marker_and_text_outside():
     assert not text_problems(figure(4, 3))
 
 
-def synthetic_study(folder: Path, depths=(3,), widths=(100,)) -> Path:
+def synthetic_study(folder: Path, depths=(3,), widths=(100,), lrs=LRS) -> Path:
     """A study with divergence in both arms and exploded but finite BN runs, per depth × width."""
     folder.mkdir(parents=True)
     parts = []
     for width in widths:
-        part = make_trials(depths=depths, epochs=4, diverge={(True, 100.0, 0), (False, 0.1, 1)})
+        part = make_trials(lrs=lrs, depths=depths, epochs=4, diverge={(True, 100.0, 0), (False, 0.1, 1)})
         parts.append(part.assign(width=width, trial_id=part["trial_id"] + f"-w{width}"))
     trials = pd.concat(parts, ignore_index=True)
     curves = make_curves(trials)
@@ -129,7 +129,9 @@ def synthetic_study(folder: Path, depths=(3,), widths=(100,)) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("shape", [dict(), dict(depths=(2, 3), widths=(50, 100))], ids=["one", "2x2"])
+@pytest.mark.parametrize(
+    "shape", [dict(), dict(depths=(2, 3), widths=(50, 100), lrs=LRS[1:-1])], ids=["one", "2x2"]
+)
 def test_every_report_figure_is_legible_as_saved(tmp_path, monkeypatch, shape):
     checked: dict[str, list[str]] = {}
     save = Figure.savefig
