@@ -508,9 +508,10 @@ def _heat_panel(
                 fontsize=FONT["note"] - 1,
                 color="white" if dark else "black",
             )
-    lrs = list(table.columns)
-    step = max(1, math.ceil(len(lrs) * 5 * FONT["tick"] * 0.62 / ((width - 1.6) * 72 * 0.85)))
-    ax.set_xticks(range(0, len(lrs), step), [f"{v:g}" for v in lrs[::step]])
+    names = [f"{v:.3g}" for v in table.columns]
+    widest = max((len(n) for n in names), default=1) + 1  # a character's room between two labels
+    step = max(1, math.ceil(len(names) * widest * FONT["tick"] * 0.62 / ((width - 1.6) * 72 * 0.85)))
+    ax.set_xticks(range(0, len(names), step), names[::step])
     ax.set_yticks(range(len(table.index)), [_fmt(v) for v in table.index])
     ax.set_xlabel(LR_LABEL.replace("log scale", "one column per value"))
     ax.grid(False)
