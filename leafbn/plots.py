@@ -196,7 +196,8 @@ def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
         A Figure with one row per learning rate (grouped by context when other axes vary): the
         difference as a point (filled where Welch's test is significant after Holm's correction,
         hollow where not) with its interval as a horizontal bar, no line between rows; a column
-        beside it prints each row's numbers, or why no test was possible. The x axis turns
+        beside it prints each row's numbers; the learning rates where no test was possible are
+        named there, one row per reason (a strip of their own, no point). The x axis turns
         symmetric-log when a linear one would hide the narrowest interval.
     """
     labels, items = _forest_rows(effect)
@@ -220,8 +221,7 @@ def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
             text = f"{it['diff']:+.3f} [{it['ci_low']:+.3f}, {it['ci_high']:+.3f}]"
             side.text(0, y, text, va="center", ha="left", fontsize=FONT["note"], family="monospace")
         else:
-            side.text(0, y, f"no test: {it['status']}", va="center", ha="left", fontsize=FONT["note"],
-                      color="#a0522d")  # fmt: skip
+            side.text(0, y, it["text"], va="center", ha="left", fontsize=FONT["note"], color="#a0522d")
     _forest_x(ax, tested)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)
@@ -248,7 +248,8 @@ def _forest_axes(fig: Figure) -> tuple[Axes, Axes]:
 
 
 def _forest_rows(effect: pd.DataFrame) -> tuple[list[str], list[dict[str, Any] | None]]:
-    """Row labels and items of the forest: per context a heading row (item None), then one per lr."""
+    """Row labels and items of the forest: per context a heading row (item None, only when there are
+    several), one row per tested learning rate, then one "no test" row per reason naming its rates."""
     labels: list[str] = []
     items: list[dict[str, Any] | None] = []
     contexts = _contexts(effect)
@@ -256,9 +257,19 @@ def _forest_rows(effect: pd.DataFrame) -> tuple[list[str], list[dict[str, Any] |
         if len(contexts) > 1:
             labels.append(label)
             items.append(None)
-        for row in rows.sort_values("lr").to_dict("records"):
+        rows = rows.sort_values("lr")
+        for row in rows[rows["status"] == "ok"].to_dict("records"):
             labels.append(f"lr {row['lr']:g}")
             items.append(row)
+        for status, part in rows[rows["status"] != "ok"].groupby("status", sort=False):
+            lrs = part["lr"].to_numpy(float)
+            named = (
+                ", ".join(f"{v:g}" for v in lrs)
+                if lrs.size <= 4
+                else f"{lrs.size} rates, {lrs.min():g}–{lrs.max():g}"
+            )
+            labels.append("no test")
+            items.append({"status": status, "text": f"lr {named}: {status}"})
     return labels, items
 
 

@@ -279,7 +279,7 @@ def _figures(
             "bn_effect",
             f"Forest plot: BN minus no-BN mean outcome per learning rate with its {level} Welch interval "
             "(in numbers beside it); below 0 BN ends lower; filled points are significant after Holm's "
-            "correction; a row marked 'no test' says why no test was possible.",
+            "correction; rows marked 'no test' name the learning rates where none was possible, and why.",
         )
     varying = analysis.heatmap_axes(trials)
     n_contexts = trials.groupby(varying, dropna=False).ngroups if varying else 1

@@ -85,7 +85,7 @@ def test_bn_effect_is_a_forest_with_every_interval_visible_and_untested_lrs_name
     px = ax.transData.transform(np.c_[tested["ci_low"], np.zeros(len(tested))])[:, 0]
     px_high = ax.transData.transform(np.c_[tested["ci_high"], np.zeros(len(tested))])[:, 0]
     assert (px_high - px >= 3).all()  # every interval at least 3 pixels wide
-    assert "no test: no-BN diverged in all seeds" in texts(fig)
+    assert "lr 1, 10, 100, 1000: no-BN diverged in all seeds" in texts(fig)  # named, in a row of their own
 
 
 def test_heatmap_colours_stop_at_chance_so_a_blown_up_cell_cannot_set_the_scale():
