@@ -234,7 +234,10 @@ def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
             [], [], color="black", marker="o", markerfacecolor="white", linestyle="", label="not significant"
         ),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=2)
+    hidden = _hidden_intervals(ax, tested, width_pt=0.55 * fig.get_figwidth() * 72)
+    if hidden:
+        handles.append(note_handle(f"{hidden} interval(s) narrower than their point: see the numbers"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     suptitle(fig, "Effect of BN on the outcome per learning rate (forest plot)")
     return fig
 
@@ -271,6 +274,17 @@ def _forest_rows(effect: pd.DataFrame) -> tuple[list[str], list[dict[str, Any] |
             labels.append("no test")
             items.append({"status": status, "text": f"lr {named}: {status}"})
     return labels, items
+
+
+def _hidden_intervals(ax: Axes, tested: list[dict[str, Any]], width_pt: float, point_pt: float = 6) -> int:
+    """How many intervals of ``tested`` would be narrower than their point (``point_pt``) on ``ax``'s
+    x scale, the axes being about ``width_pt`` points wide."""
+    to_unit = ax.transScale + ax.transLimits  # data -> axes fraction, before the layout
+    count = 0
+    for it in tested:
+        (x0, _), (x1, _) = to_unit.transform([(it["ci_low"], 0.0), (it["ci_high"], 0.0)])
+        count += int(abs(x1 - x0) * width_pt < point_pt)
+    return count
 
 
 def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
