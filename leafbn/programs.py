@@ -26,7 +26,8 @@ import itertools
 import math
 import os
 import warnings
-from collections import Counter, OrderedDict
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -47,8 +48,6 @@ __all__ = [
 #: Compiled programs a process keeps (least recently used dropped first); ``LEAFBN_PROGRAM_CACHE``
 #: overrides it. A seed-network program holds a few MB of Python graph and compiled code.
 PROGRAM_CACHE_SIZE = 8
-
-_TRACED: Counter = Counter()  # programs traced per key in this process (normally one)
 
 
 class ProgramKey(NamedTuple):
@@ -83,20 +82,23 @@ def program_cache_size() -> int:
 
 
 @contextmanager
-def _stable_uids(key: tuple) -> Iterator[None]:
+def _stable_uids(key: tuple, generation: int) -> Iterator[None]:
     """Trace with TensorFlow unique ids that depend on ``key`` only, not on the process's history.
 
     XLA's persistent cache keys a compiled program by its function and HLO names, and TensorFlow
     numbers those from one process-wide counter (``__inference_epoch_1994``). A worker that traced
     BN first and no-BN second named both differently from one that went the other way, so the
     cache missed and the program was compiled again. Here a program's ids come from a range of its
-    own (2**21 ids, one of 2**30 ranges picked by a hash of ``key`` and how many times this process
-    traced it before), far above the process counter: every process names the same program alike.
+    own (2**21 ids, one of 2**30 ranges picked by a hash of ``key`` and ``generation``), far above
+    the process counter: every process names the same program alike. ``generation`` is 0 unless a
+    program of the same key is still alive in this process (:func:`program_for`): a program rebuilt
+    after its eviction gets its old names, so XLA's caches (in memory and on disk) find its code.
     Layer and optimizer names are fixed for the same reason (:func:`leafbn.model.build_model`).
     """
-    digest = hashlib.sha256(repr((key, _TRACED[key])).encode()).digest()
-    _TRACED[key] += 1
-    ids = itertools.count((1 << 40) + (int.from_bytes(digest[:8], "big") % (1 << 30)) * (1 << 21))
+    digest = hashlib.sha256(repr((key, generation)).encode()).digest()
+    first = (1 << 40) + (int.from_bytes(digest[:8], "big") % (1 << 30)) * (1 << 21)
+    _forget_gradients(first, first + (1 << 21))
+    ids = itertools.count(first)
     process_uid = tf_ops.uid
     tf_ops.uid = lambda: next(ids)
     try:
@@ -105,7 +107,17 @@ def _stable_uids(key: tuple) -> Iterator[None]:
         tf_ops.uid = process_uid
 
 
-def _epochs_program(epoch: Callable, key: ProgramKey) -> Any:
+def _forget_gradients(low: int, high: int) -> None:
+    """Drop from TensorFlow's process-wide gradient registry the custom gradients named with ids in
+    ``low`` … ``high - 1`` (``CustomGradient-<id>``): an earlier, evicted trace of the same program
+    registered them, and a trace under the same ids would otherwise be refused (registered twice)."""
+    registry = tf_ops.gradient_registry._registry  # a dict name -> entry; no public way to unregister
+    for name in [n for n in registry if n.startswith("CustomGradient-")]:
+        if low <= int(name.rpartition("-")[2]) < high:
+            del registry[name]
+
+
+def _epochs_program(epoch: Callable, key: ProgramKey, generation: int) -> Any:
     """The compiled program, traced for ``key``: ``epoch`` (one epoch of ``key.networks`` networks,
     returning their train loss, validation loss and accuracy) for epochs ``start`` … ``stop - 1`` in
     one call. ``orders`` holds every epoch's minibatch order (``key.rows`` of them); ``alive`` says
@@ -132,7 +144,7 @@ def _epochs_program(epoch: Callable, key: ProgramKey) -> Any:
         ((rows, networks, n_train), tf.int32), ((), tf.int32), ((), tf.int32),
         ((networks,), tf.bool), ((n_val, n_features), tf.float32), ((n_val,), tf.int32),
     ]  # fmt: skip
-    with _stable_uids(tuple(key)), warnings.catch_warnings():
+    with _stable_uids(tuple(key), generation), warnings.catch_warnings():
         # The mask reaches every layer inside the model; Keras warns that the model's output
         # carries none, which is as it should be.
         warnings.filterwarnings("ignore", message=".*does not support masking.*")
@@ -149,7 +161,7 @@ class Program:
     :meth:`reset` readies it for a run.
     """
 
-    def __init__(self, key: ProgramKey):
+    def __init__(self, key: ProgramKey, generation: int = 0):
         self.key, networks = key, key.networks
         self.single = build_model(key.spec, seed=0)  # its layers draw each network's initial weights
         self.model = self.single if networks == 1 else StackedNetworks(key.spec, networks)
@@ -165,7 +177,7 @@ class Program:
         self.optimizer = RuntimeSGD(self.lr, self.momentum, self.decay, networks)
         self.optimizer.build(self.model.trainable_variables)
         epoch = self._single_epoch() if networks == 1 else self._stacked_epoch()
-        self.epochs = _epochs_program(epoch, key)
+        self.epochs = _epochs_program(epoch, key, generation)
         self._reset = self._reset_function()
 
     def _single_epoch(self) -> Callable:
@@ -279,6 +291,7 @@ class Program:
 
 
 _PROGRAMS: OrderedDict[ProgramKey, Program] = OrderedDict()  # least recently used first
+_LIVE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (key, generation) -> program alive
 _HEAP_FROZEN = False  # whether the first build froze the process's libraries (:func:`program_for`)
 
 
@@ -308,7 +321,8 @@ def program_for(key: ProgramKey) -> Program:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        program = _PROGRAMS[key] = Program(key)
+        generation = next(g for g in itertools.count() if (key, g) not in _LIVE)
+        program = _PROGRAMS[key] = _LIVE[key, generation] = Program(key, generation)
     finally:
         if enabled:
             gc.enable()

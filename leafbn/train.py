@@ -14,15 +14,12 @@ Around the epoch, a second loop runs a chunk of epochs (by default all of them) 
 the program returns every epoch's losses: Python and TensorFlow take their per-call time once per
 chunk, not once per epoch (a BN-on epoch 7.1 → 6.2 ms on one core, measured).
 
-Compiling costs more than an epoch, so a compiled program is kept per process and reused by every
-later trial with the same architecture and data shapes: a trial re-draws the model's weights
-(:func:`leafbn.model.reset_weights`), zeroes the optimizer's state and assigns its learning rate
-to a variable the schedule reads. Ray Tune's ``reuse_actors`` keeps the process, so a worker
-compiles each architecture once per study. XLA's persistent cache (``LEAFBN_XLA_CACHE``, default
-``~/.cache/leafbn/xla``, one folder per CPU model and feature set; ``off`` disables it) lets a
-new process skip most of the compiling: a
-program is traced under names that do not depend on what the process traced before, so every
-worker, in any order, finds what another worker or an earlier study compiled.
+Compiling costs more than an epoch, so the compiled program is kept and reused by every later run
+of the same network shape and data shapes (:mod:`leafbn.programs`: its key, its bounded cache, XLA's
+persistent cache): the data, seeds, learning rates (one per network), SGD momentum, decay and BN
+momentum are runtime inputs of the program, and a run re-draws the weights, zeroes the optimizer's
+state and assigns those settings in one traced call. A unit of many runs (learning rates, seeds,
+splits, momenta of one architecture) therefore loops through one program without compiling again.
 
 Several seeds of one configuration can train side by side in one program
 (:func:`train_networks`, :class:`leafbn.model.StackedNetworks`): one compile for all of them;
