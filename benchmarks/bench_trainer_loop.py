@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--lrs", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--shapes", type=int, default=8)
+    parser.add_argument("--shapes", type=int, default=8, help="0: the loop only")
     parser.add_argument("--cache", type=int, default=2)
     parser.add_argument("--baseline", type=Path, help="a folder holding another version's leafbn package")
     parser.add_argument("--child", choices=["loop", "cycle"], help=argparse.SUPPRESS)
@@ -171,6 +171,8 @@ def main() -> None:
             raw = "–" if row["raw_ms"] is None else f"{row['raw_ms']:.1f}"
             print(f"| {name} | {bn} | {row['first_s']:.2f} | {row['ms_per_run']:.1f} | {raw} | "
                   f"{row['traces_before']} → {row['traces_after']} |")  # fmt: skip
+    if args.shapes == 0:
+        return
     print(f"\ncycling {args.shapes} shapes twice (depth 1, widths 16..{15 + args.shapes}, BN alternating)")
     print("| code | cache | s per run | RSS MB: 1st run | round 1 | final | peak | gc.collect ms | objects |")
     print("|---|---|---|---|---|---|---|---|---|")
