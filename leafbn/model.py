@@ -21,7 +21,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ModelSpec", "StackedNetworks", "build_model", "build_optimizer", "reset_weights", "INIT_LIMIT"]
+__all__ = [
+    "ModelSpec", "StackedNetworks", "RuntimeSGD", "BNMomentum", "build_model", "build_optimizer",
+    "reset_weights", "initial_weights", "INIT_LIMIT",
+]  # fmt: skip
 
 #: Keras 2's ``init='uniform'`` draws from U(-INIT_LIMIT, INIT_LIMIT).
 INIT_LIMIT = 0.05
@@ -88,6 +91,31 @@ def reset_weights(model: keras.Model, seed: int) -> None:
             for name in ("gamma", "beta", "moving_mean", "moving_variance"):
                 variable = getattr(layer, name)
                 variable.assign(getattr(layer, f"{name}_initializer")(variable.shape))
+
+
+def initial_weights(model: keras.Model, seed: tf.Tensor) -> list[tf.Tensor]:
+    """The weights :func:`reset_weights` gives ``model`` (a :func:`build_model` network) for ``seed``,
+    as tensors in ``model.weights`` order, for use inside a ``tf.function`` (``seed``: an int
+    scalar tensor, an input there, so one traced function serves every seed).
+
+    The same draws as Keras' seeded ``RandomUniform`` (TensorFlow's stateless uniform under the seed
+    pair ``(seed * 1000 + i, 0)``, folded into int32 as Keras does), so the values agree to the bit.
+    """
+    values: list[tf.Tensor] = []
+    dense = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            config = layer.kernel_initializer.get_config()  # RandomUniform: minval, maxval
+            pair = tf.stack([tf.cast(seed, tf.int64) * 1000 + dense, tf.constant(0, tf.int64)])
+            pair = tf.cast(tf.math.floormod(pair, tf.int32.max - 1), tf.int32)  # Keras' _cast_seed
+            low, high = tf.cast(config["minval"], tf.float32), tf.cast(config["maxval"], tf.float32)
+            values.append(tf.random.stateless_uniform(layer.kernel.shape, pair, low, high, tf.float32))
+            values.append(layer.bias_initializer(layer.bias.shape))
+            dense += 1
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+                values.append(getattr(layer, f"{name}_initializer")(getattr(layer, name).shape))
+    return values
 
 
 class StackedNetworks(keras.Model):
@@ -161,6 +189,12 @@ class StackedNetworks(keras.Model):
             values = [w[k] for w in weights]
             variable.assign(np.stack(values) if axis == 0 else np.concatenate(values))
 
+    def set_stacked(self, values: list[tf.Tensor]) -> None:
+        """Every network's weights at once: ``values[k]`` is ``[S, *shape]``, network s's k-th weight
+        (in :func:`build_model`'s ``get_weights()`` order) at index s. Works inside a ``tf.function``."""
+        for value, (variable, axis) in zip(values, self._parts(), strict=True):
+            variable.assign(value if axis == 0 else tf.reshape(value, [-1]))
+
     def network_weights(self, s: int) -> list[np.ndarray]:
         """Network s's weights in :func:`build_model`'s ``get_weights()`` order and shapes."""
         out = []
@@ -184,3 +218,62 @@ def build_optimizer(
     """
     schedule = keras.optimizers.schedules.InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)
     return keras.optimizers.SGD(learning_rate=schedule, momentum=momentum, nesterov=True, name="sgd")
+
+
+class RuntimeSGD(keras.optimizers.SGD):
+    """:func:`build_optimizer`'s optimizer (Nesterov SGD, Keras 2's decay) whose learning rate,
+    momentum and decay are ``tf.Variable`` s read at every step: a compiled program that uses it
+    serves every value of them (assign the variables between calls).
+
+    ``lr`` is a float32 scalar, or for :class:`StackedNetworks` of ``networks`` networks a vector
+    ``[networks]``: network s's slice of every variable steps with ``lr[s]``. ``momentum`` and
+    ``decay`` are float32 scalars. The arithmetic is Keras' SGD's, element by element.
+    """
+
+    def __init__(self, lr: tf.Variable, momentum: tf.Variable, decay: tf.Variable, networks: int = 1):
+        schedule = keras.optimizers.schedules.InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)
+        # Any momentum but 0 makes Keras build the momentum buffers; the variable is what steps use.
+        super().__init__(learning_rate=schedule, momentum=0.5, nesterov=True, name="sgd")
+        self.runtime_momentum, self.networks = momentum, networks
+
+    def _lr_for(self, lr: tf.Tensor, variable: keras.Variable) -> tf.Tensor:
+        """``lr`` laid out to multiply ``variable`` elementwise: networks on axis 0 of EinsumDense's
+        kernels ``[S, in, out]`` and biases ``[S, out]``, in consecutive blocks of BN's ``[S*units]``."""
+        if self.networks == 1:
+            return lr
+        rank = len(variable.shape)
+        if rank == 1:
+            return tf.repeat(lr, variable.shape[0] // self.networks)
+        return tf.reshape(lr, [self.networks] + [1] * (rank - 1))
+
+    def update_step(self, gradient: tf.Tensor, variable: keras.Variable, learning_rate: tf.Tensor) -> None:
+        """Keras' Nesterov step: m = m·μ − g·lr; w += m·μ − g·lr (μ, lr read from the variables)."""
+        learning_rate = tf.cast(self._lr_for(learning_rate, variable), variable.dtype)
+        gradient = tf.cast(gradient, variable.dtype)
+        m = self.momentums[self._get_variable_index(variable)]
+        momentum = tf.cast(self.runtime_momentum, variable.dtype)
+        self.assign(m, m * momentum - gradient * learning_rate)
+        self.assign_add(variable, m * momentum - gradient * learning_rate)
+
+
+class BNMomentum(keras.Variable):
+    """BatchNormalization's momentum as a float32 variable (set it as each BN layer's ``momentum``):
+    a compiled program that reads it serves every momentum.
+
+    Keras updates the moving statistics as ``moving * momentum + batch * (1.0 - momentum)``; for a
+    float momentum, ``1.0 - momentum`` is computed in double precision and then rounded. So that a
+    variable gives the same numbers, ``1.0 - self`` is :attr:`complement`, a second variable that
+    :meth:`set` fills with that rounded value (``1 - float32(m)`` in float32 differs in the last bits).
+    """
+
+    def __init__(self, name: str = "bn_momentum"):
+        super().__init__(0.0, trainable=False, dtype="float32", name=name)
+        self.complement = tf.Variable(0.0, trainable=False, dtype=tf.float32, name=f"{name}_complement")
+
+    def __rsub__(self, other: float) -> tf.Tensor:
+        return self.complement.read_value() if other == 1.0 else super().__rsub__(other)
+
+    def set(self, momentum: float | tf.Tensor, complement: float | tf.Tensor) -> None:
+        """Assign ``momentum`` and ``complement`` (``1.0 - momentum`` computed in float64)."""
+        self.assign(momentum)
+        self.complement.assign(complement)

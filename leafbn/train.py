@@ -14,15 +14,12 @@ Around the epoch, a second loop runs a chunk of epochs (by default all of them) 
 the program returns every epoch's losses: Python and TensorFlow take their per-call time once per
 chunk, not once per epoch (a BN-on epoch 7.1 → 6.2 ms on one core, measured).
 
-Compiling costs more than an epoch, so a compiled program is kept per process and reused by every
-later trial with the same architecture and data shapes: a trial re-draws the model's weights
-(:func:`leafbn.model.reset_weights`), zeroes the optimizer's state and assigns its learning rate
-to a variable the schedule reads. Ray Tune's ``reuse_actors`` keeps the process, so a worker
-compiles each architecture once per study. XLA's persistent cache (``LEAFBN_XLA_CACHE``, default
-``~/.cache/leafbn/xla``, one folder per CPU model and feature set; ``off`` disables it) lets a
-new process skip most of the compiling: a
-program is traced under names that do not depend on what the process traced before, so every
-worker, in any order, finds what another worker or an earlier study compiled.
+Compiling costs more than an epoch, so the compiled program is kept and reused by every later run
+of the same network shape and data shapes (:mod:`leafbn.programs`: its key, its bounded cache, XLA's
+persistent cache): the data, seeds, learning rates (one per network), SGD momentum, decay and BN
+momentum are runtime inputs of the program, and a run re-draws the weights, zeroes the optimizer's
+state and assigns those settings in one traced call. A unit of many runs (learning rates, seeds,
+splits, momenta of one architecture) therefore loops through one program without compiling again.
 
 Several seeds of one configuration can train side by side in one program
 (:func:`train_networks`, :class:`leafbn.model.StackedNetworks`): one compile for all of them;
@@ -36,17 +33,11 @@ validation loss is not finite, and its result says so; the others go on.
 
 from __future__ import annotations
 
-import gc
-import hashlib
-import itertools
 import math
 import time
-import warnings
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -55,12 +46,11 @@ from leafbn.xla_cache import use_xla_cache, use_xla_options
 use_xla_options()  # before the cache: its folder depends on XLA_FLAGS
 use_xla_cache()  # both before XLA compiles anything: it reads its flags once
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
 from leafbn.config import steps_per_epoch  # noqa: E402
-from leafbn.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402
+from leafbn.model import ModelSpec  # noqa: E402
+from leafbn.programs import compiled_model, program_for, program_key, stacked_model, tracing_counts  # noqa: E402
 
 __all__ = [
     "EpochResult", "TrialResult", "train", "train_networks", "single_thread", "epoch_order",
@@ -119,220 +109,6 @@ def epoch_order(seed: int, epochs: int, n: int) -> np.ndarray:
     return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int32)
 
 
-_TRACED: Counter = Counter()  # programs traced per key in this process (normally one)
-
-
-@contextmanager
-def _stable_uids(key: tuple) -> Iterator[None]:
-    """Trace with TensorFlow unique ids that depend on ``key`` only, not on the process's history.
-
-    XLA's persistent cache keys a compiled program by its function and HLO names, and TensorFlow
-    numbers those from one process-wide counter (``__inference_epoch_1994``). A worker that traced
-    BN first and no-BN second named both differently from one that went the other way, so the
-    cache missed and the program was compiled again. Here a program's ids come from a range of its
-    own (2**21 ids, one of 2**30 ranges picked by a hash of ``key`` and how many times this process
-    traced it before), far above the process counter: every process names the same program alike.
-    Layer and optimizer names are fixed for the same reason (:func:`leafbn.model.build_model`).
-    """
-    digest = hashlib.sha256(repr((key, _TRACED[key])).encode()).digest()
-    _TRACED[key] += 1
-    ids = itertools.count((1 << 40) + (int.from_bytes(digest[:8], "big") % (1 << 30)) * (1 << 21))
-    process_uid = tf_ops.uid
-    tf_ops.uid = lambda: next(ids)
-    try:
-        yield
-    finally:
-        tf_ops.uid = process_uid
-
-
-class _Key(NamedTuple):
-    """What a compiled program depends on: trials that agree on all of it share one program."""
-
-    spec: ModelSpec
-    networks: int  # trained side by side (StackedNetworks) when more than one
-    momentum: float
-    decay: float
-    batch_size: int
-    drop_last: bool
-    n_train: int
-    n_val: int
-    rows: int  # epochs whose minibatch orders a call takes (:func:`_rows`)
-
-
-def _rows(epochs: int) -> int:
-    """Room for ``epochs`` epochs' minibatch orders, in hundreds: runs of up to 100 epochs share one
-    program (a program's inputs have fixed shapes)."""
-    return max(1, math.ceil(epochs / 100)) * 100
-
-
-def _epochs_program(epoch: Callable, key: _Key) -> Any:
-    """The compiled program of a trial, traced for ``key``: ``epoch`` (one epoch of
-    ``key.networks`` networks, returning their train loss, validation loss and accuracy) for epochs
-    ``start`` … ``stop - 1`` in one call. ``orders`` holds every epoch's minibatch order
-    (``key.rows`` of them); ``alive`` says which networks have not diverged. The loop stops early
-    after an epoch that leaves none alive (a loss not finite). Returns the losses
-    ``[rows, 3, networks]`` (NaN for epochs not run) and the epoch it stopped before."""
-    networks, rows = key.networks, key.rows
-
-    @tf.function(jit_compile=True, autograph=False)  # no Python control flow to convert: traces faster
-    def run(x, y, orders, start, stop, alive, x_val, y_val):
-        def body(e, losses, alive):
-            now = tf.reshape(tf.stack(epoch(x, y, tf.gather(orders, e), x_val, y_val)), [3, networks])
-            alive = alive & tf.reduce_all(tf.math.is_finite(now[:2]), axis=0)
-            return e + 1, tf.tensor_scatter_nd_update(losses, [[e]], now[None]), alive
-
-        state = (start, tf.fill([rows, 3, networks], math.nan), alive)
-        stopped, losses, _ = tf.while_loop(lambda e, _, alive: (e < stop) & tf.reduce_any(alive), body, state)
-        return losses, stopped
-
-    # Traced now, under names that depend on ``key`` only (:func:`_stable_uids`).
-    n_features, n_train, n_val = key.spec.n_features, key.n_train, key.n_val
-    specs = [
-        ((n_train, n_features), tf.float32), ((n_train,), tf.int32),
-        ((rows, networks, n_train), tf.int32), ((), tf.int32), ((), tf.int32),
-        ((networks,), tf.bool), ((n_val, n_features), tf.float32), ((n_val,), tf.int32),
-    ]  # fmt: skip
-    with _stable_uids(tuple(key)), warnings.catch_warnings():
-        # The mask reaches every layer inside the model; Keras warns that the model's output
-        # carries none, which is as it should be.
-        warnings.filterwarnings("ignore", message=".*does not support masking.*")
-        run.get_concrete_function(*(tf.TensorSpec(shape, dtype) for shape, dtype in specs))
-    return run
-
-
-class _Program:
-    """One architecture's model, optimizer and compiled program (:func:`_epochs_program`), reusable
-    across trials."""
-
-    def __init__(self, key: _Key):
-        spec, _, momentum, decay, batch_size, drop_last, n_train, n_val, _ = key
-        self.model = build_model(spec, seed=0)
-        self.lr = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-        self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
-        self.optimizer.build(self.model.trainable_variables)
-        self.loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
-        steps = steps_per_epoch(n_train, batch_size, drop_last)
-        padding = max(steps * batch_size - n_train, 0)
-        n_trained = min(steps * batch_size, n_train)  # rows trained per epoch
-        positions = tf.range(batch_size)
-        model, optimizer, loss_fn = self.model, self.optimizer, self.loss
-
-        def step(x: tf.Tensor, y: tf.Tensor, perm: tf.Tensor, i: tf.Tensor) -> tf.Tensor:
-            idx = tf.slice(perm, [i * batch_size], [batch_size])
-            real = i * batch_size + positions < n_train  # False only for the last batch's padding
-            weight = tf.cast(real, tf.float32)
-            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
-            with tf.GradientTape() as tape:
-                total = loss_fn(yb, model(xb, training=True, mask=real), sample_weight=weight)
-                loss = total / tf.reduce_sum(weight)  # the mean over the batch's real rows
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return total
-
-        def epoch(x, y, perm, x_val, y_val):  # perm: [1, n]
-            perm = tf.concat([perm[0], tf.zeros([padding], tf.int32)], axis=0)
-            body = lambda i, total: (i + 1, total + step(x, y, perm, i))  # noqa: E731
-            _, total = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), tf.constant(0.0)))
-            probs = model(x_val, training=False)
-            val_loss = loss_fn(y_val, probs) / n_val
-            hits = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y_val)
-            return total / n_trained, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32))
-
-        self.epochs = _epochs_program(epoch, key)
-
-    def reset(self, seeds: Sequence[int], lr: float) -> None:
-        (seed,) = seeds
-        reset_weights(self.model, seed)
-        for variable in self.optimizer.variables:  # iterations and momentum buffers
-            variable.assign(tf.zeros_like(variable))
-        self.lr.assign(lr)
-
-
-class _StackedProgram:
-    """As :class:`_Program`, for ``key.networks`` networks side by side (:class:`StackedNetworks`):
-    each network has its own minibatch order, initial weights, BN statistics and optimizer state;
-    only the learning rate and the step count are shared. One compile serves them all."""
-
-    def __init__(self, key: _Key):
-        spec, networks, momentum, decay, batch_size, drop_last, n_train, n_val, _ = key
-        self.single = build_model(spec, seed=0)  # draws each network's initial weights
-        self.model = StackedNetworks(spec, networks)
-        self.lr = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-        self.optimizer = build_optimizer(self.lr, momentum=momentum, decay=decay)
-        self.optimizer.build(self.model.trainable_variables)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
-        steps = steps_per_epoch(n_train, batch_size, drop_last)
-        padding = max(steps * batch_size - n_train, 0)
-        n_trained = min(steps * batch_size, n_train)
-        positions = tf.range(batch_size)
-        model, optimizer = self.model, self.optimizer
-
-        def step(x: tf.Tensor, y: tf.Tensor, perm: tf.Tensor, i: tf.Tensor) -> tf.Tensor:
-            idx = tf.transpose(tf.slice(perm, [0, i * batch_size], [networks, batch_size]))  # [B, S]
-            real = i * batch_size + positions < n_train  # [B]: False only for the last batch's padding
-            weight = tf.cast(real, tf.float32)
-            xb, yb = tf.gather(x, idx), tf.gather(y, idx)  # [B, S, F], [B, S]
-            with tf.GradientTape() as tape:
-                rows = loss_fn(yb, model(xb, training=True, mask=real))  # [B, S]
-                total = tf.reduce_sum(rows * weight[:, None], axis=0)  # [S]: each network's sum
-                # The sum of the networks' mean losses: its gradient in network s's slice of every
-                # variable is network s's own gradient.
-                loss = tf.reduce_sum(total) / tf.reduce_sum(weight)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return total
-
-        def epoch(x, y, perm, x_val, y_val):
-            perm = tf.concat([perm, tf.zeros([networks, padding], tf.int32)], axis=1)
-            body = lambda i, total: (i + 1, total + step(x, y, perm, i))  # noqa: E731
-            start = (tf.constant(0), tf.zeros([networks]))
-            _, total = tf.while_loop(lambda i, _: i < steps, body, start)
-            xv = tf.broadcast_to(x_val[:, None], [n_val, networks, x_val.shape[-1]])
-            yv = tf.broadcast_to(y_val[:, None], [n_val, networks])
-            probs = model(xv, training=False)  # [V, S, C]
-            val_loss = tf.reduce_sum(loss_fn(yv, probs), axis=0) / n_val
-            hits = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), yv)
-            return total / n_trained, val_loss, tf.reduce_mean(tf.cast(hits, tf.float32), axis=0)
-
-        self.epochs = _epochs_program(epoch, key)
-
-    def reset(self, seeds: Sequence[int], lr: float) -> None:
-        weights = []
-        for seed in seeds:
-            reset_weights(self.single, seed)  # the weights build_model(spec, seed) draws
-            weights.append(self.single.get_weights())
-        self.model.set_networks(weights)
-        for variable in self.optimizer.variables:
-            variable.assign(tf.zeros_like(variable))
-        self.lr.assign(lr)
-
-
-_PROGRAMS: dict[_Key, _Program | _StackedProgram] = {}
-
-
-def compiled_model(spec: ModelSpec, drop_last: bool = False) -> keras.Model:
-    """The model inside this process's compiled program for ``spec``, with the weights its last
-    trial left (for checking them against another implementation). KeyError if none was built."""
-    for key, program in _PROGRAMS.items():
-        if key.spec == spec and key.drop_last == drop_last and key.networks == 1:
-            return program.model
-    raise KeyError(f"no compiled program for {spec} (drop_last={drop_last}) in this process")
-
-
-def stacked_model(spec: ModelSpec, networks: int, drop_last: bool = False) -> StackedNetworks:
-    """The :class:`StackedNetworks` inside this process's program for ``networks`` networks of
-    ``spec``, with the weights its last trial left. KeyError if none was built."""
-    for key, program in _PROGRAMS.items():
-        if key.spec == spec and key.drop_last == drop_last and key.networks == networks:
-            return program.model
-    raise KeyError(f"no compiled program for {networks} networks of {spec} in this process")
-
-
-def tracing_counts() -> list[int]:
-    """How often each compiled program of this process was traced (1 each when reuse works)."""
-    return sorted(program.epochs.experimental_get_tracing_count() for program in _PROGRAMS.values())
-
-
 def train(
     spec: ModelSpec,
     x_train: np.ndarray,
@@ -361,7 +137,7 @@ def train_networks(
     x_val: np.ndarray,
     y_val: np.ndarray,
     *,
-    lr: float,
+    lr: float | Sequence[float],
     seeds: Sequence[int],
     epochs: int = 100,
     batch_size: int = 10,
@@ -371,16 +147,21 @@ def train_networks(
     on_epoch: Callable[[list[EpochResult | None]], bool | None] | None = None,
     chunk: int | None = None,
 ) -> list[TrialResult]:
-    """Train one network per seed, all with ``spec`` and ``lr``, side by side in one compiled
-    program; never raises on divergence.
+    """Train one network per seed, all with ``spec``, side by side in one compiled program; never
+    raises on divergence.
+
+    The program is compiled once per :class:`leafbn.programs.ProgramKey` (``spec`` without its
+    ``bn_momentum``, ``len(seeds)``, ``batch_size``, ``drop_last``, the data's row counts, epochs in
+    hundreds) and reused: the data, seeds, learning rates, ``momentum``, ``decay`` and
+    ``spec.bn_momentum`` are its runtime inputs.
 
     Parameters
     ----------
-    spec : the architecture (its ``n_features``/``n_classes`` must match the data).
+    spec : the architecture (its ``n_features``/``n_classes`` must match the data) and BN momentum.
     x_train, y_train, x_val, y_val : float32 features ``(n, n_features)`` and int labels ``(n,)``.
-    lr : base learning rate, shared by the networks.
+    lr : base learning rate: one for every network, or one per seed (``len(lr) == len(seeds)``).
     seeds : one network per seed: its initial weights and its minibatch order.
-    epochs, batch_size, momentum, decay : the blog's SGD settings by default.
+    epochs, batch_size, momentum, decay : the blog's SGD settings by default (shared by the networks).
     drop_last : leave out each epoch's last batch when it is smaller than ``batch_size`` (Keras
         keeps it: the default); needs ``batch_size <= len(x_train)``.
     on_epoch : called after every epoch with each network's :class:`EpochResult` (None for one
@@ -402,24 +183,45 @@ def train_networks(
         raise ValueError(f"batch_size {batch_size}: must be <= the {n_train} training rows with drop_last")
     if not seeds:
         raise ValueError("seeds: must name at least one seed")
+    lrs = [float(lr)] * len(seeds) if np.ndim(lr) == 0 else [float(v) for v in lr]  # type: ignore[union-attr]
+    if len(lrs) != len(seeds):
+        raise ValueError(f"lr: {len(lrs)} values for {len(seeds)} seeds; give one per seed or one for all")
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk {chunk}: must be >= 1")
-    chunk = chunk or (1 if on_epoch is not None else epochs)
-    rows = _rows(epochs)
-    key = _Key(spec, len(seeds), momentum, decay, batch_size, drop_last, n_train, len(x_val), rows)
-    program = _program(key)
-    program.reset(seeds, lr)
-    x, y = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.int32)
-    xv, yv = tf.constant(x_val, tf.float32), tf.constant(y_val, tf.int32)
-    orders = np.zeros((rows, len(seeds), n_train), np.int32)  # every epoch's order, per network
+    key = program_key(spec, len(seeds), batch_size, drop_last, n_train, len(x_val), epochs)
+    program = program_for(key)
+    program.reset(seeds, lrs, momentum, decay, spec.bn_momentum)
+    data = tuple(tf.constant(v, t) for v, t in zip((x_train, y_train, x_val, y_val), _DTYPES))
+    orders = np.zeros((key.rows, len(seeds), n_train), np.int32)  # every epoch's order, per network
     orders[:epochs] = np.stack([epoch_order(seed, epochs, n_train) for seed in seeds], axis=1)
-    orders = tf.constant(orders)
     results = [TrialResult() for _ in seeds]
+    chunk = chunk or (1 if on_epoch is not None else epochs)
+    _run_chunks(program.epochs, data, tf.constant(orders), results, epochs, chunk, on_epoch)
+    for result in results:
+        result.time_s = (time.perf_counter() - start) / len(seeds)
+    return results
+
+
+_DTYPES = (tf.float32, tf.int32, tf.float32, tf.int32)  # x, y, x_val, y_val as the program takes them
+
+
+def _run_chunks(
+    epochs_program: Any,
+    data: tuple[tf.Tensor, ...],
+    orders: tf.Tensor,
+    results: list[TrialResult],
+    epochs: int,
+    chunk: int,
+    on_epoch: Callable[[list[EpochResult | None]], bool | None] | None,
+) -> None:
+    """Call the compiled program for ``chunk`` epochs at a time until ``epochs`` ran, every network
+    diverged or ``on_epoch`` said stop, appending each network's epochs to ``results`` in place."""
+    x, y, xv, yv = data
     done, stopped = 0, False  # epochs run; whether every network diverged or on_epoch said stop
     while done < epochs and not stopped:
         alive = tf.constant([not r.diverged for r in results])
         bounds = tf.constant(done), tf.constant(min(done + chunk, epochs))  # Python ints would retrace
-        losses, reached = program.epochs(x, y, orders, *bounds, alive, xv, yv)
+        losses, reached = epochs_program(x, y, orders, *bounds, alive, xv, yv)
         losses = losses.numpy()
         for e in range(done, int(reached)):
             now: list[EpochResult | None] = []
@@ -436,27 +238,3 @@ def train_networks(
                 stopped = True
                 break
         done = int(reached)
-    for result in results:
-        result.time_s = (time.perf_counter() - start) / len(seeds)
-    return results
-
-
-def _program(key: _Key) -> _Program | _StackedProgram:
-    """This process's compiled program for ``key``, built (traced and compiled) on first use."""
-    program = _PROGRAMS.get(key)
-    if program is None:
-        # TensorFlow, Keras and Ray leave ~0.5 million long-lived objects: one full collection of
-        # them costs 0.2-0.3 s, as much as a third of a trial. They live as long as the process,
-        # and so does the program's graph; the collector leaves frozen objects alone.
-        # Tracing creates objects that live as long as the program: collections during it only walk
-        # them (0.2 of a 0.55 s build, measured), so the collector waits until the program is built.
-        gc.freeze()
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            program = _PROGRAMS[key] = (_Program if key.networks == 1 else _StackedProgram)(key)
-        finally:
-            if enabled:
-                gc.enable()
-        gc.freeze()
-    return program

@@ -3,8 +3,17 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from leafbn.model import ModelSpec, build_model, build_optimizer, reset_weights
+from leafbn.model import (
+    BNMomentum,
+    ModelSpec,
+    RuntimeSGD,
+    build_model,
+    build_optimizer,
+    initial_weights,
+    reset_weights,
+)
 
 
 def test_model_matches_the_seed_architecture():
@@ -37,3 +46,52 @@ def test_reset_weights_is_a_new_model_with_that_seed():
     fresh = build_model(spec, seed=5)
     for ours, theirs in zip(model.variables, fresh.variables, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+
+
+def test_initial_weights_in_a_traced_function_are_reset_weights_to_the_bit():
+    spec = ModelSpec(bn=True, depth=1, width=8)
+    model = build_model(spec, seed=0)
+    draw = tf.function(lambda seed: initial_weights(model, seed), autograph=False)
+    for seed in (5, 3_000_000):  # the second folds into int32 as Keras' seeds do
+        expected = build_model(spec, seed).get_weights()
+        got = draw(tf.constant(seed, tf.int64))
+        assert len(got) == len(expected)
+        for ours, theirs in zip(got, expected):
+            np.testing.assert_array_equal(ours.numpy(), theirs)
+
+
+def test_bn_momentum_variable_updates_as_the_float_does():
+    # Keras computes 1.0 - momentum in double precision for a float momentum; the variable's
+    # complement holds that value, so the moving statistics come out the same to the bit.
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    plain = keras.layers.BatchNormalization(momentum=0.99)
+    runtime = keras.layers.BatchNormalization(momentum=0.5)  # replaced by the variable
+    plain.build((None, 4))
+    runtime.build((None, 4))
+    momentum = BNMomentum()
+    object.__setattr__(runtime, "momentum", momentum)
+    momentum.set(0.99, 1.0 - 0.99)
+    assert float(1.0 - momentum) != float(np.float32(1.0) - np.float32(0.99))  # the case that matters
+    for layer in (plain, runtime):
+        layer(x, training=True)
+    np.testing.assert_array_equal(runtime.moving_mean.numpy(), plain.moving_mean.numpy())
+    np.testing.assert_array_equal(runtime.moving_variance.numpy(), plain.moving_variance.numpy())
+    assert len(runtime.weights) == 4  # the momentum is no weight of the layer
+
+
+def test_runtime_sgd_steps_each_network_with_its_own_learning_rate():
+    # Two stacked "networks" (a [2, 3] variable): each slice steps as Keras' SGD with its own lr.
+    grad = np.array([[0.5, -1.0, 2.0], [1.0, 1.0, -3.0]], np.float32)
+    lr, mu, decay = tf.Variable([0.1, 0.01]), tf.Variable(0.9), tf.Variable(1e-3)
+    weights = keras.Variable(np.ones((2, 3), np.float32))
+    ours = RuntimeSGD(lr, mu, decay, networks=2)
+    ours.build([weights])
+    for _ in range(2):
+        ours.apply_gradients([(tf.constant(grad), weights)])
+    for s, rate in enumerate((0.1, 0.01)):
+        alone = keras.Variable(np.ones(3, np.float32))
+        keras_sgd = build_optimizer(rate, momentum=0.9, decay=1e-3)
+        keras_sgd.build([alone])
+        for _ in range(2):
+            keras_sgd.apply_gradients([(tf.constant(grad[s]), alone)])
+        np.testing.assert_array_equal(weights.numpy()[s], alone.numpy())

@@ -5,14 +5,17 @@ import math
 import os
 import subprocess
 import sys
+import weakref
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from leafbn import data as leafdata
+from leafbn import programs
 from leafbn import splits as leafsplits
-from leafbn import train as train_module
 from leafbn.model import ModelSpec, build_model, build_optimizer
+from leafbn.programs import program_key
 from leafbn.train import (
     compiled_model,
     epoch_order,
@@ -115,19 +118,47 @@ def test_same_seed_same_numbers_and_reuse_does_not_leak_state(split):
     assert [e.val_loss for e in first.epochs] != [e.val_loss for e in other.epochs]
 
 
-def test_building_a_program_freezes_the_heap_and_a_reused_one_does_not(split):
-    # A full collection of TensorFlow's and Keras' long-lived objects costs 0.2-0.3 s; the
-    # trainer freezes them (and the new program's graph) when it builds a program, and only then:
-    # a trial's own garbage must stay collectable.
-    spec = spec_for(split, bn=True, depth=1, width=13)  # an architecture no other test builds
-    args = (spec, split.x_train, split.y_train, split.x_val, split.y_val)
-    before = gc.get_freeze_count()
-    train(*args, lr=0.01, seed=0, epochs=1)
-    built = gc.get_freeze_count()
-    assert built > before + 1_000  # the new program's graph: thousands of objects (more when it is the first)
-    assert gc.isenabled()  # off only while the program was traced
-    train(*args, lr=0.01, seed=1, epochs=1)
-    assert gc.get_freeze_count() == built
+def test_programs_are_a_bounded_least_recently_used_cache(split, monkeypatch):
+    # A worker cycling through more shapes than the cache holds keeps a bounded number of programs,
+    # and an evicted one is freed: nothing (gc.freeze included) keeps it alive.
+    monkeypatch.setenv("LEAFBN_PROGRAM_CACHE", "2")
+    data = (split.x_train, split.y_train, split.x_val, split.y_val)
+    specs = [spec_for(split, bn=True, depth=1, width=w) for w in (11, 12, 13)]  # shapes no other test builds
+    keys = [program_key(spec, 1, 10, False, len(split.x_train), len(split.x_val), 1) for spec in specs]
+    first = train(specs[0], *data, lr=0.01, seed=0, epochs=1)
+    assert gc.get_freeze_count() > 0  # the libraries, frozen by the process's first build
+    frozen = gc.get_freeze_count()
+    train(specs[1], *data, lr=0.01, seed=0, epochs=1)
+    assert gc.get_freeze_count() == frozen  # later programs stay collectable
+    assert gc.isenabled()  # off only while a program was traced
+    assert train(specs[0], *data, lr=0.01, seed=0, epochs=1).epochs == first.epochs  # now the most recent
+    gone = weakref.ref(programs._PROGRAMS[keys[1]])
+    train(specs[2], *data, lr=0.01, seed=0, epochs=1)
+    assert list(programs._PROGRAMS) == [keys[0], keys[2]]  # the least recently used one left
+    assert gone() is None  # and its program was freed
+    monkeypatch.setenv("LEAFBN_PROGRAM_CACHE", "0")
+    with pytest.raises(ValueError, match="LEAFBN_PROGRAM_CACHE='0': must be an integer >= 1"):
+        programs.program_cache_size()
+
+
+def test_one_program_serves_every_lr_and_momentum_with_the_numbers_of_its_own(split):
+    # Learning rate, SGD momentum, decay and BN momentum are inputs of the compiled program, not
+    # constants: one trace serves them all, and each run's numbers are those of a program built
+    # for it alone (to the bit: the same program, the same arithmetic).
+    spec = spec_for(split, bn=True, depth=1, width=14)  # a shape no other test builds
+    data = (split.x_train, split.y_train, split.x_val, split.y_val)
+    runs = [(0.99, 0.01, 0.9, 1e-6), (0.9, 0.1, 0.5, 1e-3)]  # BN momentum, lr, momentum, decay
+    key = program_key(spec, 2, 10, False, len(split.x_train), len(split.x_val), 2)
+    shared = []
+    for bn_momentum, lr, momentum, decay in runs:
+        settings = dict(lr=[lr, lr / 10], seeds=[1, 2], epochs=2, momentum=momentum, decay=decay)
+        shared.append((replace(spec, bn_momentum=bn_momentum), settings))
+    together = [train_networks(s, *data, **settings) for s, settings in shared]
+    assert programs._PROGRAMS[key].epochs.experimental_get_tracing_count() == 1
+    for (s, settings), result in zip(reversed(shared), reversed(together)):
+        programs._PROGRAMS.pop(key)  # a fresh program, built with this run's settings first
+        assert [r.epochs for r in train_networks(s, *data, **settings)] == [r.epochs for r in result]
+    assert together[0][0].epochs != together[1][0].epochs  # the settings made a difference
 
 
 def test_divergence_is_recorded_not_raised(split):
@@ -234,21 +265,15 @@ def test_networks_trained_together_follow_each_one_trained_alone(split, bn, lr, 
         )
 
 
-def test_a_network_that_diverges_leaves_the_others_as_they_were(split, monkeypatch):
+def test_a_network_that_diverges_leaves_the_others_as_they_were(split):
     spec = spec_for(split, bn=True)
     args = (spec, split.x_train, split.y_train, split.x_val, split.y_val)
     clean = train_networks(*args, lr=0.01, seeds=[0, 13, 1], epochs=3)
-    draw = train_module.reset_weights
-
-    def poisoned(model, seed):  # network 13 starts with an infinite weight
-        draw(model, seed)
-        if seed == 13:
-            model.layers[0].kernel.assign(np.full(model.layers[0].kernel.shape, np.inf, np.float32))
-
-    monkeypatch.setattr(train_module, "reset_weights", poisoned)
     seen = []
-    dirty = train_networks(*args, lr=0.01, seeds=[0, 13, 1], epochs=3, on_epoch=seen.append)
+    dirty = train_networks(*args, lr=[0.01, 1e9, 0.01], seeds=[0, 13, 1], epochs=3, on_epoch=seen.append)
     assert dirty[1].diverged and dirty[1].diverged_epoch == 1 and len(dirty[1].epochs) == 1
     assert not clean[1].diverged and [r is None for r in seen[1]] == [False, True, False]
     for s in (0, 2):  # the same program, the same arithmetic: the same numbers to the bit
         assert not dirty[s].diverged and dirty[s].epochs == clean[s].epochs
+    with pytest.raises(ValueError, match="lr: 2 values for 3 seeds; give one per seed or one for all"):
+        train_networks(*args, lr=[0.01, 0.1], seeds=[0, 13, 1], epochs=1)
