@@ -57,23 +57,21 @@ def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
 def plot_answer(data: pd.DataFrame) -> Figure:
     """Both arms on one log-lr axis: success share with its band, diverged share (×), and below, each
     arm's trainable range as a bar with whiskers at both edges' 95% intervals; verdict in the title."""
-    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     for i, (bn, arm) in enumerate(data.groupby("bn", sort=True)):
-        color = ARM_COLORS[bool(bn)]
-        ax.plot(
-            arm["lr"], arm["success_rate"], marker="o", color=color, label=f"{_ARM_NAMES[bool(bn)]}: trains"
-        )
-        ax.fill_between(
-            arm["lr"], arm["success_ci_low"], arm["success_ci_high"], color=color, alpha=0.2, lw=0
-        )
-        hit = arm[arm["diverged_share"] > 0]
-        ax.scatter(hit["lr"], hit["diverged_share"], marker="x", color="red", s=40, zorder=3,
-                   label="diverged share" if i == 0 else None)  # fmt: skip
+        color, name = ARM_COLORS[bool(bn)], _ARM_NAMES[bool(bn)]
+        ax.plot(arm["lr"], arm["success_rate"], marker="o", color=color, label=f"{name}: share that trains")
+        band = (arm["success_ci_low"], arm["success_ci_high"])
+        ax.fill_between(arm["lr"], *band, color=color, alpha=0.2, lw=0)
+        ax.plot(arm["lr"], arm["diverged_share"], ls=":", marker="x", ms=7, mec="red", color=color,
+                label=f"{name}: share that diverged")  # fmt: skip
         first = arm.iloc[0]
-        y = -0.1 - 0.08 * i
+        y = -0.1 - 0.09 * i
         if np.isfinite(first["lower"]) and np.isfinite(first["upper"]):
             ax.plot([first["lower"], first["upper"]], [y, y], color=color, lw=6, solid_capstyle="butt")
+            ax.annotate(f"{name}: {first['lower']:.2g} to {first['upper']:.2g}", (first["upper"], y),
+                        xytext=(8, 0), textcoords="offset points", va="center", fontsize=8)  # fmt: skip
             for edge in ("lower", "upper"):
                 lo, hi = first[f"{edge}_low"], first[f"{edge}_high"]
                 if np.isfinite(lo) and np.isfinite(hi):
@@ -81,13 +79,18 @@ def plot_answer(data: pd.DataFrame) -> Figure:
                                 capsize=3, lw=1)  # fmt: skip
     ax.axhline(0.5, color="grey", ls="--", lw=0.8)
     ax.set_xscale("log")
-    ax.set_ylim(-0.3, 1.05)
+    ax.set_ylim(-0.32, 1.05)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_xlabel("learning rate")
     ax.set_ylabel("share of runs")
     verdict = str(data["verdict"].iloc[0]).replace("_", " ") if len(data) else "no answer"
     p = data["p_bn_wider"].iloc[0] if len(data) else float("nan")
-    ax.set_title(f"Verdict: {verdict} (P(BN wider) = {p:.3f}); bars: trainable range, whiskers: edge 95%")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(
+        f"Verdict: {verdict}, P(BN's trainable range wider) = {p:.3f}\n"
+        "bars: where at least half the runs train; whiskers: 95% intervals of both edges",
+        fontsize=10,
+    )
+    ax.legend(loc="center right", fontsize=8)
     return fig
 
 

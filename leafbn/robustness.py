@@ -275,6 +275,7 @@ def bootstrap_answer(
     """
     if resamples < 1:
         raise ValueError(f"resamples {resamples}: must be >= 1")
+    trials = analysis.prepare(trials)
     if column not in trials.columns:
         raise ValueError(f"trials have no {column} column: call add_outcomes first")
     rng = np.random.default_rng(random_seed)
