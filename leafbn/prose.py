@@ -164,7 +164,9 @@ def _interval(iv: dict[str, Any], unit: str = "", signed: bool = False) -> str:
         return "none"
     f = "{:+.2f}" if signed else "{:.2f}"
     text = f.format(iv["estimate"]) + unit
-    if iv["ci_low"] is not None:
+    if iv["ci_low"] is not None and iv["ci_low"] == iv["ci_high"] == iv["estimate"]:
+        text += " (the same in every resample)"
+    elif iv["ci_low"] is not None:
         text += f" (95% interval {f.format(iv['ci_low'])} to {f.format(iv['ci_high'])})"
     return text
 
@@ -178,20 +180,24 @@ def _probability(p: float) -> str:
     return f"= {p:.3f}"
 
 
+def _p_value(p: float) -> str:
+    return f"< {1 / 1000:g}" if p < 0.001 else f"= {p:.3g}"
+
+
 def _verdict_sentence(ans: dict[str, Any]) -> str:
     p = _probability(ans["p_bn_wider"])
     units = f"{ans['seeds']} seeds" + (f" × {ans['splits']} splits" if ans["splits"] > 1 else "")
     return (
         f"**Verdict: {_VERDICT[ans['verdict']]}** — P(BN's trainable range is wider) {p} "
-        f"(Holm-corrected two-sided p {ans['p_holm']:.3g}), over {units} per learning rate and arm."
+        f"(Holm-corrected two-sided p {_p_value(ans['p_holm'])}), over {units} per learning rate and arm."
     )
 
 
 def _range_sentence(ans: dict[str, Any]) -> str:
     w = ans["width_decades"]
     return (
-        f"A run trains over {_interval(w['bn'], ' decades')} of learning rate with BN and over "
-        f"{_interval(w['no_bn'], ' decades')} without; BN − no BN: "
+        f"Width of learning rates in which a run trains: with BN {_interval(w['bn'], ' decades')}, "
+        f"without BN {_interval(w['no_bn'], ' decades')}; BN − no BN: "
         f"{_interval(ans['difference_decades'], ' decades', signed=True)}."
     )
 
@@ -200,6 +206,8 @@ def _lr_interval(iv: dict[str, Any]) -> str:
     if iv["estimate"] is None:
         return "none (fewer than half the runs train at every learning rate)"
     ci = f" (95% interval {iv['ci_low']:.3g} to {iv['ci_high']:.3g})" if iv["ci_low"] is not None else ""
+    if iv["ci_low"] is not None and iv["ci_low"] == iv["ci_high"] == iv["estimate"]:
+        ci = " (the same in every resample)"
     return f"{iv['estimate']:.3g}{ci}"
 
 
@@ -217,7 +225,8 @@ def _edge_sentence(ans: dict[str, Any]) -> str:
         if ends:
             notes.append(f"the {label} {' and '.join(ends)} edge is the grid's end")
     if notes:
-        text += " " + "; ".join(notes).capitalize() + ", so that range may extend beyond the grid."
+        joined = "; ".join(notes)
+        text += f" {joined[0].upper()}{joined[1:]}, so that range may extend beyond the grid."
     return text
 
 
