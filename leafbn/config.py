@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = [
     "StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
-    "contradictions", "flat_config", "steps_per_epoch", "trial_seeds",
+    "contradictions", "flat_config", "lr_grid", "steps_per_epoch", "trial_seeds",
 ]  # fmt: skip
 
 #: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
@@ -45,6 +45,17 @@ SPACES: dict[str, dict[str, tuple]] = {
 
 #: Ray Tune's standard logger callbacks a study can add (``--log``).
 LOGGERS: tuple[str, ...] = ("tensorboard", "csv", "mlflow")
+
+
+def lr_grid(lrs: tuple[float, ...], per_decade: int) -> tuple[float, ...]:
+    """The range of ``lrs`` (lowest to highest) with ``per_decade`` log-spaced points per decade,
+    both ends kept (the seed's 0.001 … 1000 at 4 per decade: 25 learning rates), to 6 digits."""
+    if per_decade < 1:
+        raise ConfigError(f"--lr-per-decade {per_decade}: must be >= 1 (4 or 5 recommended)")
+    low, high = math.log10(min(lrs)), math.log10(max(lrs))
+    points = max(round((high - low) * per_decade), 1) + 1
+    grid = [float(f"{10**v:.6g}") for v in (low + (high - low) * k / (points - 1) for k in range(points))]
+    return tuple(dict.fromkeys(grid))
 
 
 def steps_per_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:

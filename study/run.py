@@ -17,7 +17,7 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
 
-from leafbn.config import SPACES, ConfigError, StudyConfig
+from leafbn.config import SEED_LRS, SPACES, ConfigError, StudyConfig, lr_grid
 from leafbn.spaces import space_axes
 
 T = TypeVar("T")
@@ -113,6 +113,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=listed(number(float), "--lr"),
         default=None,
         help="learning rates (default: 0.001,0.01,…,1000)",
+    )
+    axes.add_argument(
+        "--lr-per-decade",
+        type=number(int),
+        default=None,
+        metavar="N",
+        help="N log-spaced learning rates per decade over the --lr range (4 or 5 recommended: "
+        "the seed's 0.001 … 1000 becomes 25 or 31 learning rates)",
     )
     axes.add_argument(
         "--bn", type=listed(on_off, "--bn"), default=None, help="BatchNormalization: on,off (default: both)"
@@ -266,6 +274,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for action in p._actions:
         action.default = argparse.SUPPRESS
     args.asked = {name for name in vars(p.parse_args(argv)) if name not in ("grid", "resume", "report")}
+    if "lr_per_decade" in args.asked:  # it sets the lr axis
+        args.asked = (args.asked - {"lr_per_decade"}) | {"lr"}
     return args
 
 
@@ -274,10 +284,13 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     from leafbn.data import default_spec
 
     fields = {k: v for k, v in vars(args).items() if k not in ("grid", "report", "resume", "asked")}
+    per_decade = fields.pop("lr_per_decade", None)
     fields["data"] = args.data or default_spec()
     for axis, values in space_axes(args.space).items():
         if fields[axis] is None:
             fields[axis] = values
+    if per_decade is not None:
+        fields["lr"] = lr_grid(fields["lr"] or SEED_LRS, per_decade)
     return StudyConfig(**fields)
 
 
