@@ -190,8 +190,9 @@ def caveats(
         n_tests = int((effect["status"] == "ok").sum())
         if n_tests > 1:
             items.append(
-                f"{n_tests} learning rates tested per test (Welch and Mann–Whitney U), each family of tests "
-                f"Holm-corrected at p < {1 - confidence:g}; the verdict rests on the bootstrap, not on them."
+                f"{n_tests} learning rates tested per test (paired t and Wilcoxon signed-rank), each family "
+                f"of tests Holm-corrected at p < {1 - confidence:g}; the verdict rests on the bootstrap, "
+                "not on them."
             )
     study = record.study
     split = (
@@ -246,7 +247,7 @@ def _skew_caveat(stats: pd.DataFrame, tolerance: float) -> list[str]:
     return [
         f"{len(shown)} configuration(s) have a mean outcome more than {tolerance:g} nats above their "
         f"median: {'; '.join(shown[:10])}{more}. A few runs ended far above the others; the means and "
-        "Welch's t-test follow them, the success rates, the verdict and the rank test do not."
+        "the paired t-test follow them, the success rates, the verdict and the rank test do not."
     ]
 
 

@@ -318,8 +318,8 @@ def _effect_sentence(eff: pd.DataFrame, alpha: float) -> str:
         parts.append(f"not significantly different at learning rate {_lrs(same['lr'])}")
     text = (
         (
-            f"Per learning rate, by Welch's t-test with Holm's correction across learning rates "
-            f"(p < {alpha:g}), BN's mean outcome is " + "; ".join(parts) + "."
+            f"Per learning rate, by the paired t-test over the (split, seed) pairs with Holm's correction "
+            f"across learning rates (p < {alpha:g}), BN's outcome is " + "; ".join(parts) + "."
         )
         if parts
         else ""
@@ -327,10 +327,10 @@ def _effect_sentence(eff: pd.DataFrame, alpha: float) -> str:
     disagree = ok[~ok["tests_agree"]]
     if len(ok):
         text += (
-            " The Mann–Whitney U rank test (also Holm-corrected) agrees at every tested learning rate."
+            " The Wilcoxon signed-rank test (also Holm-corrected) agrees at every tested learning rate."
             if disagree.empty
-            else f" The Mann–Whitney U rank test (also Holm-corrected) disagrees at {_lrs(disagree['lr'])}: "
-            "there a few runs far from the rest drive the t-test."
+            else f" The Wilcoxon signed-rank test (also Holm-corrected) disagrees at {_lrs(disagree['lr'])}: "
+            "there a few pairs far from the rest drive the t-test."
         )
     untested = eff[eff["status"] != "ok"]
     for status, group in untested.groupby("status", sort=False):

@@ -278,8 +278,8 @@ def _figures(
         save(
             lambda: plots.plot_bn_effect(effect, confidence),
             "bn_effect.png",
-            "BN minus no-BN mean outcome per learning rate (Welch CI); below 0 BN ends lower; filled markers "
-            "are significant after Holm's correction.",
+            "BN minus no-BN outcome per learning rate, paired by (split, seed) (paired-t CI); below 0 BN "
+            "ends lower; filled markers are significant after Holm's correction.",
         )
     curve_stats = analysis.curve_summary(trials, curves, confidence)
     if len(curve_stats):
@@ -348,15 +348,16 @@ def _tables(
     title = "How the runs ended per configuration (train / behind / stuck / diverged)"
     blocks += [("h3", title), ("table", s)]
     if len(effect):
-        e = effect[[*vary, "lr", "val_loss_nobn", "val_loss_bn", "diff", "ci_low", "ci_high", "p_value",
-                    "p_welch_holm", "p_mw", "p_mw_holm", "significant", "tests_agree", "status"]]  # fmt: skip
+        shown = ["lr", "n_pairs", "val_loss_nobn", "val_loss_bn", "diff", "ci_low", "ci_high", "p_value",
+                 "p_holm", "p_rank", "p_rank_holm", "significant", "tests_agree", "status"]  # fmt: skip
+        e = effect[[*vary, *shown]]
         e = e.rename(columns={
-            "ci_low": f"{level} CI low", "ci_high": f"{level} CI high", "diff": "BN − no BN",
-            "p_value": "p Welch", "p_welch_holm": "p Welch (Holm)", "p_mw": "p Mann–Whitney",
-            "p_mw_holm": "p Mann–Whitney (Holm)", "tests_agree": "tests agree",
+            "ci_low": f"{level} CI low", "ci_high": f"{level} CI high", "diff": "BN − no BN (paired)",
+            "p_value": "p paired t", "p_holm": "p paired t (Holm)", "p_rank": "p Wilcoxon",
+            "p_rank_holm": "p Wilcoxon (Holm)", "tests_agree": "tests agree", "n_pairs": "pairs",
         })  # fmt: skip
-        blocks += [("h3", f"BN − no-BN mean outcome per learning rate ({level} Welch CI; Holm across LRs)"),
-                   ("table", e)]  # fmt: skip
+        title = f"BN − no-BN outcome per learning rate, paired by (split, seed) ({level} CI; Holm across LRs)"
+        blocks += [("h3", title), ("table", e)]
 
     def cell(mean: float, std: float, ci: float) -> str:
         if not math.isfinite(mean):

@@ -129,11 +129,12 @@ def test_full_report_answer_follows_the_numbers(full_report):
     assert "Without BN: 20 of 35 runs diverged, at every learning rate ≥ 1 in every seed." in md
     assert "With BN: none of 35 runs diverged." in md
     assert (
-        "by Welch's t-test with Holm's correction across learning rates (p < 0.05), BN's mean outcome is "
+        "by the paired t-test over the (split, seed) pairs with Holm's correction across learning rates "
+        "(p < 0.05), BN's outcome is "
         "lower at learning rate 0.01, 0.1 (by 0.1–0.2 nats); "
         "not significantly different at learning rate 0.001."
     ) in md
-    assert "Mann–Whitney U rank test (also Holm-corrected) agrees" in md
+    assert "Wilcoxon signed-rank test (also Holm-corrected) agrees" in md
     assert "extend beyond the grid" not in md
     assert "No test at 1, 10, 100, 1000: no-BN diverged in all seeds." in md
     assert "Overall: lr=0.1, bn=on" in md
@@ -180,7 +181,7 @@ def test_opposite_result_is_reported(tmp_path):
     assert "**Outcome read from the final epoch for 40 runs**" in md
     assert "With BN: 10 of 25 runs diverged, at every learning rate ≥ 1 in every seed." in md
     assert "No test at 1, 10: BN diverged in all seeds." in md
-    assert "BN's mean outcome is higher at learning rate 0.01, 0.1" in md
+    assert "BN's outcome is higher at learning rate 0.01, 0.1" in md
 
 
 def test_no_difference_is_reported(tmp_path):
@@ -190,7 +191,7 @@ def test_no_difference_is_reported(tmp_path):
         warnings.simplefilter("ignore")
         md = report_text(write_report(tmp_path, tolerance=0.1))
     assert "**Verdict: no difference**" in md and "P(BN's trainable range is wider) = 0.500" in md
-    assert "BN's mean outcome is not significantly different at learning rate 0.001, 0.01, 0.1" in md
+    assert "BN's outcome is not significantly different at learning rate 0.001, 0.01, 0.1" in md
     assert "is lower at" not in md and "is higher at" not in md
     assert "The no-BN upper edge is the grid's end; the BN upper edge is the grid's end" in md
 
