@@ -330,7 +330,11 @@ def _effect_sentence(eff: pd.DataFrame, alpha: float) -> str:
             " The Wilcoxon signed-rank test (also Holm-corrected) agrees at every tested learning rate."
             if disagree.empty
             else f" The Wilcoxon signed-rank test (also Holm-corrected) disagrees at {_lrs(disagree['lr'])}: "
-            "there a few pairs far from the rest drive the t-test."
+            + (
+                "with fewer than 6 pairs its smallest two-sided p is 0.0625."
+                if "n_pairs" in disagree and (disagree["n_pairs"] < 6).all()
+                else "there a few pairs far from the rest drive the t-test."
+            )
         )
     untested = eff[eff["status"] != "ok"]
     for status, group in untested.groupby("status", sort=False):

@@ -134,7 +134,7 @@ def test_full_report_answer_follows_the_numbers(full_report):
         "lower at learning rate 0.01, 0.1 (by 0.1–0.2 nats); "
         "not significantly different at learning rate 0.001."
     ) in md
-    assert "Wilcoxon signed-rank test (also Holm-corrected) agrees" in md
+    assert "Wilcoxon signed-rank test (also Holm-corrected) disagrees at 0.01, 0.1: with fewer than 6" in md
     assert "extend beyond the grid" not in md
     assert "No test at 1, 10, 100, 1000: no-BN diverged in all seeds." in md
     assert "Overall: lr=0.1, bn=on" in md
