@@ -21,6 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from leafbn.config import INITS
+
 __all__ = ["ModelSpec", "StackedNetworks", "build_model", "build_optimizer", "reset_weights", "INIT_LIMIT"]
 
 #: Keras 2's ``init='uniform'`` draws from U(-INIT_LIMIT, INIT_LIMIT).
@@ -38,6 +40,16 @@ class ModelSpec:
     bn: bool = False
     bn_momentum: float = 0.99
     bn_placement: str = "before"  # BatchNormalization "before" or "after" the ReLU
+    init: str = "uniform"  # Dense kernels: the blog's U(-0.05, 0.05), "he_normal" or "glorot_uniform"
+
+
+def kernel_initializer(name: str) -> keras.initializers.Initializer:
+    """The Dense kernels' initializer named ``name`` (one of :data:`leafbn.config.INITS`)."""
+    if name not in INITS:
+        raise ValueError(f"init {name!r}: must be one of {', '.join(INITS)}")
+    if name == "uniform":
+        return keras.initializers.RandomUniform(-INIT_LIMIT, INIT_LIMIT)
+    return keras.initializers.get(name)
 
 
 def build_model(spec: ModelSpec, seed: int) -> keras.Model:
@@ -48,7 +60,7 @@ def build_model(spec: ModelSpec, seed: int) -> keras.Model:
     same initial weights.
     """
     widths = [spec.n_features] + [spec.width] * spec.depth
-    init = keras.initializers.RandomUniform(-INIT_LIMIT, INIT_LIMIT)
+    init = kernel_initializer(spec.init)
     # Fixed names (not Keras' per-process counters: dense_7, ...) keep a compiled program's
     # XLA cache key the same in every process, whatever it built before.
     layers: list[keras.layers.Layer] = [keras.Input((spec.n_features,), name="features")]

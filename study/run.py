@@ -150,6 +150,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="BN before or after the ReLU (default: before)",
     )
     axes.add_argument(
+        "--init",
+        type=listed(str, "--init"),
+        default=None,
+        help="Dense kernel initialisations: uniform (the blog's U(±0.05)), he_normal, glorot_uniform "
+        "(default: uniform); separates a bad initialisation (the lower edge) from large steps (the upper)",
+    )
+    axes.add_argument(
         "--seeds",
         type=number(int),
         default=d.seeds,

@@ -104,3 +104,11 @@ def test_lr_grid_spans_the_same_range_with_n_points_per_decade():
     assert lr_grid((0.01, 1.0), 1) == (0.01, 0.1, 1.0)
     with pytest.raises(ConfigError, match="--lr-per-decade 0: must be >= 1"):
         lr_grid(SEED_LRS, 0)
+
+
+def test_the_init_axis_defaults_to_the_blogs_uniform_and_refuses_others():
+    assert StudyConfig().init == ("uniform",)
+    inits = {t["init"] for t in StudyConfig(init=("uniform", "he_normal")).trial_configs()}
+    assert inits == {"uniform", "he_normal"}
+    with pytest.raises(ConfigError, match="--init zeros: must be one of uniform, he_normal, glorot_uniform"):
+        StudyConfig(init=("zeros",))

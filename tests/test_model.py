@@ -37,3 +37,14 @@ def test_reset_weights_is_a_new_model_with_that_seed():
     fresh = build_model(spec, seed=5)
     for ours, theirs in zip(model.variables, fresh.variables, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+
+
+def test_the_init_axis_draws_kernels_by_fan_in_or_the_blogs_uniform():
+    from leafbn.model import INIT_LIMIT
+
+    uniform = build_model(ModelSpec(), seed=1).get_layer("dense_0").kernel.numpy()
+    he = build_model(ModelSpec(init="he_normal"), seed=1).get_layer("dense_0").kernel.numpy()
+    again = build_model(ModelSpec(init="he_normal"), seed=1).get_layer("dense_0").kernel.numpy()
+    assert np.abs(uniform).max() <= INIT_LIMIT < np.abs(he).max()
+    assert np.array_equal(he, again)  # seeded like the default
+    assert abs(he.std() - np.sqrt(2 / 192)) < 0.02  # He: sd sqrt(2 / fan_in), truncated normal
