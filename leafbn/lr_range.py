@@ -3,8 +3,8 @@
 The numbers behind the verdict, on arrays (no tables, no prose):
 
 * **One success target for both arms** (:func:`success_rates`). A run *trains* when its outcome is
-  finite, clearly better than chance (below ``bar``: by default ``ln(classes / 10)``, a geometric-mean
-  probability of the true class at least ten times a uniform guess's) and within ``tolerance`` nats
+  finite, clearly better than chance (below ``bar``: by default :func:`chance_bar`, a geometric-mean
+  probability of the true class about ten times a uniform guess's) and within ``tolerance`` nats
   of the best configuration of its *context*, BN or not (the lowest median outcome over both arms and
   every learning rate). Otherwise it diverged (non-finite), is *stuck* (finite, not clearly better
   than chance) or is *behind* (better than chance, farther than the tolerance from the best).
@@ -47,8 +47,9 @@ MEASURES: tuple[str, ...] = ("area", "range@0.5", "range@0.8")
 
 
 def chance_bar(classes: int | None) -> float:
-    """The loss a run must end below to be clearly better than chance: ``ln(classes / 10)``, or half
-    of ``ln(classes)`` when there are too few classes for a tenfold margin (99 classes: 2.29 nats)."""
+    """The loss a run must end below to be clearly better than chance: ``ln(classes) - ln(f)`` with
+    ``f = min(10, sqrt(classes))``, the true class's (geometric-mean) probability at least f times a
+    uniform guess's (99 classes: f = 9.95, 2.30 nats; 4 classes: f = 2)."""
     k = classes if isinstance(classes, int) and classes > 1 else 99
     return max(math.log(k / CHANCE_FACTOR), math.log(k) / 2)
 

@@ -99,7 +99,8 @@ def answer(
         "p",
         f"How this is measured: each run's outcome is its median validation loss over its last {s['window']} "
         "epochs. A run *trains* when its outcome is finite, clearly better than chance (below "
-        f"{s['bar']:.2f} nats: the true class at least 10× a uniform guess's probability) and within "
+        f"{s['bar']:.2f} nats: the true class's probability at least min(10, √classes) times a uniform "
+        "guess's) and within "
         f"{s['tolerance']:g} nats of the best configuration of its context, BN or not (one target for "
         "both arms); otherwise it *diverged* (NaN/inf), is *stuck* (not clearly better than chance) "
         "or is *behind*. "
