@@ -258,7 +258,8 @@ def _missing_configs(record: StudyRecord, trials: pd.DataFrame) -> list[str]:
         grid = _grid(record)
     if grid is None:
         return []
-    axes = [f for f in TRIAL_FIELDS if f in grid[0]] if grid else []
+    # an axis the table lacks (written before the axis existed: init) is not compared
+    axes = [f for f in TRIAL_FIELDS if f in grid[0] and (trials.empty or f in trials.columns)] if grid else []
 
     def key(values: dict[str, Any]) -> tuple:
         # The tables hold the values the trials reported, written and read back exactly
