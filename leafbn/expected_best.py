@@ -15,7 +15,7 @@ __all__ = ["BEST_BAND", "expected_best"]
 BEST_BAND: tuple[float, float] = (0.05, 0.95)
 
 
-def _budgets(big_n: int, most: int = 400) -> np.ndarray:
+def _budgets(big_n: int, most: int = 200) -> np.ndarray:
     """Every budget up to 100 runs, then about ``most`` log-spaced ones up to ``big_n``."""
     if big_n <= 100 + most:
         return np.arange(1, big_n + 1)
@@ -30,7 +30,7 @@ def expected_best(trials: pd.DataFrame, chance: float = math.log(99)) -> pd.Data
     probability (1 - (i-1)/N)^n - (1 - i/N)^n, so its q-quantile is exactly v_(i) with
     i = ceil(N (1 - (1 - q)^(1/n))): one sort and O(1) per budget. A diverged run, and one no better
     than a uniform guess, counts as ``chance`` (it found nothing). Budgets: every n up to 100, then
-    about 400 log-spaced ones up to N (so 40,000 runs take well under a second).
+    about 200 log-spaced ones up to N (40,000 runs: about a second on this 2-core machine).
 
     Returns:
         Columns ``bn``, ``n``, ``expected`` (the mean), ``sd``, ``low`` and ``high`` (the
@@ -44,12 +44,13 @@ def expected_best(trials: pd.DataFrame, chance: float = math.log(99)) -> pd.Data
             v = np.sort(np.minimum(np.nan_to_num(arm["outcome"].to_numpy(float), nan=chance), chance))
             big_n = v.size
             n = _budgets(big_n)
-            tail = 1 - np.arange(big_n + 1) / big_n  # P(a draw is above v_(i)), i = 0..N
-            mean, second = np.empty(n.size), np.empty(n.size)
+            # E[f(min)] = f(v_1) + sum_i (f(v_(i+1)) - f(v_(i))) P(all n draws above v_(i)), i = 1..N-1
+            log_tail = np.log(1 - np.arange(1, big_n) / big_n)  # log P(a draw is above v_(i))
+            steps = np.stack([np.diff(v), np.diff(v**2)], axis=1)  # (N-1, 2)
+            moments = np.empty((n.size, 2))
             for start in range(0, n.size, 64):  # (64, N) blocks: bounded memory at any N
-                pw = tail[None, :] ** n[start : start + 64, None]
-                w = pw[:, :-1] - pw[:, 1:]
-                mean[start : start + 64], second[start : start + 64] = w @ v, w @ v**2
+                moments[start : start + 64] = np.exp(n[start : start + 64, None] * log_tail[None, :]) @ steps
+            mean, second = v[0] + moments[:, 0], v[0] ** 2 + moments[:, 1]
             quantile = {}
             for q in BEST_BAND:
                 i = np.ceil(big_n * (1 - (1 - q) ** (1 / n)) - 1e-9).astype(int)

@@ -225,7 +225,7 @@ def test_expected_best_of_forty_thousand_runs_is_quick():
     big = pd.DataFrame({"bn": np.repeat([False, True], 20_000), "outcome": rng.gamma(2.0, 0.3, 40_000),
                         "lr": 0.1, "final_val_loss": 1.0, "diverged": False})  # fmt: skip
     eb = robustness.expected_best(big)
-    assert eb["n"].max() == 20_000 and len(eb) < 1100 and (eb["low"] > 0).all()
+    assert eb["n"].max() == 20_000 and len(eb) < 700 and (eb["low"] > 0).all()
 
 
 def test_answer_record_prefers_the_seed_family():
