@@ -221,22 +221,8 @@ def _figures(
         except Exception as exc:
             warnings.warn(f"could not draw {filename} ({type(exc).__name__}: {exc})", stacklevel=2)
 
-    main = robustness.main_answer(answers)
-    if main is not None:
-        save(
-            lambda: answer_plot.plot_answer(answer_plot.answer_data(stab, main)),
-            "answer.png",
-            "The answer: the share of runs that train at each learning rate, per arm (band: Wilson 95% "
-            "interval), on one log axis; the bars below are each arm's trainable range (where at least half "
-            "train), whiskers the 95% intervals of both edges; red ×: the share of runs that diverged.",
-        )
-    if spec is not None and spec["rows"]:
-        save(
-            lambda: answer_plot.plot_specification(answer_plot.specification_data(spec)),
-            "specification.png",
-            "The answer under every specification: BN − no BN width (decades) with its 95% interval, "
-            "sorted; the choices of each specification are marked beneath; colour: the verdict.",
-        )
+    for make, filename, caption in _answer_figures(stab, answers, spec):
+        save(make, filename, caption)
     cap = robustness_plots.CAP
     save(
         lambda: robustness_plots.plot_runs_vs_lr(trials),
@@ -318,6 +304,30 @@ def _figures(
                 ("table", importances.assign(importance=importances["importance"].round(3))),
             ]
     return blocks
+
+
+def _answer_figures(
+    stab: pd.DataFrame, answers: list[dict[str, Any]], spec: dict[str, Any] | None
+) -> list[tuple[Any, str, str]]:
+    """The report's lead figures as (draw, file name, caption): the answer, then its specification curve."""
+    main = robustness.main_answer(answers)
+    figures = []
+    if main is not None:
+        figures.append((
+            lambda: answer_plot.plot_answer(answer_plot.answer_data(stab, main)),
+            "answer.png",
+            "The answer: the share of runs that train at each learning rate, per arm (band: Wilson 95% "
+            "interval), on one log axis; the bars below are each arm's trainable range (where at least half "
+            "train), whiskers the 95% intervals of both edges; dotted, ×: the share of runs that diverged.",
+        ))  # fmt: skip
+    if spec is not None and spec["rows"]:
+        figures.append((
+            lambda: answer_plot.plot_specification(answer_plot.specification_data(spec)),
+            "specification.png",
+            "The answer under every specification: BN − no BN width (decades) with its 95% interval, "
+            "sorted; the choices of each specification are marked beneath; colour: the verdict.",
+        ))  # fmt: skip
+    return figures
 
 
 def _tables(
