@@ -29,7 +29,8 @@ import pandas as pd
 
 __all__ = [
     "CHANCE_FACTOR", "EDGE_LEVEL", "MARGIN", "DECISIVE", "VERDICTS", "MEASURES", "chance_bar",
-    "unit_cube", "unit_draws", "success_rates", "measures", "p_bn_wider", "p_two_sided", "verdict",
+    "unit_cube", "unit_draws", "success_rates", "measures", "lr_sensitivity", "p_bn_wider", "p_two_sided",
+    "verdict",
 ]  # fmt: skip
 
 #: A run is clearly better than chance when its loss is below ln(classes / CHANCE_FACTOR).
@@ -154,6 +155,24 @@ def measures(rate: np.ndarray, log_lrs: np.ndarray, level: float = EDGE_LEVEL) -
         upper_at_grid=has & (j == n_l - 1),
     )
     return out
+
+
+def lr_sensitivity(x: np.ndarray, cap: float) -> np.ndarray:
+    """Wortsman et al. (2023)'s LR sensitivity of each arm: the mean over learning rates of how far
+    its mean outcome (each run capped at ``cap``, the loss of a uniform guess; a diverged run counts
+    as ``cap``) lies above the arm's best learning rate's. Lower is more robust; needs no tolerance.
+
+    Args:
+        x: outcomes (B, 2, L, U): +inf diverged, NaN absent.
+        cap: the loss at initialisation (``ln(classes)``).
+
+    Returns:
+        (B, 2) sensitivities in nats.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: absent configurations
+        mean = np.nanmean(np.minimum(x, cap), axis=-1)  # (B, 2, L)
+        return np.nanmean(mean, axis=-1) - np.nanmin(mean, axis=-1)
 
 
 def _share_above(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:

@@ -122,7 +122,8 @@ def answer(
         key = {k: ans["family"][k] for k in shown}
         if key:
             blocks.append(("h3", context_label(key)))
-        text = [_verdict_sentence(ans), _range_sentence(ans), _edge_sentence(ans), _shares_sentence(ans)]
+        text = [_verdict_sentence(ans), _range_sentence(ans), _edge_sentence(ans), _shares_sentence(ans),
+                _sensitivity_sentence(ans)]  # fmt: skip
         fam = stat_ctx.get(tuple(key.items()))
         if fam is not None and "bn" in fam.columns:
             text += [
@@ -229,6 +230,19 @@ def _edge_sentence(ans: dict[str, Any]) -> str:
         joined = "; ".join(notes)
         text += f" {joined[0].upper()}{joined[1:]}, so that range may extend beyond the grid."
     return text
+
+
+def _sensitivity_sentence(ans: dict[str, Any]) -> str:
+    s = ans.get("lr_sensitivity")
+    if not s:
+        return ""
+    return (
+        "A check that needs no tolerance, Wortsman et al. (2023)'s LR sensitivity (the mean over the grid "
+        "of how far an arm's mean outcome lies above its best learning rate's, each run capped at a uniform "
+        f"guess's loss; lower is more robust): with BN {_interval(s['bn'], ' nats')}, without BN "
+        f"{_interval(s['no_bn'], ' nats')}; BN − no BN {_interval(s['difference'], ' nats', signed=True)}, "
+        f"P(BN lower) {_probability(s['p_bn_lower'])}."
+    )
 
 
 def _shares_sentence(ans: dict[str, Any]) -> str:

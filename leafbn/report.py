@@ -155,8 +155,9 @@ def _build(
     paired = analysis.pair_nobn(trials)  # no-BN runs shared by every BN momentum/placement
     stab = robustness.stability(trials, tolerance, settings["bar"], confidence)
     answers, draws = robustness.bootstrap_answer(
-        trials, tolerance, settings["bar"], settings["resamples"], settings["random_seed"], settings["margin"]
-    )
+        trials, tolerance, settings["bar"], settings["resamples"], settings["random_seed"],
+        settings["margin"], chance=chance,
+    )  # fmt: skip
     main = robustness.main_answer(answers)
     spec = (
         specification.specification_table(

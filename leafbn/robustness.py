@@ -176,7 +176,13 @@ def stability(
 
 # --- 3. The answer, recomputed on resampled units --------------------------------------------------------
 def measure_context(
-    ctx: pd.DataFrame, lrs: np.ndarray, column: str, tolerance: float, bar: float, draws: np.ndarray | None
+    ctx: pd.DataFrame,
+    lrs: np.ndarray,
+    column: str,
+    tolerance: float,
+    bar: float,
+    draws: np.ndarray | None,
+    chance: float = math.log(99),
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The measures (:func:`leafbn.lr_range.measures`, plus the outcome shares) of one context: on
     its runs, row 0 of each (2,)-per-arm array, and on the resampled units ``draws`` (B, U)."""
@@ -185,7 +191,8 @@ def measure_context(
 
     def of(x: np.ndarray) -> dict[str, np.ndarray]:
         r = lr_range.success_rates(x, tolerance, bar)
-        return {**lr_range.measures(r["trains"], log_lrs), **r}
+        sensitivity = lr_range.lr_sensitivity(x, chance)
+        return {**lr_range.measures(r["trains"], log_lrs), **r, "sensitivity": sensitivity}
 
     point = of(cube[None])
     boot = of(np.moveaxis(cube[:, :, draws], 2, 0)) if draws is not None else {}
@@ -211,6 +218,7 @@ def _context_answer(
 ) -> dict[str, Any]:
     arms = {"no_bn": 0, "bn": 1}
     diff = boot["area"][:, 1] - boot["area"][:, 0]
+    sens = boot["sensitivity"][:, 1] - boot["sensitivity"][:, 0]
     low90, high90 = np.percentile(diff, [5, 95])
     rate = point["trains"][0]
 
@@ -231,6 +239,11 @@ def _context_answer(
         "edge_at_grid": {
             a: {"lower": bool(point["lower_at_grid"][0, f]), "upper": bool(point["upper_at_grid"][0, f])}
             for a, f in arms.items()
+        },
+        "lr_sensitivity": {
+            **per_arm("sensitivity"),
+            "difference": _interval(sens, float(point["sensitivity"][0, 1] - point["sensitivity"][0, 0])),
+            "p_bn_lower": round(lr_range.p_bn_wider(-sens), 4),
         },
         "no_edge_fraction": {a: float(np.isnan(boot["lower"][:, f]).mean()) for a, f in arms.items()},
         "success_rate": {a: [round(float(v), 4) for v in rate[f]] for a, f in arms.items()},
@@ -254,6 +267,7 @@ def bootstrap_answer(
     random_seed: int = 0,
     margin: float = lr_range.MARGIN,
     column: str = "outcome",
+    chance: float = math.log(99),
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """The answer per context, with its paired bootstrap distribution.
 
@@ -264,6 +278,7 @@ def bootstrap_answer(
         random_seed: the seed of the resampling (the same seed gives the same answer).
         margin: decades within which BN − no BN is no difference (:func:`leafbn.lr_range.verdict`).
         column: the outcome column (:data:`OUTCOME_COLUMNS`).
+        chance: the loss of a uniform guess, where the LR sensitivity caps each run.
 
     Returns:
         ``(answers, draws)``. ``answers``: one dict per context (``family``: its axes) with
@@ -282,7 +297,7 @@ def bootstrap_answer(
     for axes, key, ctx, lrs in contexts(trials):
         _, unit_split = lr_range.unit_cube(ctx, column, lrs)
         idx = lr_range.unit_draws(unit_split, resamples, rng)
-        point, boot = measure_context(ctx, lrs, column, tolerance, bar, idx)
+        point, boot = measure_context(ctx, lrs, column, tolerance, bar, idx, chance)
         ans = {"family": {k: _plain(v) for k, v in zip(axes, key)}, **_context_answer(point, boot, lrs)}
         ans["seeds"] = int(ctx.groupby(["split"])["seed"].nunique().max())
         ans["splits"] = int(np.unique(unit_split).size)

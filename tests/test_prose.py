@@ -34,6 +34,8 @@ def test_decisive_verdict_states_probability_widths_and_edges():
     assert "(Holm-corrected two-sided p < 0.001)" in t
     assert "median validation loss over its last 10 epochs" in t and "stuck" in t
     assert "Outcome read from the final epoch" not in t
+    sens = a["lr_sensitivity"]["difference"]["estimate"]
+    assert sens < 0 and f"BN − no BN {sens:+.2f} nats" in t  # BN's loss stays nearer its best
 
 
 def test_every_verdict_has_its_words_and_a_fallback_is_said_in_one_line():

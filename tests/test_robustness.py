@@ -109,6 +109,8 @@ def test_planted_effect_is_bn_more_robust_with_interpolated_edges():
     assert ans["upper_edge_lr"]["bn"]["estimate"] == pytest.approx(10**1.5, rel=0.05)
     assert ans["upper_edge_lr"]["no_bn"]["estimate"] == pytest.approx(10**-0.5, rel=0.05)
     assert len(draws) == 1000 and set(draws.columns) >= {"decades_bn", "decades_no_bn", "difference"}
+    # the tolerance-free check agrees: BN's losses stay nearer its best over the grid
+    assert ans["lr_sensitivity"]["difference"]["ci_high"] < 0 and ans["lr_sensitivity"]["p_bn_lower"] == 1.0
 
 
 def test_the_reverse_effect_is_bn_less_robust():
