@@ -92,7 +92,7 @@ def headline(rows: list[dict[str, Any]], verdict: str) -> str:
     if not n:
         return "No specification could be computed."
     same = sum(r["verdict"] == verdict for r in rows)
-    name = verdict.replace("_", " ")
+    name = _name(verdict)
     if same == n:
         return f"The verdict ({name}) holds under all {n} specifications."
     frame = pd.DataFrame(rows)
@@ -110,8 +110,13 @@ def headline(rows: list[dict[str, Any]], verdict: str) -> str:
     others = sorted(set(frame["verdict"]) - {verdict})
     return (
         f"The verdict ({name}) holds under {same} of {n} specifications; the others read "
-        f"{', '.join(v.replace('_', ' ') for v in others)} (see the table)."
+        f"{', '.join(_name(v) for v in others)} (see the table)."
     )
+
+
+def _name(verdict: str) -> str:
+    """``bn_more_robust`` as ``BN more robust``."""
+    return verdict.replace("_", " ").replace("bn ", "BN ")
 
 
 def _show(value: Any) -> str:

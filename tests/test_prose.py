@@ -53,10 +53,10 @@ def test_no_comparison_is_said():
 def test_the_specification_headline_leads_its_table():
     spec = {"rows": [{"outcome": "final epoch", "tolerance": 0.5, "measure": "area", "estimate": 1.0,
                       "ci_low": 0.5, "ci_high": 1.5, "p_bn_wider": 0.99, "verdict": "bn_more_robust"}],
-            "holds": True, "headline": "The verdict (bn more robust) holds under all 1 specifications.",
+            "holds": True, "headline": "The verdict (BN more robust) holds under all 1 specifications.",
             "drop_last": False}  # fmt: skip
     blocks = prose.answer([answer()], pd.DataFrame(), pd.DataFrame(), SETTINGS, 0.95, spec)
-    assert blocks[-2][1].startswith("**The verdict (bn more robust) holds under all 1 specifications.**")
+    assert blocks[-2][1].startswith("**The verdict (BN more robust) holds under all 1 specifications.**")
     assert "drop_last off" in blocks[-2][1]
     assert blocks[-1][1]["verdict"].tolist() == ["BN more robust"]
 

@@ -29,7 +29,7 @@ def test_every_specification_agrees_on_a_clear_effect():
     assert set(rows["outcome"]) == {"window median", "final epoch", "best epoch"}
     assert (
         spec["holds"]
-        and spec["headline"] == "The verdict (bn more robust) holds under all 27 specifications."
+        and spec["headline"] == "The verdict (BN more robust) holds under all 27 specifications."
     )
     without = specification.specification_table(
         trials, ans["family"], ans["verdict"], 2.29, 200, has_curves=False
