@@ -282,89 +282,106 @@ def holm(p_values: np.ndarray | pd.Series) -> np.ndarray:
     return out
 
 
-def bn_effect(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per learning rate (and the other axes but bn): BN − no-BN outcome, tested two ways.
+def _paired(on: pd.DataFrame, off: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The finite outcomes of BN and no-BN runs that share a (split, seed) unit, in matching order."""
+    keys = [k for k in ("split", "seed") if k in on.columns and k in off.columns]
+    left = on.loc[~on["diverged"], [*keys, "outcome"]]
+    right = off.loc[~off["diverged"], [*keys, "outcome"]]
+    both = left.merge(right, on=keys, suffixes=("_bn", "_nobn")) if keys else left.iloc[0:0]
+    both = both[np.isfinite(both["outcome_bn"]) & np.isfinite(both["outcome_nobn"])]
+    return both["outcome_bn"].to_numpy(float), both["outcome_nobn"].to_numpy(float)
 
-    Compares the outcomes of the non-diverged runs with BN and without by Welch's unequal-variance
-    t-test (``scipy.stats.ttest_ind(equal_var=False)``, with its confidence interval of the
-    difference of means) and by the Mann–Whitney U rank test (``scipy.stats.mannwhitneyu``), which
-    a few runs far from the rest cannot drive. Both p-values are Holm-corrected across the learning
-    rates of each context (``p_welch_holm``, ``p_mw_holm``); ``significant`` is the Holm-corrected
-    Welch p below ``1 - confidence``, and ``tests_agree`` says whether the rank test agrees. Negative
-    ``diff`` means BN reached a lower loss. No test is run (p NaN) when a side has fewer than two
-    finite outcomes; ``status`` says why:
+
+def bn_effect(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per learning rate (and the other axes but bn): BN − no-BN outcome, paired by (split, seed).
+
+    Every BN run has a no-BN twin on the same split with the same seed (the same data order and
+    initial draw where the shapes agree). Over the pairs where both are finite, the paired t-test
+    (``scipy.stats.ttest_rel``, with its confidence interval of the mean difference) and the Wilcoxon
+    signed-rank test (``scipy.stats.wilcoxon``), which a few pairs far from the rest cannot drive.
+    Both p-values are Holm-corrected across the learning rates of each context (``p_holm``,
+    ``p_rank_holm``); ``significant`` is the Holm-corrected t-test p below ``1 - confidence``, and
+    ``tests_agree`` says whether the rank test agrees. Negative ``diff`` (the mean paired difference)
+    means BN reached a lower loss. No test is run (p NaN) when ``status`` says why:
 
     * ``"ok"``: tested;
     * ``"no-BN diverged in all seeds"`` / ``"BN diverged in all seeds"`` / ``"both diverged in
       all seeds"``: a side has runs but every one diverged — reported as divergence, not tested;
     * ``"no BN side"`` / ``"no no-BN side"``: a side has no runs at all;
-    * ``"too few seeds"``: fewer than two finite outcomes on a side (means are still given);
-    * ``"no variance"``: both sides are constant, so the t statistic is undefined.
+    * ``"too few pairs"``: fewer than two pairs with both outcomes finite (means are still given);
+    * ``"no variance"``: every pair differs by the same amount.
 
     Returns:
         One row per LR × context: the context axes, ``lr``, ``n_bn``, ``n_bn_ok``,
-        ``n_bn_diverged``, ``n_nobn``, ``n_nobn_ok``, ``n_nobn_diverged``, ``val_loss_bn``,
-        ``val_loss_nobn`` (means), ``diff``, ``ci_low``, ``ci_high``, ``t``, ``df``, ``p_value``
-        (Welch), ``p_mw``, ``p_welch_holm``, ``p_mw_holm``, ``significant``, ``tests_agree`` and
-        ``status``.
+        ``n_bn_diverged``, ``n_nobn``, ``n_nobn_ok``, ``n_nobn_diverged``, ``n_pairs``,
+        ``val_loss_bn``, ``val_loss_nobn`` (means of each side's finite runs), ``diff`` (the mean
+        paired difference; without pairs, the difference of the means), ``ci_low``, ``ci_high``,
+        ``t``, ``df``, ``p_value`` (paired t), ``p_rank`` (Wilcoxon), ``p_holm``, ``p_rank_holm``,
+        ``significant``, ``tests_agree`` and ``status``.
     """
     trials = prepare(trials)
     context = context_axes(trials)
     keys = [*context, "lr"]
     columns = [
-        *keys, "n_bn", "n_bn_ok", "n_bn_diverged", "n_nobn", "n_nobn_ok", "n_nobn_diverged",
-        "val_loss_bn", "val_loss_nobn", "diff", "ci_low", "ci_high", "t", "df", "p_value", "p_mw",
-        "p_welch_holm", "p_mw_holm", "significant", "tests_agree", "status",
+        *keys, "n_bn", "n_bn_ok", "n_bn_diverged", "n_nobn", "n_nobn_ok", "n_nobn_diverged", "n_pairs",
+        "val_loss_bn", "val_loss_nobn", "diff", "ci_low", "ci_high", "t", "df", "p_value", "p_rank",
+        "p_holm", "p_rank_holm", "significant", "tests_agree", "status",
     ]  # fmt: skip
     rows = []
     if not trials.empty and "bn" in trials.columns:
         for key, group in groups(trials, keys):
             on, off = group[group["bn"]], group[~group["bn"]]
-            a, b = _finite_ok(on, "outcome").to_numpy(), _finite_ok(off, "outcome").to_numpy()
-            row: dict[str, Any] = dict(zip(keys, key))
-            row.update(
-                n_bn=len(on), n_bn_ok=a.size, n_bn_diverged=int(on["diverged"].sum()),
-                n_nobn=len(off), n_nobn_ok=b.size, n_nobn_diverged=int(off["diverged"].sum()),
-                val_loss_bn=float(a.mean()) if a.size else math.nan,
-                val_loss_nobn=float(b.mean()) if b.size else math.nan,
-                ci_low=math.nan, ci_high=math.nan, t=math.nan, df=math.nan, p_value=math.nan, p_mw=math.nan,
-            )  # fmt: skip
-            row["diff"] = row["val_loss_bn"] - row["val_loss_nobn"]
-            all_on = len(on) > 0 and row["n_bn_diverged"] == len(on)
-            all_off = len(off) > 0 and row["n_nobn_diverged"] == len(off)
-            if len(on) == 0:
-                row["status"] = "no BN side"
-            elif len(off) == 0:
-                row["status"] = "no no-BN side"
-            elif all_on and all_off:
-                row["status"] = "both diverged in all seeds"
-            elif all_off:
-                row["status"] = "no-BN diverged in all seeds"
-            elif all_on:
-                row["status"] = "BN diverged in all seeds"
-            elif a.size < 2 or b.size < 2:
-                row["status"] = "too few seeds"
-            elif np.ptp(a) == 0 and np.ptp(b) == 0:
-                row["status"] = "no variance"
-            else:
-                res = stats.ttest_ind(a, b, equal_var=False)
-                ci = res.confidence_interval(confidence_level=confidence)
-                row.update(
-                    ci_low=float(ci.low), ci_high=float(ci.high), t=float(res.statistic), df=float(res.df),
-                    p_value=float(res.pvalue), p_mw=float(stats.mannwhitneyu(a, b).pvalue), status="ok",
-                )  # fmt: skip
-            rows.append(row)
+            rows.append({**dict(zip(keys, key)), **_effect_row(on, off, confidence)})
     out = pd.DataFrame(rows, columns=columns)
     if out.empty:
         return out
     out = out.sort_values(keys, kind="stable").reset_index(drop=True)
     alpha = 1 - confidence
     for _, idx in out.groupby(context, dropna=False).groups.items() if context else [((), out.index)]:
-        out.loc[idx, "p_welch_holm"] = holm(out.loc[idx, "p_value"])
-        out.loc[idx, "p_mw_holm"] = holm(out.loc[idx, "p_mw"])
-    out["significant"] = (out["p_welch_holm"] < alpha).to_numpy()
-    out["tests_agree"] = ((out["p_welch_holm"] < alpha) == (out["p_mw_holm"] < alpha)) | out["p_value"].isna()
+        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"])
+        out.loc[idx, "p_rank_holm"] = holm(out.loc[idx, "p_rank"])
+    out["significant"] = (out["p_holm"] < alpha).to_numpy()
+    out["tests_agree"] = ((out["p_holm"] < alpha) == (out["p_rank_holm"] < alpha)) | out["p_value"].isna()
     return out
+
+
+def _effect_row(on: pd.DataFrame, off: pd.DataFrame, confidence: float) -> dict[str, Any]:
+    """One learning rate's paired comparison (see :func:`bn_effect`)."""
+    a, b = _paired(on, off)
+    row: dict[str, Any] = dict(
+        n_bn=len(on), n_bn_ok=int(_finite_ok(on, "outcome").size), n_bn_diverged=int(on["diverged"].sum()),
+        n_nobn=len(off), n_nobn_ok=int(_finite_ok(off, "outcome").size),
+        n_nobn_diverged=int(off["diverged"].sum()), n_pairs=int(a.size),
+        ci_low=math.nan, ci_high=math.nan, t=math.nan, df=math.nan, p_value=math.nan, p_rank=math.nan,
+    )  # fmt: skip
+    for side, frame in (("bn", on), ("nobn", off)):
+        values = _finite_ok(frame, "outcome")
+        row[f"val_loss_{side}"] = float(values.mean()) if values.size else math.nan
+    row["diff"] = float((a - b).mean()) if a.size else row["val_loss_bn"] - row["val_loss_nobn"]
+    all_on = len(on) > 0 and row["n_bn_diverged"] == len(on)
+    all_off = len(off) > 0 and row["n_nobn_diverged"] == len(off)
+    if len(on) == 0:
+        row["status"] = "no BN side"
+    elif len(off) == 0:
+        row["status"] = "no no-BN side"
+    elif all_on and all_off:
+        row["status"] = "both diverged in all seeds"
+    elif all_off:
+        row["status"] = "no-BN diverged in all seeds"
+    elif all_on:
+        row["status"] = "BN diverged in all seeds"
+    elif a.size < 2:
+        row["status"] = "too few pairs"
+    elif np.ptp(a - b) == 0:
+        row["status"] = "no variance"
+    else:
+        res = stats.ttest_rel(a, b)
+        ci = res.confidence_interval(confidence_level=confidence)
+        row.update(
+            ci_low=float(ci.low), ci_high=float(ci.high), t=float(res.statistic), df=float(res.df),
+            p_value=float(res.pvalue), p_rank=float(stats.wilcoxon(a, b).pvalue), status="ok",
+        )  # fmt: skip
+    return row
 
 
 # --- Curves and heatmaps ---------------------------------------------------------------------------------

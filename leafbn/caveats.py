@@ -92,13 +92,18 @@ def what_was_run(record: StudyRecord, trials: pd.DataFrame, expected: int | None
         if len(trials)
         else None
     )
+    n_splits = int(trials["split"].nunique()) if len(trials) and "split" in trials.columns else 1
+    if seeds is not None and n_splits > 1:
+        seeds = seeds // n_splits  # runs per configuration = seeds × splits
+    each = " (per split)" if n_splits > 1 else ""
+    splits_text = f" × {n_splits} splits" if n_splits > 1 else ""
     seed_text = (
         ""
         if seeds is None
         else (
-            f", {seeds.min()} seeds each"
+            f", {seeds.min()} seeds{each}{splits_text} each"
             if seeds.min() == seeds.max()
-            else f", {seeds.min()}–{seeds.max()} seeds each"
+            else f", {seeds.min()}–{seeds.max()} seeds{each}{splits_text} each"
         )
     )
     n_div = int(trials["diverged"].sum()) if len(trials) else 0
@@ -185,8 +190,9 @@ def caveats(
         n_tests = int((effect["status"] == "ok").sum())
         if n_tests > 1:
             items.append(
-                f"{n_tests} learning rates tested per test (Welch and Mann–Whitney U), each family of tests "
-                f"Holm-corrected at p < {1 - confidence:g}; the verdict rests on the bootstrap, not on them."
+                f"{n_tests} learning rates tested per test (paired t and Wilcoxon signed-rank), each family "
+                f"of tests Holm-corrected at p < {1 - confidence:g}; the verdict rests on the bootstrap, "
+                "not on them."
             )
     study = record.study
     split = (
@@ -197,8 +203,9 @@ def caveats(
     n_splits = int(study.get("splits", 1) or 1)
     if n_splits > 1:
         items.append(
-            f"{n_splits} stratified train/validation splits{split}, resampled with the seeds: the "
-            "intervals include the split's variance; there is no separate test set."
+            f"{n_splits} stratified train/validation splits{split}. The bootstrap keeps them and draws "
+            "each split's seeds with replacement (too few splits to resample them): the intervals are "
+            "conditional on these splits; there is no separate test set."
         )
     else:
         items.append(
@@ -211,9 +218,10 @@ def caveats(
         "the answer may not carry over to other data or architectures."
     )
     items.append(
-        f"The stable range depends on the tolerance ({tolerance:g} nats), the success threshold and the "
-        "grid's spacing: "
-        "a range is measured between grid points, never between them."
+        f"The trainable width depends on the tolerance ({tolerance:g} nats), the bar of 'clearly better "
+        "than chance' and the grid: the success rate is measured at the grid's learning rates and "
+        "interpolated linearly between them, and a range that reaches the grid's end may extend beyond "
+        "it. The specification table shows the verdict under the other reasonable choices."
     )
     if len(trials) and "bn_momentum" in trials.columns and trials["bn_momentum"].nunique() > 1:
         items.append(
@@ -239,7 +247,7 @@ def _skew_caveat(stats: pd.DataFrame, tolerance: float) -> list[str]:
     return [
         f"{len(shown)} configuration(s) have a mean outcome more than {tolerance:g} nats above their "
         f"median: {'; '.join(shown[:10])}{more}. A few runs ended far above the others; the means and "
-        "Welch's t-test follow them, the success rates, the verdict and the rank test do not."
+        "the paired t-test follow them, the success rates, the verdict and the rank test do not."
     ]
 
 
@@ -250,7 +258,8 @@ def _missing_configs(record: StudyRecord, trials: pd.DataFrame) -> list[str]:
         grid = _grid(record)
     if grid is None:
         return []
-    axes = [f for f in TRIAL_FIELDS if f in grid[0]] if grid else []
+    # an axis the table lacks (written before the axis existed: init) is not compared
+    axes = [f for f in TRIAL_FIELDS if f in grid[0] and (trials.empty or f in trials.columns)] if grid else []
 
     def key(values: dict[str, Any]) -> tuple:
         # The tables hold the values the trials reported, written and read back exactly

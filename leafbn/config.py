@@ -14,17 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
-    "contradictions", "flat_config", "steps_per_epoch", "trial_seeds",
+    "StudyConfig", "ConfigError", "INITS", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
+    "contradictions", "flat_config", "lr_grid", "steps_per_epoch", "trial_seeds",
 ]  # fmt: skip
 
 #: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
 SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
 
 #: The per-trial fields a grid varies (the axes), in the order they appear in ``trials.csv``.
-TRIAL_FIELDS: tuple[str, ...] = ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement", "batch_size")
+TRIAL_FIELDS: tuple[str, ...] = (
+    "lr", "bn", "depth", "width", "bn_momentum", "bn_placement", "batch_size", "init",
+)  # fmt: skip
 
 BN_PLACEMENTS = ("before", "after")
+#: Initialisations of the Dense kernels (``--init``): the blog's U(-0.05, 0.05), or Keras' He normal /
+#: Glorot uniform, which scale with each layer's fan-in (and fan-out).
+INITS = ("uniform", "he_normal", "glorot_uniform")
 
 #: The most epochs a trial may run (100 is the seed's; more is a typo, not a study).
 MAX_EPOCHS = 10_000
@@ -45,6 +50,17 @@ SPACES: dict[str, dict[str, tuple]] = {
 
 #: Ray Tune's standard logger callbacks a study can add (``--log``).
 LOGGERS: tuple[str, ...] = ("tensorboard", "csv", "mlflow")
+
+
+def lr_grid(lrs: tuple[float, ...], per_decade: int) -> tuple[float, ...]:
+    """The range of ``lrs`` (lowest to highest) with ``per_decade`` log-spaced points per decade,
+    both ends kept (the seed's 0.001 … 1000 at 4 per decade: 25 learning rates), to 6 digits."""
+    if per_decade < 1:
+        raise ConfigError(f"--lr-per-decade {per_decade}: must be >= 1 (4 or 5 recommended)")
+    low, high = math.log10(min(lrs)), math.log10(max(lrs))
+    points = max(round((high - low) * per_decade), 1) + 1
+    grid = [float(f"{10**v:.6g}") for v in (low + (high - low) * k / (points - 1) for k in range(points))]
+    return tuple(dict.fromkeys(grid))
 
 
 def steps_per_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
@@ -105,6 +121,7 @@ class StudyConfig:
     bn_momentum: tuple[float, ...] = (0.99,)  # Keras BatchNormalization momentum
     bn_placement: tuple[str, ...] = ("before",)  # BN before or after the ReLU
     batch_size: tuple[int, ...] = (10,)  # minibatch sizes (BN normalises each batch by its own statistics)
+    init: tuple[str, ...] = ("uniform",)  # Dense kernel initialisations (INITS); the blog's U(±0.05)
     # --- seeds: a nuisance axis, several per configuration ----------------------------------
     seeds: int = 5  # trials per configuration
     seed_base: int = 0  # their seeds are seed_base, seed_base + 1, ...
@@ -193,6 +210,9 @@ class StudyConfig:
         for v in self.bn_placement:
             if v not in BN_PLACEMENTS:
                 fail("bn-placement", v, f"must be one of {', '.join(BN_PLACEMENTS)}")
+        for v in self.init:
+            if v not in INITS:
+                fail("init", v, f"must be one of {', '.join(INITS)}")
         if self.seeds < 1:
             fail("seeds", self.seeds, "must be >= 1")
         if not 1 <= self.epochs <= MAX_EPOCHS:

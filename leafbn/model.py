@@ -15,11 +15,14 @@ lr_t = lr / (1 + decay · t) (t = optimizer steps taken) is Keras 3's ``InverseT
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from leafbn.config import INITS
 
 __all__ = [
     "ModelSpec", "StackedNetworks", "RuntimeSGD", "BNMomentum", "build_model", "build_optimizer",
@@ -41,6 +44,16 @@ class ModelSpec:
     bn: bool = False
     bn_momentum: float = 0.99
     bn_placement: str = "before"  # BatchNormalization "before" or "after" the ReLU
+    init: str = "uniform"  # Dense kernels: the blog's U(-0.05, 0.05), "he_normal" or "glorot_uniform"
+
+
+def kernel_initializer(name: str) -> keras.initializers.Initializer:
+    """The Dense kernels' initializer named ``name`` (one of :data:`leafbn.config.INITS`)."""
+    if name not in INITS:
+        raise ValueError(f"init {name!r}: must be one of {', '.join(INITS)}")
+    if name == "uniform":
+        return keras.initializers.RandomUniform(-INIT_LIMIT, INIT_LIMIT)
+    return keras.initializers.get(name)
 
 
 def build_model(spec: ModelSpec, seed: int) -> keras.Model:
@@ -51,7 +64,7 @@ def build_model(spec: ModelSpec, seed: int) -> keras.Model:
     same initial weights.
     """
     widths = [spec.n_features] + [spec.width] * spec.depth
-    init = keras.initializers.RandomUniform(-INIT_LIMIT, INIT_LIMIT)
+    init = kernel_initializer(spec.init)
     # Fixed names (not Keras' per-process counters: dense_7, ...) keep a compiled program's
     # XLA cache key the same in every process, whatever it built before.
     layers: list[keras.layers.Layer] = [keras.Input((spec.n_features,), name="features")]
@@ -105,17 +118,35 @@ def initial_weights(model: keras.Model, seed: tf.Tensor) -> list[tf.Tensor]:
     dense = 0
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
-            config = layer.kernel_initializer.get_config()  # RandomUniform: minval, maxval
             pair = tf.stack([tf.cast(seed, tf.int64) * 1000 + dense, tf.constant(0, tf.int64)])
             pair = tf.cast(tf.math.floormod(pair, tf.int32.max - 1), tf.int32)  # Keras' _cast_seed
-            low, high = tf.cast(config["minval"], tf.float32), tf.cast(config["maxval"], tf.float32)
-            values.append(tf.random.stateless_uniform(layer.kernel.shape, pair, low, high, tf.float32))
+            values.append(_kernel_draw(layer.kernel_initializer, tuple(layer.kernel.shape), pair))
             values.append(layer.bias_initializer(layer.bias.shape))
             dense += 1
         elif isinstance(layer, keras.layers.BatchNormalization):
             for name in ("gamma", "beta", "moving_mean", "moving_variance"):
                 values.append(getattr(layer, f"{name}_initializer")(getattr(layer, name).shape))
     return values
+
+
+def _kernel_draw(init: keras.initializers.Initializer, shape: tuple[int, ...], pair: tf.Tensor) -> tf.Tensor:
+    """What Keras' seeded ``init`` (RandomUniform, or a VarianceScaling such as he_normal and
+    glorot_uniform) draws for a Dense kernel of ``shape`` under the stateless seed ``pair``: the same
+    TensorFlow call with the same arguments, so the values agree to the bit."""
+    if not isinstance(init, keras.initializers.VarianceScaling):
+        config = init.get_config()  # RandomUniform: minval, maxval
+        low, high = tf.cast(config["minval"], tf.float32), tf.cast(config["maxval"], tf.float32)
+        return tf.random.stateless_uniform(shape, pair, low, high, tf.float32)
+    fan_in, fan_out = shape
+    fans = {"fan_in": fan_in, "fan_out": fan_out}.get(init.mode, (fan_in + fan_out) / 2.0)
+    scale = init.scale / max(1.0, fans)
+    if init.distribution == "truncated_normal":
+        stddev = math.sqrt(scale) / 0.87962566103423978  # Keras' correction for the truncation
+        return tf.random.stateless_truncated_normal(shape, pair, 0.0, stddev, tf.float32)
+    if init.distribution == "untruncated_normal":
+        return tf.random.stateless_normal(shape, pair, 0.0, math.sqrt(scale), tf.float32)
+    limit = math.sqrt(3.0 * scale)
+    return tf.random.stateless_uniform(shape, pair, tf.cast(-limit, tf.float32), tf.cast(limit, tf.float32))
 
 
 class StackedNetworks(keras.Model):

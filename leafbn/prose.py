@@ -14,13 +14,17 @@ import pandas as pd
 from leafbn.config import TRIAL_FIELDS
 from leafbn.render import Block, fmt
 
-__all__ = ["answer", "batch_size_section", "best", "varying", "context_label", "values_text", "duration"]
+__all__ = [
+    "answer", "specification_blocks", "batch_size_section", "best", "varying", "context_label", "values_text",
+    "duration",
+]  # fmt: skip
 
 _ON_OFF = {True: "BN", False: "no BN"}
 _WITH = {True: "With BN", False: "Without BN"}
 _VERDICT = {
     "bn_more_robust": "BN more robust",
-    "bn_not_more_robust": "BN not more robust",
+    "bn_less_robust": "BN less robust",
+    "no_difference": "no difference",
     "inconclusive": "inconclusive",
 }
 
@@ -72,32 +76,43 @@ def answer(
     effect: pd.DataFrame,
     settings: dict[str, Any],
     confidence: float,
+    specification: dict[str, Any] | None = None,
 ) -> list[Block]:
     """The seed's question — does BN make the net robust to its learning rate? — in sentences.
 
     Args:
-        answers: :func:`leafbn.robustness.bootstrap_answer`'s per-family answers.
+        answers: :func:`leafbn.robustness.bootstrap_answer`'s per-context answers.
         stats: :func:`leafbn.analysis.aggregate` of the no-BN-paired trials (divergence counts).
         effect: :func:`leafbn.analysis.bn_effect` of the same.
-        settings: ``window``, ``tolerance``, ``threshold``, ``resamples``, ``random_seed``.
+        settings: ``window``, ``tolerance``, ``bar``, ``margin``, ``resamples``, ``random_seed``,
+            ``outcome_source`` (and ``fallback_runs``: runs whose outcome is their final epoch).
         confidence: the tests' level.
+        specification: :func:`leafbn.specification.specification_table`'s record, or None.
     """
     s = settings
-    blocks: list[Block] = [
-        (
-            "p",
-            f"How this is measured: each run's outcome is its median validation loss over its last "
-            f"{s['window']} epochs (one spiking epoch cannot set it). A run succeeds when it did not "
-            f"diverge, beats a uniform guess and ends within {s['tolerance']:g} nats of its family's best "
-            f"learning rate (by median outcome); a learning rate is stable when at least "
-            f"{s['threshold']:.0%} of its runs succeed; the stable range is the contiguous run of stable "
-            f"learning rates around the best one, in decades (log10 max/min). The whole answer is "
-            f"recomputed on {s['resamples']} bootstrap resamples of the runs (seeds, and splits when "
-            f"there are several; random seed {s['random_seed']}): the verdict is **BN more robust** when "
-            "BN's range is wider in at least 95% of them, **BN not more robust** when in at most 5%, "
-            "and **inconclusive** otherwise.",
-        )
-    ]
+    blocks: list[Block] = []
+    if s.get("fallback_runs"):
+        blocks.append(("p", f"**Outcome read from the final epoch for {s['fallback_runs']} runs**: the study "
+                            "folder has no learning curves for them (curves.parquet or curves.csv), so their "
+                            f"outcome is not the median of their last {s['window']} epochs."))  # fmt: skip
+    blocks.append((
+        "p",
+        f"How this is measured: each run's outcome is its median validation loss over its last {s['window']} "
+        "epochs. A run *trains* when its outcome is finite, clearly better than chance (below "
+        f"{s['bar']:.2f} nats: the true class's probability at least min(10, √classes) times a uniform "
+        "guess's) and within "
+        f"{s['tolerance']:g} nats of the best configuration of its context, BN or not (one target for "
+        "both arms); otherwise it *diverged* (NaN/inf), is *stuck* (not clearly better than chance) "
+        "or is *behind*. "
+        "Each arm's width is the area under its success-rate curve over log10(learning rate), the curve "
+        "interpolated between grid points (decades); its edges are where that curve crosses one half. "
+        f"The whole answer is recomputed on {s['resamples']} paired bootstrap resamples (random seed "
+        f"{s['random_seed']}): the (split, seed) units, shared by every learning rate and arm, are drawn "
+        "with replacement within each split. The verdict is **BN more robust** (or **less**) when the "
+        "two-sided bootstrap p of the width difference, Holm-corrected across contexts, is below "
+        f"{2 * (1 - 0.95):g}; **no difference** when its 90% interval lies within ±{s['margin']:g} decades; "
+        "**inconclusive** otherwise.",
+    ))  # fmt: skip
     if not answers:
         return blocks + [("p", "BN cannot be compared: the study lacks runs with BN or without it.")]
     stat_ctx = {tuple(k.items()): g for k, g in _contexts(stats)}
@@ -107,7 +122,8 @@ def answer(
         key = {k: ans["family"][k] for k in shown}
         if key:
             blocks.append(("h3", context_label(key)))
-        text = [_verdict_sentence(ans), _range_sentence(ans), _edge_sentence(ans)]
+        text = [_verdict_sentence(ans), _range_sentence(ans), _edge_sentence(ans), _shares_sentence(ans),
+                _sensitivity_sentence(ans)]  # fmt: skip
         fam = stat_ctx.get(tuple(key.items()))
         if fam is not None and "bn" in fam.columns:
             text += [
@@ -119,15 +135,40 @@ def answer(
         if eff is not None and len(eff):
             text.append(_effect_sentence(eff, 1 - confidence))
         blocks.append(("p", " ".join(t for t in text if t)))
+    if specification is not None:
+        blocks += specification_blocks(specification)
     return blocks
+
+
+def specification_blocks(specification: dict[str, Any]) -> list[Block]:
+    """The specification table under a heading, led by its one-sentence headline."""
+    table = pd.DataFrame(specification["rows"])
+    if len(table):
+        table["verdict"] = table["verdict"].map(_VERDICT)
+        table = table.rename(columns={"estimate": "BN − no BN (decades)", "ci_low": "95% low",
+                                      "ci_high": "95% high", "p_bn_wider": "P(BN wider)"})  # fmt: skip
+    dl = specification.get("drop_last")
+    note = (
+        f" This study ran with drop_last {'on' if dl else 'off'}; drop_last is study-wide, so the other "
+        "setting is another study's table."
+        if dl is not None
+        else ""
+    )
+    return [
+        ("h3", "The answer under every reasonable analysis"),
+        ("p", f"**{specification['headline']}**{note}"),
+        ("table", table),
+    ]
 
 
 def _interval(iv: dict[str, Any], unit: str = "", signed: bool = False) -> str:
     if iv["estimate"] is None:
         return "none"
-    f = "{:+.1f}" if signed else "{:.1f}"
+    f = "{:+.2f}" if signed else "{:.2f}"
     text = f.format(iv["estimate"]) + unit
-    if iv["ci_low"] is not None:
+    if iv["ci_low"] is not None and iv["ci_low"] == iv["ci_high"] == iv["estimate"]:
+        text += " (the same in every resample)"
+    elif iv["ci_low"] is not None:
         text += f" (95% interval {f.format(iv['ci_low'])} to {f.format(iv['ci_high'])})"
     return text
 
@@ -141,59 +182,78 @@ def _probability(p: float) -> str:
     return f"= {p:.3f}"
 
 
+def _p_value(p: float) -> str:
+    return f"< {1 / 1000:g}" if p < 0.001 else f"= {p:.3g}"
+
+
 def _verdict_sentence(ans: dict[str, Any]) -> str:
     p = _probability(ans["p_bn_wider"])
-    head = f"**Verdict: {_VERDICT[ans['verdict']]}** — P(BN's stable range is wider) {p}"
-    tail = f", over {ans['seeds']} seeds" + (f" × {ans['splits']} splits" if ans["splits"] > 1 else "") + "."
-    if ans["verdict"] == "inconclusive":
-        if ans["seeds_to_settle"]:
-            tail += (
-                f" About {ans['seeds_to_settle']} seeds per configuration would likely settle it "
-                "(the same resampling, drawing that many)."
-            )
-        else:
-            tail += (
-                " Run more seeds: resampling these runs at up to 8× as many seeds does not settle it"
-                " (a success rate at the threshold stays there when its own runs are redrawn); only new"
-                " seeds can tell which side of it a learning rate is on."
-            )
-    return head + tail
-
-
-def _range_sentence(ans: dict[str, Any]) -> str:
-    def arm(name: str) -> str:
-        iv, lrs = ans["stable_decades"][name], ans["stable_lrs"][name]
-        if iv["estimate"] is None:
-            return "no learning rate is stable"
-        return f"{_interval(iv, ' decades')}, from {lrs[0]:g} to {lrs[1]:g}"
-
-    def top(name: str) -> str:
-        iv = ans["max_lr_no_divergence"][name]
-        if iv["estimate"] is None:
-            return "none (every learning rate had a diverged run)"
-        ci = f" (95% interval {iv['ci_low']:g} to {iv['ci_high']:g})" if iv["ci_low"] is not None else ""
-        return f"{iv['estimate']:g}{ci}"
-
+    units = f"{ans['seeds']} seeds" + (f" × {ans['splits']} splits" if ans["splits"] > 1 else "")
     return (
-        f"Stable range with BN: {arm('bn')}; without BN: {arm('no_bn')}. BN − no BN: "
-        f"{_interval(ans['difference_decades'], ' decades', signed=True)}. Highest learning rate without a "
-        f"diverged run: {top('bn')} with BN, {top('no_bn')} without."
+        f"**Verdict: {_VERDICT[ans['verdict']]}** — P(BN's trainable range is wider) {p} "
+        f"(Holm-corrected two-sided p {_p_value(ans['p_holm'])}), over {units} per learning rate and arm."
     )
 
 
+def _range_sentence(ans: dict[str, Any]) -> str:
+    w = ans["width_decades"]
+    return (
+        f"Width of learning rates in which a run trains: with BN {_interval(w['bn'], ' decades')}, "
+        f"without BN {_interval(w['no_bn'], ' decades')}; BN − no BN: "
+        f"{_interval(ans['difference_decades'], ' decades', signed=True)}."
+    )
+
+
+def _lr_interval(iv: dict[str, Any]) -> str:
+    if iv["estimate"] is None:
+        return "none (fewer than half the runs train at every learning rate)"
+    ci = f" (95% interval {iv['ci_low']:.3g} to {iv['ci_high']:.3g})" if iv["ci_low"] is not None else ""
+    if iv["ci_low"] is not None and iv["ci_low"] == iv["ci_high"] == iv["estimate"]:
+        ci = " (the same in every resample)"
+    return f"{iv['estimate']:.3g}{ci}"
+
+
 def _edge_sentence(ans: dict[str, Any]) -> str:
-    """Say where a stable range is cut by the grid rather than by the loss (it may extend further)."""
-    lo, hi = min(ans["lrs"]), max(ans["lrs"])
+    """The edges where half the runs train, and where the grid, not the loss, cuts them."""
+    lo, up = ans["lower_edge_lr"], ans["upper_edge_lr"]
+    text = (
+        f"At least half the runs train from learning rate {_lr_interval(lo['bn'])} with BN and "
+        f"{_lr_interval(lo['no_bn'])} without (lower edge); the highest learning rate at which at least half "
+        f"train is {_lr_interval(up['bn'])} with BN and {_lr_interval(up['no_bn'])} without (upper edge)."
+    )
     notes = []
     for name, label in (("no_bn", "no-BN"), ("bn", "BN")):
-        a, b = ans["stable_lrs"][name]
-        ends = [w for w, hit in (("lowest", a == lo), ("highest", b == hi)) if hit and a is not None]
+        ends = [w for w in ("lower", "upper") if ans["edge_at_grid"][name][w]]
         if ends:
-            notes.append(f"the {label} range reaches the {' and '.join(ends)} learning rate tried")
-    if not notes:
+            notes.append(f"the {label} {' and '.join(ends)} edge is the grid's end")
+    if notes:
+        joined = "; ".join(notes)
+        text += f" {joined[0].upper()}{joined[1:]}, so that range may extend beyond the grid."
+    return text
+
+
+def _sensitivity_sentence(ans: dict[str, Any]) -> str:
+    s = ans.get("lr_sensitivity")
+    if not s:
         return ""
-    text = "; ".join(notes)
-    return text[0].upper() + text[1:] + ", so it may extend beyond the grid."
+    return (
+        "A check that needs no tolerance, Wortsman et al. (2023)'s LR sensitivity (the mean over the grid "
+        "of how far an arm's mean outcome lies above its best learning rate's, each run capped at a uniform "
+        f"guess's loss; lower is more robust): with BN {_interval(s['bn'], ' nats')}, without BN "
+        f"{_interval(s['no_bn'], ' nats')}; BN − no BN {_interval(s['difference'], ' nats', signed=True)}, "
+        f"P(BN lower) {_probability(s['p_bn_lower'])}."
+    )
+
+
+def _shares_sentence(ans: dict[str, Any]) -> str:
+    def arm(name: str) -> str:
+        sh = ans["outcome_shares"][name]
+        return (
+            f"{sh['trains']:.0%} train, {sh['behind']:.0%} are behind, "
+            f"{sh['stuck']:.0%} are stuck at chance, {sh['diverged']:.0%} diverged"
+        )
+
+    return f"Of all runs over the grid, with BN {arm('bn')}; without BN {arm('no_bn')}."
 
 
 def batch_size_section(
@@ -211,8 +271,8 @@ def batch_size_section(
             "last batch (rows)": _last_batch(n_train, int(a["family"]["batch_size"]), drop_last),
             "verdict": _VERDICT[a["verdict"]],
             "P(BN wider)": a["p_bn_wider"],
-            "BN decades": a["stable_decades"]["bn"]["estimate"],
-            "no-BN decades": a["stable_decades"]["no_bn"]["estimate"],
+            "BN decades": a["width_decades"]["bn"]["estimate"],
+            "no-BN decades": a["width_decades"]["no_bn"]["estimate"],
             "difference": a["difference_decades"]["estimate"],
         }
         for a in answers
@@ -273,8 +333,8 @@ def _effect_sentence(eff: pd.DataFrame, alpha: float) -> str:
         parts.append(f"not significantly different at learning rate {_lrs(same['lr'])}")
     text = (
         (
-            f"Per learning rate, by Welch's t-test with Holm's correction across learning rates "
-            f"(p < {alpha:g}), BN's mean outcome is " + "; ".join(parts) + "."
+            f"Per learning rate, by the paired t-test over the (split, seed) pairs with Holm's correction "
+            f"across learning rates (p < {alpha:g}), BN's outcome is " + "; ".join(parts) + "."
         )
         if parts
         else ""
@@ -282,10 +342,14 @@ def _effect_sentence(eff: pd.DataFrame, alpha: float) -> str:
     disagree = ok[~ok["tests_agree"]]
     if len(ok):
         text += (
-            " The Mann–Whitney U rank test (also Holm-corrected) agrees at every tested learning rate."
+            " The Wilcoxon signed-rank test (also Holm-corrected) agrees at every tested learning rate."
             if disagree.empty
-            else f" The Mann–Whitney U rank test (also Holm-corrected) disagrees at {_lrs(disagree['lr'])}: "
-            "there a few runs far from the rest drive the t-test."
+            else f" The Wilcoxon signed-rank test (also Holm-corrected) disagrees at {_lrs(disagree['lr'])}: "
+            + (
+                "with fewer than 6 pairs its smallest two-sided p is 0.0625."
+                if "n_pairs" in disagree and (disagree["n_pairs"] < 6).all()
+                else "there a few pairs far from the rest drive the t-test."
+            )
         )
     untested = eff[eff["status"] != "ok"]
     for status, group in untested.groupby("status", sort=False):

@@ -25,13 +25,16 @@ import pandas as pd
 
 from leafbn import (
     analysis,
+    answer_plot,
     caveats,
+    lr_range,
     optuna_plots,
     optuna_results,
     plots,
     prose,
     robustness,
     robustness_plots,
+    specification,
     tables,
 )
 from leafbn.record import StudyRecord
@@ -63,7 +66,7 @@ def write_report(
     results_dir: str | Path,
     tolerance: float = analysis.DEFAULT_TOLERANCE,
     confidence: float = 0.95,
-    threshold: float = robustness.DEFAULT_THRESHOLD,
+    margin: float = lr_range.MARGIN,
     resamples: int = robustness.DEFAULT_RESAMPLES,
     window: int | None = None,
     random_seed: int = 0,
@@ -76,7 +79,7 @@ def write_report(
             ``optuna_study.pkl`` or ``optuna.db`` when present).
         tolerance: nats above its family's best a successful run may end.
         confidence: the level of the intervals; tests are significant at ``1 - confidence``.
-        threshold: the success rate at which a learning rate is stable, in (0, 1].
+        margin: decades within which BN − no BN counts as no difference (> 0).
         resamples: bootstrap resamples of the answer (>= 100).
         window: epochs each run's outcome is the median over (None: the study's ``window`` in
             config.json, else :data:`leafbn.robustness.DEFAULT_WINDOW`).
@@ -92,8 +95,8 @@ def write_report(
         raise ValueError(f"tolerance {tolerance}: must be >= 0 nats")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence {confidence}: must be in (0, 1)")
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold {threshold}: must be in (0, 1]")
+    if not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin {margin}: must be > 0 decades")
     if resamples < 100:
         raise ValueError(f"resamples {resamples}: must be >= 100")
     if window is not None and window < 1:
@@ -108,7 +111,8 @@ def write_report(
         settings = dict(
             window=window,
             tolerance=tolerance,
-            threshold=threshold,
+            margin=margin,
+            edge_level=lr_range.EDGE_LEVEL,
             resamples=resamples,
             random_seed=random_seed,
         )
@@ -162,16 +166,35 @@ def _build(
     data, study = record.data, record.study
     classes = data.get("classes")
     chance = math.log(classes if isinstance(classes, int) and classes > 1 else 99)
+    settings["bar"] = lr_range.chance_bar(classes)
     trials = robustness.add_outcomes(trials, curves, settings["window"])
+    fallback = int((~trials["outcome_from_curves"]).sum())
+    settings["fallback_runs"] = fallback
+    settings["outcome_source"] = (
+        f"median of the last {settings['window']} epochs"
+        if not fallback
+        else f"final epoch for {fallback} of {len(trials)} runs (no curves); median of the last "
+        f"{settings['window']} epochs for the others"
+    )
     stats = analysis.aggregate(trials, confidence)
     paired = analysis.pair_nobn(trials)  # no-BN runs shared by every BN momentum/placement
-    stab = robustness.stability(paired, tolerance, chance, settings["threshold"], confidence)
+    stab = robustness.stability(trials, tolerance, settings["bar"], confidence)
     answers, draws = robustness.bootstrap_answer(
-        paired, tolerance, chance, settings["threshold"], settings["resamples"], settings["random_seed"]
+        trials, tolerance, settings["bar"], settings["resamples"], settings["random_seed"],
+        settings["margin"], chance=chance,
+    )  # fmt: skip
+    main = robustness.main_answer(answers)
+    spec = (
+        specification.specification_table(
+            trials, main["family"], main["verdict"], settings["bar"], settings["resamples"],
+            settings["random_seed"], settings["margin"], has_curves=not fallback,
+        )  # fmt: skip
+        if main
+        else None
     )
     effect = analysis.bn_effect(paired, confidence)
     body += [("h2", "Answer")]
-    body += prose.answer(answers, analysis.aggregate(paired, confidence), effect, settings, confidence)
+    body += prose.answer(answers, analysis.aggregate(paired, confidence), effect, settings, confidence, spec)
     rows, val_fraction = data.get("rows"), study.get("val_fraction")
     n_train = (
         rows - math.ceil(rows * val_fraction)
@@ -181,11 +204,12 @@ def _build(
     body += prose.batch_size_section(answers, n_train, bool(study.get("drop_last")))
     body += prose.best(stats)
     body += _figures(
-        root, out, trials, curves, stats, stab, answers, draws, effect, settings, chance, confidence, formats
+        root, out, trials, curves, stats, stab, answers, draws, effect, settings, chance, confidence, spec,
+        formats,
     )
     body += _tables(trials, stats, stab, effect, confidence)
     body += caveats.caveats(record, trials, expected, stats, effect, tolerance, confidence)
-    return blocks + _warning_block(caught) + body, robustness.answer_record(answers, settings)
+    return blocks + _warning_block(caught) + body, robustness.answer_record(answers, settings, spec)
 
 
 def _warning_block(caught: list) -> list[Block]:
@@ -206,6 +230,7 @@ def _figures(
     settings: dict[str, Any],
     chance: float,
     confidence: float,
+    spec: dict[str, Any] | None = None,
     formats: tuple[str, ...] = ("png",),
 ) -> list[Block]:
     """Draw every figure into ``out`` as each of ``formats``; each becomes an image block (its PNG)
@@ -226,6 +251,8 @@ def _figures(
         except Exception as exc:
             warnings.warn(f"could not draw {stem}.png ({type(exc).__name__}: {exc})", stacklevel=2)
 
+    for make, stem, caption in _answer_figures(stab, answers, spec):
+        save(make, stem, caption)
     cap, window, level = robustness_plots.CAP, settings["window"], f"{confidence:.0%}"
     save(
         lambda: robustness_plots.plot_runs_vs_lr(trials),
@@ -236,19 +263,18 @@ def _figures(
         "low over more learning rates, that arm is more robust.",
     )
     save(
-        lambda: robustness_plots.plot_success_rate(stab, settings["threshold"]),
+        lambda: robustness_plots.plot_success_rate(stab, settings["edge_level"]),
         "success_rate",
-        "Share of runs that succeed at each learning rate (band: Wilson 95% interval); a learning rate is "
-        f"stable where its line reaches the dashed threshold ({settings['threshold']:.0%}).",
+        "Share of runs that train at each learning rate (band: Wilson 95% interval); the dashed line is one "
+        "half, where each arm's trainable range starts and ends.",
     )
     if answers:
         save(
             lambda: robustness_plots.plot_bootstrap(draws, answers),
             "bootstrap",
-            "How sure the answer is: per family, each arm's stable range of learning rates and BN's minus "
-            f"no-BN's, in decades, with 95% intervals over {settings['resamples']} bootstrap resamples of "
-            "the runs; grey discs: the share of resamples at each difference (a range counted in whole "
-            "grid steps takes only a few values).",
+            "How sure the answer is: per family, each arm's trainable width of learning rates and BN's minus "
+            f"no-BN's, in decades, with 95% intervals over {settings['resamples']} paired resamples of the "
+            "(split, seed) pairs; grey discs: the share of resamples at each difference.",
         )
     eb = robustness.expected_best(trials, chance)
     if len(eb):
@@ -277,9 +303,10 @@ def _figures(
         save(
             lambda: plots.plot_bn_effect(effect, confidence),
             "bn_effect",
-            f"Forest plot: BN minus no-BN mean outcome per learning rate with its {level} Welch interval "
-            "(in numbers beside it); below 0 BN ends lower; filled points are significant after Holm's "
-            "correction; rows marked 'no test' name the learning rates where none was possible, and why.",
+            f"Forest plot: BN minus no-BN outcome per learning rate, paired by (split, seed), with its "
+            f"{level} paired-t interval (in numbers beside it); below 0 BN ends lower; filled points are "
+            "significant after Holm's correction; rows marked 'no test' name the learning rates where none "
+            "was possible.",
         )
     varying = analysis.heatmap_axes(trials)
     n_contexts = trials.groupby(varying, dropna=False).ngroups if varying else 1
@@ -328,6 +355,30 @@ def _figures(
     return blocks
 
 
+def _answer_figures(
+    stab: pd.DataFrame, answers: list[dict[str, Any]], spec: dict[str, Any] | None
+) -> list[tuple[Any, str, str]]:
+    """The report's lead figures as (draw, file name, caption): the answer, then its specification curve."""
+    main = robustness.main_answer(answers)
+    figures = []
+    if main is not None:
+        figures.append((
+            lambda: answer_plot.plot_answer(answer_plot.answer_data(stab, main)),
+            "answer",
+            "The answer: the share of runs that train at each learning rate, per arm (band: Wilson 95% "
+            "interval), on one log axis; the bars below are each arm's trainable range (where at least half "
+            "train), whiskers the 95% intervals of both edges; dotted, ×: the share of runs that diverged.",
+        ))  # fmt: skip
+    if spec is not None and spec["rows"]:
+        figures.append((
+            lambda: answer_plot.plot_specification(answer_plot.specification_data(spec)),
+            "specification",
+            "The answer under every specification: BN − no BN width (decades) with its 95% interval, "
+            "sorted; the choices of each specification are marked beneath; colour: the verdict.",
+        ))  # fmt: skip
+    return figures
+
+
 def _tables(
     trials: pd.DataFrame,
     stats: pd.DataFrame,
@@ -339,7 +390,7 @@ def _tables(
     vary = prose.varying(trials, exclude=("lr", "bn"))
     blocks: list[Block] = [("h2", "Tables")]
     s = stab[[*[c for c in ("bn", *vary, "lr") if c in stab.columns]]].copy()
-    s["success"] = [f"{k}/{n}" for k, n in zip(stab["n_success"], stab["n_runs"])]
+    s["train"] = [f"{k}/{n}" for k, n in zip(stab["n_success"], stab["n_runs"])]
     s["success rate [Wilson 95%]"] = [
         f"{r:.2f} [{lo:.2f}, {hi:.2f}]"
         for r, lo, hi in zip(stab["success_rate"], stab["success_ci_low"], stab["success_ci_high"])
@@ -349,19 +400,23 @@ def _tables(
         "—" if not math.isfinite(m) else f"{m:.4f} [{a:.4f}, {b:.4f}]"
         for m, a, b in zip(stab["outcome_median"], stab["outcome_q1"], stab["outcome_q3"])
     ]
-    s["family best"] = stab["family_best"]
-    s["stable"] = stab["stable"]
-    blocks += [("h3", "Success per configuration (outcome = median of the last epochs)"), ("table", s)]
+    s["stuck"] = stab["n_stuck"]
+    s["behind"] = stab["n_behind"]
+    s["context best"] = stab["context_best"]
+    s["half train"] = stab["trains"]
+    title = "How the runs ended per configuration (train / behind / stuck / diverged)"
+    blocks += [("h3", title), ("table", s)]
     if len(effect):
-        e = effect[[*vary, "lr", "val_loss_nobn", "val_loss_bn", "diff", "ci_low", "ci_high", "p_value",
-                    "p_welch_holm", "p_mw", "p_mw_holm", "significant", "tests_agree", "status"]]  # fmt: skip
+        shown = ["lr", "n_pairs", "val_loss_nobn", "val_loss_bn", "diff", "ci_low", "ci_high", "p_value",
+                 "p_holm", "p_rank", "p_rank_holm", "significant", "tests_agree", "status"]  # fmt: skip
+        e = effect[[*vary, *shown]]
         e = e.rename(columns={
-            "ci_low": f"{level} CI low", "ci_high": f"{level} CI high", "diff": "BN − no BN",
-            "p_value": "p Welch", "p_welch_holm": "p Welch (Holm)", "p_mw": "p Mann–Whitney",
-            "p_mw_holm": "p Mann–Whitney (Holm)", "tests_agree": "tests agree",
+            "ci_low": f"{level} CI low", "ci_high": f"{level} CI high", "diff": "BN − no BN (paired)",
+            "p_value": "p paired t", "p_holm": "p paired t (Holm)", "p_rank": "p Wilcoxon",
+            "p_rank_holm": "p Wilcoxon (Holm)", "tests_agree": "tests agree", "n_pairs": "pairs",
         })  # fmt: skip
-        blocks += [("h3", f"BN − no-BN mean outcome per learning rate ({level} Welch CI; Holm across LRs)"),
-                   ("table", e)]  # fmt: skip
+        title = f"BN − no-BN outcome per learning rate, paired by (split, seed) ({level} CI; Holm across LRs)"
+        blocks += [("h3", title), ("table", e)]
 
     def cell(mean: float, std: float, ci: float) -> str:
         if not math.isfinite(mean):

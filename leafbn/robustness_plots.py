@@ -180,11 +180,11 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
 
 @styled
 def plot_success_rate(stab: pd.DataFrame, threshold: float) -> Figure:
-    """Success rate against learning rate per BN arm, with Wilson bands and the stability threshold.
+    """Share of runs that train against learning rate per BN arm, with Wilson bands and the edge level.
 
     Args:
         stab: :func:`leafbn.robustness.stability`'s table (of the no-BN-paired trials).
-        threshold: the success rate at which a learning rate is stable (a dashed line).
+        threshold: the share at which an arm's trainable range starts and ends (a dashed line).
     """
     axes_names = [a for a in stab.columns if a in _context_axes(stab)]
     contexts = _contexts(stab, axes_names)
@@ -202,7 +202,7 @@ def plot_success_rate(stab: pd.DataFrame, threshold: float) -> Figure:
         ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
         lr_axis(ax, stab["lr"])
         ax.set_ylim(-0.03, 1.05)
-        ax.set_ylabel("share of runs that succeed")
+        ax.set_ylabel("share of runs that train")
         if key:
             ax.set_title(wrap(_label(key), 3.8, FONT["title"]))
         ax.grid(True, alpha=0.3)
@@ -210,16 +210,16 @@ def plot_success_rate(stab: pd.DataFrame, threshold: float) -> Figure:
     handles = [Line2D([], [], color=COLORS[b], marker="o", label=f"{NAMES[b]}") for b in (False, True)]
     handles += [
         Patch(color="grey", alpha=0.3, label="Wilson 95% interval"),
-        Line2D([], [], color="grey", linestyle="--", label=f"stable at {threshold:.0%}"),
+        Line2D([], [], color="grey", linestyle="--", label=f"range edge at {threshold:.0%}"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
-    suptitle(fig, "Share of runs that succeed at each learning rate")
+    suptitle(fig, "Share of runs that train at each learning rate")
     return fig
 
 
 @styled
 def plot_bootstrap(draws: pd.DataFrame, answers: list[dict[str, Any]]) -> Figure:
-    """The answer per family as a forest: each arm's stable range and BN's minus no-BN's, in decades,
+    """The answer per family as a forest: each arm's trainable width and BN's minus no-BN's, in decades,
     with their bootstrap intervals; behind the difference, the share of resamples at each value.
 
     Args:
@@ -227,7 +227,7 @@ def plot_bootstrap(draws: pd.DataFrame, answers: list[dict[str, Any]]) -> Figure
         answers: its per-family answers.
     """
     n = max(len(answers), 1)
-    cols = [("no_bn", f"{NAMES[False]} stable range"), ("bn", f"{NAMES[True]} stable range"),
+    cols = [("no_bn", f"{NAMES[False]} trainable width"), ("bn", f"{NAMES[True]} trainable width"),
             ("difference", f"{NAMES[True]} − {NAMES[False]}")]  # fmt: skip
     fig = figure(10, 0.55 * n + 2.0)
     axes = fig.subplots(1, 3, sharey=True)
@@ -249,7 +249,7 @@ def plot_bootstrap(draws: pd.DataFrame, answers: list[dict[str, Any]]) -> Figure
             if k in part.columns:
                 part = part[part[k] == v]
         for ax, (name, _) in zip(axes, cols):
-            interval = ans["difference_decades"] if name == "difference" else ans["stable_decades"][name]
+            interval = ans["difference_decades"] if name == "difference" else ans["width_decades"][name]
             color = "black" if name == "difference" else COLORS[name == "bn"]
             if name == "difference" and "difference" in part.columns:
                 _draw_shares(ax, part["difference"].to_numpy(float), i)
@@ -267,7 +267,7 @@ def plot_bootstrap(draws: pd.DataFrame, answers: list[dict[str, Any]]) -> Figure
         Line2D([], [], color="grey", marker="o", linestyle="", alpha=0.4, label="share of resamples (area)"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2)
-    suptitle(fig, "How wide each arm's stable learning-rate range is, and how sure (bootstrap over seeds)")
+    suptitle(fig, "How wide each arm's trainable learning-rate range is, and how sure (paired bootstrap)")
     return fig
 
 

@@ -220,7 +220,7 @@ _REQUIRED = ("lr", "bn", "final_val_loss")
 
 
 def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, StudyRecord]:
-    """Read a study's ``trials.csv``, ``curves.csv`` and ``config.json``.
+    """Read a study's ``trials.csv``, ``curves.parquet`` (else ``curves.csv``) and ``config.json``.
 
     Args:
         results_dir: the study's folder (``OUT/NAME``).
@@ -259,11 +259,12 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, St
     if trials.empty:
         warnings.warn(f"{trials_path} is empty: no trials to analyse", stacklevel=2)
 
-    curves_path = root / "curves.csv"
+    parquet = root / "curves.parquet"
+    curves_path = parquet if parquet.is_file() else root / "curves.csv"
     curves = pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"])
     if curves_path.is_file():
         try:
-            curves = read_table(curves_path)
+            curves = pd.read_parquet(curves_path) if curves_path == parquet else read_table(curves_path)
             for col in ("epoch", "train_loss", "val_loss", "val_accuracy"):
                 if col in curves.columns:
                     curves[col] = pd.to_numeric(curves[col], errors="coerce")
@@ -271,11 +272,13 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, St
                 curves["trial_id"] = curves["trial_id"].astype(str)
         except pd.errors.EmptyDataError:
             warnings.warn(f"{curves_path} is empty: no learning curves", stacklevel=2)
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+            if isinstance(exc, TableError):
+                raise
             warnings.warn(f"{curves_path}: unreadable ({exc}); no learning curves", stacklevel=2)
         # a malformed row (TableError) is an error: a number from a cut line must not be reported
     else:
-        warnings.warn(f"{curves_path} is missing: no learning curves", stacklevel=2)
+        warnings.warn(f"{curves_path} is missing (and no curves.parquet): no learning curves", stacklevel=2)
 
     record = StudyRecord()
     config_path = root / "config.json"

@@ -42,7 +42,7 @@ def _params(config: dict[str, Any]) -> dict[str, Any]:
         "bn_placement": str(config["bn_placement"]), "batch_size": int(config["batch_size"]),
         "drop_last": bool(config.get("drop_last", False)), "epochs": int(config["epochs"]),
         "split": int(config.get("split") or 0), "momentum": float(config["momentum"]),
-        "decay": float(config["decay"]),
+        "decay": float(config["decay"]), "init": str(config.get("init", "uniform")),
     }  # fmt: skip
 
 
@@ -100,7 +100,7 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
     spec = ModelSpec(
         n_features=split.x_train.shape[1],
         n_classes=int(max(split.y_train.max(), split.y_val.max())) + 1,
-        **{k: params[k] for k in ("depth", "width", "bn", "bn_momentum", "bn_placement")},
+        **{k: params[k] for k in ("depth", "width", "bn", "bn_momentum", "bn_placement", "init")},
     )
     every, epochs = int(flat.get("report_every", 1)), params["epochs"]
     pending: list[list] = [[] for _ in seeds]  # per network, its epochs since the last report

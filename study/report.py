@@ -1,4 +1,4 @@
-"""Write a study's report: ``python study/report.py RESULTS_DIR [--tolerance NATS] [--threshold P] ...``.
+"""Write a study's report: ``python study/report.py RESULTS_DIR [--tolerance NATS] [--margin DECADES] ...``.
 
 Writes ``RESULTS_DIR/report/report.md``, ``report.html`` (self-contained), ``answer.json`` (the
 verdict, machine-readable; docs/results.md) and the PNGs (``--figure-format png,svg,pdf``: vector
@@ -25,13 +25,14 @@ def main(argv: list[str] | None = None) -> int:
         "--tolerance",
         type=float,
         default=None,
-        help="a run succeeds when its outcome is within this many nats of its family's best (default 0.5)",
+        help="a run trains when its outcome is within this many nats of its context's best, BN or not "
+        "(default 0.5)",
     )
     parser.add_argument(
-        "--threshold",
+        "--margin",
         type=float,
-        default=0.8,
-        help="success rate at which a learning rate is stable (default 0.8: 4 of 5 seeds)",
+        default=0.25,
+        help="decades within which BN's and no-BN's trainable widths count as no difference (default 0.25)",
     )
     parser.add_argument(
         "--window",
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         problem = f"--tolerance {args.tolerance}: must be >= 0 nats"
     elif not 0 < args.confidence < 1:
         problem = f"--confidence {args.confidence}: must be in (0, 1)"
-    elif not 0 < args.threshold <= 1:
-        problem = f"--threshold {args.threshold}: must be in (0, 1]"
+    elif not 0 < args.margin < 10:
+        problem = f"--margin {args.margin}: must be in (0, 10) decades"
     elif args.window is not None and args.window < 1:
         problem = f"--window {args.window}: must be >= 1 epoch"
     elif args.resamples < 100:
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         options = dict(
-            confidence=args.confidence, threshold=args.threshold, window=args.window,
+            confidence=args.confidence, margin=args.margin, window=args.window,
             resamples=args.resamples, random_seed=args.seed, figure_formats=args.figure_format,
         )  # fmt: skip
         if args.tolerance is not None:

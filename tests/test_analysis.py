@@ -32,7 +32,7 @@ def test_public_surface():
 def test_aggregate_known_values():
     agg = analysis.aggregate(make_trials())
     assert len(agg) == 14
-    assert set(TRIAL_FIELDS) <= set(agg.columns)
+    assert set(TRIAL_FIELDS) - {"init"} <= set(agg.columns)  # a table without init: written before it
     r = row(agg, lr=1e-2, bn=False)
     assert (r.n_runs, r.n_ok, r.n_diverged, r.divergence_rate) == (5, 5, 0, 0.0)
     assert r.val_loss_mean == pytest.approx(0.6)
@@ -74,9 +74,10 @@ def test_bn_effect_significant_not_significant_and_diverged():
     assert sig.status == "ok" and sig.significant
     assert sig["diff"] == pytest.approx(-0.2)
     assert sig.ci_low < -0.2 < sig.ci_high < 0
-    a = trials.query("bn and lr == 0.01")["final_val_loss"]
-    b = trials.query("not bn and lr == 0.01")["final_val_loss"]
-    assert sig.p_value == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    a = trials.query("bn and lr == 0.01").sort_values("seed")["final_val_loss"].to_numpy()
+    b = trials.query("not bn and lr == 0.01").sort_values("seed")["final_val_loss"].to_numpy()
+    assert sig.p_value == pytest.approx(stats.ttest_rel(a, b).pvalue)  # paired by seed
+    assert sig.p_rank == pytest.approx(stats.wilcoxon(a, b).pvalue) and sig.n_pairs == 5
     ns = row(eff, lr=1e-3)
     assert ns.status == "ok" and not ns.significant and ns.p_value > 0.05
     assert ns["diff"] == pytest.approx(0.005) and ns.ci_low < 0 < ns.ci_high
@@ -101,7 +102,7 @@ def test_bn_effect_other_statuses():
     assert row(eff, lr=1e-1).status == "BN diverged in all seeds"
     assert row(eff, lr=1.0).status == "BN diverged in all seeds"
     single = analysis.bn_effect(make_trials(seeds=1))
-    assert row(single, lr=1e-2).status == "too few seeds"
+    assert row(single, lr=1e-2).status == "too few pairs"
     assert row(single, lr=1e-2)["diff"] == pytest.approx(-0.2 + OFFS[2] - OFFS[0])
     both = analysis.bn_effect(make_trials(nobn={}, bn={}, lrs=[1.0]))
     assert both.iloc[0].status == "both diverged in all seeds"
@@ -200,6 +201,7 @@ def test_pair_nobn_shares_nobn_trials_with_every_bn_family():
     assert sorted(nobn["bn_momentum"].unique()) == [0.9, 0.99] and len(nobn) == 8
     assert len(paired[paired["bn"]]) == 8  # BN trials untouched
     effect = analysis.bn_effect(paired)
-    assert len(effect) == 4 and (effect["status"] == "ok").all()
+    # every pair differs by exactly -1: nothing to test, but the paired difference is there
+    assert len(effect) == 4 and (effect["status"] == "no variance").all() and (effect["n_pairs"] == 2).all()
     assert np.allclose(effect["diff"], -1.0)
     assert len(analysis.summary(trials)) == 4  # the summary still counts each trial once

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from leafbn.config import SEED_LRS, ConfigError, StudyConfig, contradictions
+from leafbn.config import SEED_LRS, ConfigError, StudyConfig, contradictions, lr_grid
 
 
 def test_defaults_are_the_seed_grid():
@@ -94,3 +94,21 @@ def test_resume_refuses_flags_that_contradict_the_stored_study():
     assert contradictions(stored, StudyConfig(bn=(True,)), {"bn"}) == ["--bn on (the study's: off,on)"]
     # the loggers were set up when the study began: a resume cannot add one
     assert contradictions(stored, StudyConfig(log=("csv",)), {"log"}) == ["--log csv (the study's: none)"]
+
+
+def test_lr_grid_spans_the_same_range_with_n_points_per_decade():
+    four = lr_grid(SEED_LRS, 4)
+    assert len(four) == 25 and four[0] == 0.001 and four[-1] == 1000.0
+    assert set(SEED_LRS) <= set(four)  # the seed's seven points stay on the finer grid
+    assert four[1] == 0.00177828 and len(lr_grid(SEED_LRS, 5)) == 31
+    assert lr_grid((0.01, 1.0), 1) == (0.01, 0.1, 1.0)
+    with pytest.raises(ConfigError, match="--lr-per-decade 0: must be >= 1"):
+        lr_grid(SEED_LRS, 0)
+
+
+def test_the_init_axis_defaults_to_the_blogs_uniform_and_refuses_others():
+    assert StudyConfig().init == ("uniform",)
+    inits = {t["init"] for t in StudyConfig(init=("uniform", "he_normal")).trial_configs()}
+    assert inits == {"uniform", "he_normal"}
+    with pytest.raises(ConfigError, match="--init zeros: must be one of uniform, he_normal, glorot_uniform"):
+        StudyConfig(init=("zeros",))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from leafbn.config import INITS
 from leafbn.model import (
     BNMomentum,
     ModelSpec,
@@ -48,16 +49,17 @@ def test_reset_weights_is_a_new_model_with_that_seed():
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
 
 
-def test_initial_weights_in_a_traced_function_are_reset_weights_to_the_bit():
-    spec = ModelSpec(bn=True, depth=1, width=8)
-    model = build_model(spec, seed=0)
-    draw = tf.function(lambda seed: initial_weights(model, seed), autograph=False)
-    for seed in (5, 3_000_000):  # the second folds into int32 as Keras' seeds do
-        expected = build_model(spec, seed).get_weights()
-        got = draw(tf.constant(seed, tf.int64))
-        assert len(got) == len(expected)
-        for ours, theirs in zip(got, expected):
-            np.testing.assert_array_equal(ours.numpy(), theirs)
+def test_initial_weights_in_a_traced_function_are_reset_weights_to_the_bit_for_every_init():
+    for init in INITS:  # the blog's uniform and the fan-scaled ones of the init axis
+        spec = ModelSpec(bn=True, depth=1, width=8, init=init)
+        model = build_model(spec, seed=0)
+        draw = tf.function(lambda seed, model=model: initial_weights(model, seed), autograph=False)
+        for seed in (5, 3_000_000):  # the second folds into int32 as Keras' seeds do
+            expected = build_model(spec, seed).get_weights()
+            got = draw(tf.constant(seed, tf.int64))
+            assert len(got) == len(expected)
+            for ours, theirs in zip(got, expected):
+                np.testing.assert_array_equal(ours.numpy(), theirs)
 
 
 def test_bn_momentum_variable_updates_as_the_float_does():
@@ -95,3 +97,12 @@ def test_runtime_sgd_steps_each_network_with_its_own_learning_rate():
         for _ in range(2):
             keras_sgd.apply_gradients([(tf.constant(grad[s]), alone)])
         np.testing.assert_array_equal(weights.numpy()[s], alone.numpy())
+def test_the_init_axis_draws_kernels_by_fan_in_or_the_blogs_uniform():
+    from leafbn.model import INIT_LIMIT
+
+    uniform = build_model(ModelSpec(), seed=1).get_layer("dense_0").kernel.numpy()
+    he = build_model(ModelSpec(init="he_normal"), seed=1).get_layer("dense_0").kernel.numpy()
+    again = build_model(ModelSpec(init="he_normal"), seed=1).get_layer("dense_0").kernel.numpy()
+    assert np.abs(uniform).max() <= INIT_LIMIT < np.abs(he).max()
+    assert np.array_equal(he, again)  # seeded like the default
+    assert abs(he.std() - np.sqrt(2 / 192)) < 0.02  # He: sd sqrt(2 / fan_in), truncated normal

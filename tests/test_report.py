@@ -107,7 +107,8 @@ def test_full_report_files_and_html(full_report):
     assert full_report == out / "report.md" and out.name == "report"
     for name in (
         "report.md", "report.html", "answer.json", "loss_vs_lr.png", "bn_effect.png", "learning_curves.png",
-        "runs_vs_lr.png", "success_rate.png", "bootstrap.png", "expected_best.png",
+        "runs_vs_lr.png", "success_rate.png", "bootstrap.png", "expected_best.png", "answer.png",
+        "specification.png",
     ):  # fmt: skip
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not list(out.glob("heatmap_*.png"))  # no axis besides lr and bn varies
@@ -116,37 +117,45 @@ def test_full_report_files_and_html(full_report):
 
 def test_full_report_answer_follows_the_numbers(full_report):
     md = report_text(full_report)
-    assert "**Verdict: BN more robust** — P(BN's stable range is wider) = 1.000, over 5 seeds." in md
+    assert "**Verdict: BN more robust** — P(BN's trainable range is wider) = 1.000" in md
+    assert "over 5 seeds per learning rate and arm" in md
     assert (
-        "Stable range with BN: 3.0 decades (95% interval 3.0 to 3.0), from 0.01 to 10; without BN: 1.0 "
-        "decades (95% interval 1.0 to 1.0), from 0.01 to 0.1. BN − no BN: +2.0 decades"
+        "Width of learning rates in which a run trains: with BN 4.00 decades (the same in every resample), "
+        "without BN 2.00 decades (the same in every resample); BN − no BN: +2.00 decades"
     ) in md
-    assert "Highest learning rate without a diverged run: 1000 (95% interval 1000 to 1000) with BN" in md
+    assert "at which at least half train is 31.6 (the same in every resample) with BN" in md
+    assert md.index("![") == md.index("![", md.index("answer.png") - 80)  # the answer leads the figures
+    assert "holds under all 27 specifications" in md
     assert "Without BN: 20 of 35 runs diverged, at every learning rate ≥ 1 in every seed." in md
     assert "With BN: none of 35 runs diverged." in md
     assert (
-        "by Welch's t-test with Holm's correction across learning rates (p < 0.05), BN's mean outcome is "
+        "by the paired t-test over the (split, seed) pairs with Holm's correction across learning rates "
+        "(p < 0.05), BN's outcome is "
         "lower at learning rate 0.01, 0.1 (by 0.1–0.2 nats); "
         "not significantly different at learning rate 0.001."
     ) in md
-    assert "Mann–Whitney U rank test (also Holm-corrected) agrees" in md
+    assert "Wilcoxon signed-rank test (also Holm-corrected) disagrees at 0.01, 0.1: with fewer than 6" in md
     assert "extend beyond the grid" not in md
     assert "No test at 1, 10, 100, 1000: no-BN diverged in all seeds." in md
     assert "Overall: lr=0.1, bn=on" in md
     # what was run, from config.json
     assert "70 present of 70 expected" in md and "Ray nodes 2, CPUs 8" in md and "wall time 10m 00s" in md
     assert "## Caveats" in md and "One train/validation split" in md and "## Warnings" not in md
-    assert re.search(r"^\| *bn *\| *lr *\| *success", md, re.MULTILINE)  # tables made it in
+    assert re.search(r"^\| *bn *\| *lr *\| *train", md, re.MULTILINE)  # tables made it in
     assert "_How sure the answer is:" in md  # every figure has its caption
 
 
 def test_answer_json_holds_the_verdict_and_its_intervals(full_report):
     record = json.loads((full_report.parent / "answer.json").read_text())
     assert record["verdict"] == "bn_more_robust" and record["p_bn_wider"] == 1.0
-    assert record["stable_decades"]["bn"] == {"estimate": 3.0, "ci_low": 3.0, "ci_high": 3.0}
+    assert record["width_decades"]["bn"] == {"estimate": 4.0, "ci_low": 4.0, "ci_high": 4.0}
     assert record["difference_decades"]["estimate"] == 2.0
-    assert (record["seeds"], record["splits"], record["window"], record["tolerance"]) == (5, 1, 10, 0.5)
-    assert record["resamples"] == 2000 and len(record["families"]) == 1
+    settings = record["settings"]
+    assert (record["seeds"], record["splits"], settings["window"], settings["tolerance"]) == (5, 1, 10, 0.5)
+    assert settings["resamples"] == 2000 and len(record["families"]) == 1
+    assert settings["outcome_source"] == "median of the last 10 epochs"
+    spec = record["specification"]
+    assert len(spec["rows"]) == 27 and spec["holds"] and "all 27" in spec["headline"]
 
 
 def test_a_mean_pulled_up_by_few_seeds_is_a_caveat(tmp_path, full_report):
@@ -168,10 +177,11 @@ def test_opposite_result_is_reported(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         md = report_text(write_report(tmp_path))
-    assert "**Verdict: BN not more robust**" in md and "BN − no BN: -2.0 decades" in md
+    assert "**Verdict: BN less robust**" in md and "BN − no BN: -1.50 decades" in md
+    assert "**Outcome read from the final epoch for 40 runs**" in md
     assert "With BN: 10 of 25 runs diverged, at every learning rate ≥ 1 in every seed." in md
     assert "No test at 1, 10: BN diverged in all seeds." in md
-    assert "BN's mean outcome is higher at learning rate 0.01, 0.1" in md
+    assert "BN's outcome is higher at learning rate 0.01, 0.1" in md
 
 
 def test_no_difference_is_reported(tmp_path):
@@ -180,15 +190,10 @@ def test_no_difference_is_reported(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         md = report_text(write_report(tmp_path, tolerance=0.1))
-    assert "**Verdict: BN not more robust**" in md and "P(BN's stable range is wider) = 0.000" in md
-    assert "BN's mean outcome is not significantly different at learning rate 0.001, 0.01, 0.1" in md
+    assert "**Verdict: no difference**" in md and "P(BN's trainable range is wider) = 0.500" in md
+    assert "BN's outcome is not significantly different at learning rate 0.001, 0.01, 0.1" in md
     assert "is lower at" not in md and "is higher at" not in md
-    assert "from 0.01 to 0.1; without BN: 1.0 decades (95% interval 1.0 to 1.0), from 0.01 to 0.1" in md
-    assert (
-        "The no-BN range reaches the highest learning rate tried; "
-        "the BN range reaches the highest learning rate "
-        "tried, so it may extend beyond the grid."
-    ) in md
+    assert "The no-BN upper edge is the grid's end; the BN upper edge is the grid's end" in md
 
 
 def test_empty_study_still_reports(tmp_path):
@@ -283,7 +288,7 @@ def test_cli_writes_the_report(tmp_path):
     write_study(tmp_path, lrs=[1e-1], curves=False)
     for flag, value in (
         ("--tolerance", "-1"),
-        ("--threshold", "nan"),
+        ("--margin", "nan"),
         ("--window", "0"),
         ("--resamples", "5"),
     ):

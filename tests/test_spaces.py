@@ -20,7 +20,7 @@ def test_full_space_and_overrides():
     searched, fixed = optuna_space(StudyConfig(**axes))
     assert searched["lr"].log and searched["lr"].low == 0.001 and searched["lr"].high == 1000
     assert set(searched) == {"lr", "bn", "depth", "width", "bn_momentum", "bn_placement"}
-    assert fixed == {"batch_size": 10}
+    assert fixed == {"batch_size": 10, "init": "uniform"}
 
 
 def test_estimate_grows_with_the_space():

@@ -216,6 +216,7 @@ def test_cli_on_kaggle_data_records_divergence(tmp_path, kaggle_train_csv):
         (["--lr", "0.1,0.01,0.1"], "--lr 0.1,0.01,0.1: names 0.1 twice"),
         (["--bn", "on,on"], "--bn on,on: names on twice"),
         (["--log", "csv,csv"], "--log csv,csv: names a logger twice"),
+        (["--lr-per-decade", "0"], "--lr-per-decade 0: must be >= 1"),
     ],
 )
 def test_cli_bad_values_one_line_exit_2(tmp_path, capsys, args, message):

@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from synthetic import make_curves, make_trials
@@ -131,3 +132,16 @@ def test_a_hand_edited_config_json_reads_as_empty_parts(tmp_path):
     with pytest.warns(UserWarning, match="curves.csv"):
         _, _, record = load_tables(tmp_path)
     assert record.study == {} and record.data == {} and record.run == {"trials_expected": 70}
+
+
+def test_load_tables_reads_curves_parquet_before_curves_csv(tmp_path):
+    trials = make_trials()
+    trials.to_csv(tmp_path / "trials.csv", index=False)
+    curves = make_curves(trials)
+    curves.assign(val_loss=99.0).to_csv(tmp_path / "curves.csv", index=False)  # stale: must not be read
+    compact = curves.astype({"val_loss": "float32", "train_loss": "float32", "val_accuracy": "float32"})
+    compact.to_parquet(tmp_path / "curves.parquet", compression="zstd", index=False)
+    with pytest.warns(UserWarning, match="config.json"):
+        _, loaded, _ = load_tables(tmp_path)
+    assert len(loaded) == len(curves) and (loaded["val_loss"].dropna() < 99).all()
+    np.testing.assert_allclose(loaded["val_loss"], curves["val_loss"], rtol=1e-6)
