@@ -17,6 +17,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
+def compare_versions(folder: Path, strict: bool) -> str | None:
+    """Warn (stderr) where the installed versions differ from those the study in ``folder`` recorded;
+    with ``strict``, return that line to refuse with. A folder without a readable config.json: None."""
+    from leafbn.provenance import check_versions
+    from leafbn.record import StudyRecord
+
+    try:
+        record = StudyRecord.read(folder / "config.json")
+    except (OSError, ValueError):
+        return None  # the report says what is missing
+    return check_versions(record, strict)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="study/report.py", description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", metavar="RESULTS_DIR", help="a study's folder (holds trials.csv)")
@@ -46,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--confidence", type=float, default=0.95, help="confidence level of CIs and tests (default 0.95)"
     )
+    parser.add_argument(
+        "--strict-versions",
+        action="store_true",
+        help="refuse (exit 2) where an installed version differs from the study's recorded ones, "
+        "instead of warning",
+    )
     args = parser.parse_args(argv)
 
     # Cheap checks first, so bad input fails before the heavy imports (write_report checks again).
@@ -67,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         problem = f"--resamples {args.resamples}: must be >= 100 (use >= 1000 for a quotable interval)"
     elif args.seed < 0:
         problem = f"--seed {args.seed}: must be >= 0"
+    if problem is None:
+        problem = compare_versions(folder, args.strict_versions)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -22,6 +22,8 @@ from leafbn.spaces import space_axes
 
 T = TypeVar("T")
 DEFAULTS = StudyConfig()
+#: Flags that say what to do with a study, not what it is: never part of its StudyConfig.
+NOT_STUDY_SETTINGS = ("grid", "resume", "report", "strict_versions")
 
 
 class Parser(argparse.ArgumentParser):
@@ -261,11 +263,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: none)",
     )
     ru.add_argument("--report", action="store_true", help="write the robustness report when the study ends")
+    ru.add_argument(
+        "--strict-versions",
+        action="store_true",
+        help="with --resume: refuse (exit 2) where an installed version differs from the study's "
+        "recorded ones (leafbn's commit, Python, Ray, TensorFlow, Keras, NumPy), instead of warning",
+    )
     args = p.parse_args(argv)
     # Which flags were given (not defaulted): parse again with every default suppressed.
     for action in p._actions:
         action.default = argparse.SUPPRESS
-    args.asked = {name for name in vars(p.parse_args(argv)) if name not in ("grid", "resume", "report")}
+    args.asked = {name for name in vars(p.parse_args(argv)) if name not in NOT_STUDY_SETTINGS}
     return args
 
 
@@ -273,7 +281,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """Build the study's one :class:`StudyConfig` from parsed arguments."""
     from leafbn.data import default_spec
 
-    fields = {k: v for k, v in vars(args).items() if k not in ("grid", "report", "resume", "asked")}
+    fields = {k: v for k, v in vars(args).items() if k not in (*NOT_STUDY_SETTINGS, "asked")}
     fields["data"] = args.data or default_spec()
     for axis, values in space_axes(args.space).items():
         if fields[axis] is None:
@@ -296,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:  # matplotlib and the report's modules: 0.4 s of start, only when asked
         from leafbn.report import write_report as report
     try:
-        result = run_study(config, resume=args.resume, report=report, asked=args.asked)
+        result = run_study(
+            config, resume=args.resume, report=report, asked=args.asked, strict_versions=args.strict_versions
+        )
     except (DataError, StudyError) as exc:
         message = str(exc)
         if isinstance(exc, DataError) and message.startswith(f"{config.data}:"):
