@@ -18,7 +18,9 @@ from typing import TextIO
 
 from leafbn.record import StudyRecord
 
-__all__ = ["UNKNOWN", "COMPARED", "versions", "code_state", "version_differences", "check_versions"]
+__all__ = [
+    "UNKNOWN", "COMPARED", "versions", "code_state", "version_differences", "version_line", "check_versions",
+]  # fmt: skip
 
 UNKNOWN = "unknown"
 #: The recorded names a report or a resume compares, in the order a warning names them.
@@ -102,24 +104,31 @@ def version_differences(record: StudyRecord, installed: dict[str, str]) -> tuple
     return differ, unknown
 
 
+def version_line(record: StudyRecord, installed: dict[str, str] | None = None) -> tuple[str | None, bool]:
+    """The one line comparing ``record``'s versions with ``installed`` (default: :func:`versions`),
+    ``versions differ from the study's: ...; versions the study did not record: ...``, and whether a
+    version differs; ``(None, False)`` where everything compared was recorded and matches."""
+    differ, unknown = version_differences(record, versions() if installed is None else installed)
+    parts = ([f"versions differ from the study's: {', '.join(differ)}"] if differ else []) + (
+        [f"versions the study did not record: {', '.join(unknown)}"] if unknown else []
+    )
+    return ("; ".join(parts) or None), bool(differ)
+
+
 def check_versions(
     record: StudyRecord,
     strict: bool = False,
     installed: dict[str, str] | None = None,
     out: TextIO | None = None,
 ) -> str | None:
-    """Compare ``record``'s versions with ``installed`` (default: :func:`versions`) and say so in one
-    line on ``out`` (default stderr): ``warning: versions differ from the study's: ...`` for a
-    difference, ``note: ...`` where the study recorded fewer versions. With ``strict`` and a difference,
-    print nothing and return that same line (without ``warning:``) for the caller to refuse with."""
-    differ, unknown = version_differences(record, versions() if installed is None else installed)
-    if not differ and not unknown:
+    """Say how ``record``'s versions compare with the installed ones in one line on ``out`` (default
+    stderr): ``warning: <line>`` where a version differs, ``note: <line>`` where the study only
+    recorded fewer (:func:`version_line`). With ``strict`` and a difference, print nothing and return
+    the line for the caller to refuse with."""
+    line, differs = version_line(record, installed)
+    if line is None:
         return None
-    line = "; ".join(
-        ([f"versions differ from the study's: {', '.join(differ)}"] if differ else [])
-        + ([f"versions the study did not record: {', '.join(unknown)}"] if unknown else [])
-    )
-    if differ and strict:
+    if differs and strict:
         return line
-    print(f"{'warning' if differ else 'note'}: {line}", file=out or sys.stderr)
+    print(f"{'warning' if differs else 'note'}: {line}", file=out or sys.stderr)
     return None

@@ -17,17 +17,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
-def compare_versions(folder: Path, strict: bool) -> str | None:
-    """Warn (stderr) where the installed versions differ from those the study in ``folder`` recorded;
-    with ``strict``, return that line to refuse with. A folder without a readable config.json: None."""
-    from leafbn.provenance import check_versions
+def compare_versions(folder: Path) -> tuple[str | None, bool]:
+    """The line comparing the installed versions with those the study in ``folder`` recorded, and
+    whether one differs (:func:`leafbn.provenance.version_line`); ``(None, False)`` without a readable
+    config.json, whose absence the report itself states."""
+    from leafbn.provenance import version_line
     from leafbn.record import StudyRecord
 
     try:
-        record = StudyRecord.read(folder / "config.json")
+        return version_line(StudyRecord.read(folder / "config.json"))
     except (OSError, ValueError):
-        return None  # the report says what is missing
-    return check_versions(record, strict)
+        return None, False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         problem = f"--resamples {args.resamples}: must be >= 100 (use >= 1000 for a quotable interval)"
     elif args.seed < 0:
         problem = f"--seed {args.seed}: must be >= 0"
-    if problem is None:
-        problem = compare_versions(folder, args.strict_versions)
+    versions, differ = compare_versions(folder) if problem is None else (None, False)
+    if differ and args.strict_versions:
+        problem = versions
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, NotADirectoryError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if versions:  # after the report's own checks: bad input stays one line
+        print(f"{'warning' if differ else 'note'}: {versions}", file=sys.stderr)
     print(path)
     return 0
 
