@@ -18,7 +18,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-SUFFIXES = {".yaml", ".yml", ".md", ".toml", ".txt", ".cfg"}
+SUFFIXES = {".yaml", ".yml", ".md", ".toml", ".txt", ".cfg", ".sh"}
 VERSION = r"(\d+(?:\.\d+){2}\S*?)"
 #: The ways a file names a Ray version: a pip requirement (``ray==X``, ``ray[default]==X``), Ray's
 #: image tag (``rayproject/ray:X-py311-cpu``), and prose (``Ray X.Y.Z``).
