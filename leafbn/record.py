@@ -18,20 +18,26 @@ __all__ = ["StudyRecord"]
 @dataclass
 class StudyRecord:
     """``config.json``: ``study`` (every :class:`leafbn.config.StudyConfig` field), ``data`` (source,
-    rows, classes, features, sha256), ``versions`` (package → version) and ``run`` (started,
-    finished, wall_time_s, trials_expected, trials_finished, ...; see docs/results.md)."""
+    rows, classes, features, sha256), ``versions`` (package → version, and the code's commit, of the
+    session that started the study), ``run`` (started, finished, wall_time_s, trials_expected,
+    trials_finished, ...; see docs/results.md) and ``resumes`` (one ``{"started", "versions"}`` per
+    later session, in order; empty in a study never resumed, or written before resumes were kept)."""
 
     study: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, values: Any) -> StudyRecord:
-        """The record of a parsed ``config.json``; a part that is missing or not an object is empty."""
+        """The record of a parsed ``config.json``; a part that is missing or of another type is empty."""
         values = values if isinstance(values, dict) else {}
         parts = {name: values.get(name) for name in ("study", "data", "versions", "run")}
-        return cls(**{name: dict(part) if isinstance(part, dict) else {} for name, part in parts.items()})
+        record = cls(**{name: dict(part) if isinstance(part, dict) else {} for name, part in parts.items()})
+        resumes = values.get("resumes")
+        record.resumes = [r for r in resumes if isinstance(r, dict)] if isinstance(resumes, list) else []
+        return record
 
     @classmethod
     def read(cls, path: Path) -> StudyRecord:

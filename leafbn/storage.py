@@ -7,7 +7,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import platform
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
-import ray
 
 from leafbn.config import StudyConfig
+from leafbn.provenance import versions  # what a study records it ran on; re-exported here
 from leafbn.record import StudyRecord
 from leafbn.session import StudyError
 
@@ -75,23 +74,6 @@ def fetch(config: StudyConfig, path: Path) -> None:
         if fs.get_file_info(f"{base}/{name}").type == pafs.FileType.File:
             pafs.copy_files(f"{base}/{name}", str(path / name), source_filesystem=fs,
                             destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
-
-
-def versions() -> dict[str, str]:
-    """Installed versions, read from package metadata (no TensorFlow import in the driver)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from leafbn import __version__
-
-    found = {"leafbn": __version__, "ray": ray.__version__, "python": platform.python_version()}
-    for name, dists in (("tensorflow", ("tensorflow-cpu", "tensorflow")), ("keras", ("keras",))):
-        for dist in dists:
-            try:
-                found[name] = version(dist)
-                break
-            except PackageNotFoundError:
-                continue
-    return found
 
 
 @contextmanager

@@ -36,6 +36,7 @@ from leafbn import splits as leafsplits
 from leafbn.config import StudyConfig, contradictions, flat_config, steps_per_epoch, trial_seeds
 from leafbn.loggers import check_loggers, logger_callbacks
 from leafbn.progress import ProgressLine
+from leafbn.provenance import check_versions
 from leafbn.record import StudyRecord
 from leafbn.session import StudyError, check_reachable, ray_session, sigterm_ignored, term_as_interrupt
 from leafbn.spaces import estimate_seconds, optuna_space
@@ -213,6 +214,7 @@ def run_study(
     resume: bool = False,
     report: Callable[[Path], Path] | None = None,
     asked: set[str] | frozenset[str] = frozenset(),
+    strict_versions: bool = False,
 ) -> StudyResult:
     """Run ``config``'s study on Ray Tune and write its results; returns where they are.
 
@@ -225,7 +227,9 @@ def run_study(
     tables of what it finished. ``report``: called with the study's folder at the end, before any
     copy to a URI ``--out`` (the CLI passes :func:`leafbn.report.write_report`); returns its path.
     ``asked``: the settings the user gave explicitly; on ``resume`` any of them (besides where the
-    study runs) that contradicts the stored study is refused, naming each.
+    study runs) that contradicts the stored study is refused, naming each. On ``resume``, installed
+    versions other than the study's recorded ones are one warning line on stderr, or with
+    ``strict_versions`` a :class:`StudyError` with that line, before anything runs.
     With a URI ``--out``, Ray Tune writes there directly and the study's own files are copied
     there at the end; the returned path is the local working folder.
     """
@@ -249,6 +253,9 @@ def run_study(
                 f"--resume: {'; '.join(differ)} contradict{'s' if len(differ) == 1 else ''} the stored "
                 "study: drop them to resume it as it began, or start a new study with another --name"
             )
+        refusal = check_versions(meta, strict_versions)
+        if refusal:
+            raise StudyError(refusal)
         where = {k: getattr(config, k) for k in ("address", "num_cpus", "out")}
         config = stored.replace(**where)
         if meta.run.get("complete"):
@@ -330,6 +337,8 @@ def _run(
     earlier = meta.run.get("wall_time_s", 0) if resume else 0
     if resume:
         earlier += killed_session_seconds(meta.run, path)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        meta.resumes.append({"started": now, "versions": versions()})  # beside the first session's
     meta.run["session_started"] = time.time()  # a killed session's time is counted on resume
     meta.write(path / "config.json")
     with ExitStack() as after_trials:

@@ -18,6 +18,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
+def compare_versions(folder: Path) -> tuple[str | None, bool]:
+    """The line comparing the installed versions with those the study in ``folder`` recorded, and
+    whether one differs (:func:`leafbn.provenance.version_line`); ``(None, False)`` without a readable
+    config.json, whose absence the report itself states."""
+    from leafbn.provenance import version_line
+    from leafbn.record import StudyRecord
+
+    try:
+        return version_line(StudyRecord.read(folder / "config.json"))
+    except (OSError, ValueError):
+        return None, False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="study/report.py", description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", metavar="RESULTS_DIR", help="a study's folder (holds trials.csv)")
@@ -55,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the figures as png, svg and/or pdf, comma-separated, e.g. png,svg,pdf (default png; a PNG "
         "is always written, the one report.html embeds)",
     )
+    parser.add_argument(
+        "--strict-versions",
+        action="store_true",
+        help="refuse (exit 2) where an installed version differs from the study's recorded ones, "
+        "instead of warning",
+    )
     args = parser.parse_args(argv)
 
     # Cheap checks first, so bad input fails before the heavy imports (write_report checks again).
@@ -78,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         problem = f"--seed {args.seed}: must be >= 0"
     elif bad := sorted(set(args.figure_format.lower().split(",")) - {"png", "svg", "pdf", ""}):
         problem = f"--figure-format {args.figure_format}: {', '.join(bad)} is not one of png, svg, pdf"
+    versions, differ = compare_versions(folder) if problem is None else (None, False)
+    if differ and args.strict_versions:
+        problem = versions
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -100,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, NotADirectoryError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if versions:  # after the report's own checks: bad input stays one line
+        print(f"{'warning' if differ else 'note'}: {versions}", file=sys.stderr)
     print(path)
     return 0
 

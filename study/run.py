@@ -22,6 +22,8 @@ from leafbn.spaces import space_axes
 
 T = TypeVar("T")
 DEFAULTS = StudyConfig()
+#: Flags that say what to do with a study, not what it is: never part of its StudyConfig.
+NOT_STUDY_SETTINGS = ("grid", "resume", "report", "strict_versions", "figure_format")
 
 
 class Parser(argparse.ArgumentParser):
@@ -283,12 +285,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --report: the report's figures as png, svg and/or pdf, comma-separated (default png; "
         "a PNG is always written, the one report.html embeds)",
     )
+    p.add_argument(
+        "--strict-versions",
+        action="store_true",
+        help="with --resume: refuse (exit 2) where an installed version differs from the study's "
+        "recorded ones (leafbn's commit, Python, Ray, TensorFlow, Keras, NumPy), instead of warning",
+    )
     args = p.parse_args(argv)
     # Which flags were given (not defaulted): parse again with every default suppressed.
     for action in p._actions:
         action.default = argparse.SUPPRESS
-    not_config = ("grid", "resume", "report", "figure_format")
-    args.asked = {name for name in vars(p.parse_args(argv)) if name not in not_config}
+    args.asked = {name for name in vars(p.parse_args(argv)) if name not in NOT_STUDY_SETTINGS}
     if "lr_per_decade" in args.asked:  # it sets the lr axis
         args.asked = (args.asked - {"lr_per_decade"}) | {"lr"}
     return args
@@ -298,8 +305,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """Build the study's one :class:`StudyConfig` from parsed arguments."""
     from leafbn.data import default_spec
 
-    not_config = ("grid", "report", "resume", "asked", "figure_format")
-    fields = {k: v for k, v in vars(args).items() if k not in not_config}
+    fields = {k: v for k, v in vars(args).items() if k not in (*NOT_STUDY_SETTINGS, "asked")}
     per_decade = fields.pop("lr_per_decade", None)
     fields["data"] = args.data or default_spec()
     for axis, values in space_axes(args.space).items():
@@ -334,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         report = functools.partial(write_report, figure_formats=formats)
     try:
-        result = run_study(config, resume=args.resume, report=report, asked=args.asked)
+        result = run_study(
+            config, resume=args.resume, report=report, asked=args.asked, strict_versions=args.strict_versions
+        )
     except (DataError, StudyError) as exc:
         message = str(exc)
         if isinstance(exc, DataError) and message.startswith(f"{config.data}:"):
