@@ -1,0 +1,446 @@
+"""Ray's cluster launcher for real: ``ray up cluster-local.yaml`` on this machine, a study on it,
+``ray rsync-down`` of its results and ``ray down``.
+
+The test starts an ``sshd`` of its own on 127.0.0.1 at a free port (its own ``sshd_config``, host
+key, client key and authorized key in a temporary folder; no PAM, public keys only, this user
+only). Ray's ``auth`` section has no port field, so the launcher reaches that port through
+``ssh_proxy_command`` (a small TCP relay, the documented way to reach an sshd elsewhere). The config
+is ``cluster-local.yaml`` with ``head_ip: 127.0.0.1``, this test's key and proxy, and the head's
+``ray start`` moved to free ports, a temp folder of its own and the loopback interface. Then:
+``ray up -y``; ``ray exec … python study/run.py --grid … --address 127.0.0.1:PORT`` (4 trials of 2
+epochs); ``ray rsync-down`` of the study folder; ``trials.csv`` checked (every trial once, all
+finished); ``ray down -y``; no process the test started is left, and sshd is gone.
+
+Isolation on a shared machine (other tests start Ray at the same moment under ``pytest -n 2``, and
+other people's Ray may run on it):
+
+* Home: sshd gives every session ``HOME`` (and ``TMPDIR``) in the temporary folder (``SetEnv``), so
+  the file mount ``~/leafbn``, ``~/ray_bootstrap_config.yaml``, the key and the results land there.
+  That home's ``~/.bashrc`` (which the launcher sources before each command) puts a virtual
+  environment of its own first on the PATH (``--system-site-packages``: the installed Ray and
+  TensorFlow, no download), so the setup's ``pip install -e ~/leafbn`` installs into it and never
+  repoints the developer's own install (checked). The launcher itself runs with a temporary HOME
+  and TMPDIR too (its cluster state file and ssh sockets).
+* Stopping: ``ray stop``, which ``ray down`` runs on the head, ends every Ray process its user may
+  signal, other tests' and other people's included. In this test's sessions ``ray`` is a wrapper
+  (first on that PATH) that turns ``ray stop`` into ending exactly the processes that carry this
+  cluster's marker, an environment variable sshd sets in every session it starts (so every Ray
+  process of the cluster inherits it); every other ``ray`` command is Ray's own CLI. The test
+  proves it: a separate Ray head (``ray start --head``, no marker) runs during ``ray down`` and is
+  checked alive after it, then stopped by its own session.
+* Ports: the head's GCS, object manager, node manager, client server and agent ports are free
+  ports picked here, not cluster-local.yaml's fixed 6379 / 8076.
+
+One node only: a second node on 127.0.0.2 through the launcher would need its own GCS-facing ports
+and temp dir on the same host, but the local provider gives every node the same start commands
+(``worker_start_ray_commands``), so a second Ray node of one cluster on one host collides on the
+ports those commands fix; more nodes need network namespaces (root, ``ip netns``), which this suite
+does not take. tests/test_cluster.py runs the multi-node study without the launcher.
+
+Skips only where ``sshd`` is not installed (the reason is the install command), never under CI
+(``CI=true``), where it fails instead; ``.ci/run`` installs openssh-server. sshd needs root to
+log a user in when it is not run by that user; here it runs as the user who runs the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_LOCAL = REPO / "cluster-local.yaml"
+INSTALL_SSHD = (
+    "sshd is missing: sudo apt-get install -y openssh-server (or your system's openssh-server package)"
+)
+MARKER_VAR = "LEAFBN_RAY_UP_CLUSTER"  # in the environment of every process of the cluster's sessions
+LAUNCHER_VAR = "LEAFBN_RAY_UP_LAUNCHER"  # in the environment of the launcher and its ssh processes
+
+
+def find_sshd() -> str | None:
+    """Path of the OpenSSH server (it lives in sbin, often not on a user's PATH)."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+    return shutil.which("sshd", path=path)
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on 127.0.0.1 right now."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Processes: found by the marker in their environment, or by their session
+# --------------------------------------------------------------------------------------------
+def marked_pids(marker: str, var: str = MARKER_VAR) -> list[int]:
+    """Live processes whose environment holds ``var=marker`` (this process excluded)."""
+    needle = f"{var}={marker}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0") and not _zombie(entry):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _zombie(entry: Path) -> bool:
+    return (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return not _zombie(Path(f"/proc/{pid}"))
+    except OSError:
+        return False
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (all that a ``start_new_session`` child started)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def kill_pids(find, grace: float = 5.0) -> list[int]:
+    """SIGTERM what ``find()`` returns, SIGKILL what is left after ``grace`` s; what still lives."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
+        for pid in find():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while find() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return find()
+
+
+# The `ray stop` of the test's sessions: the same marker search, run on the "node".
+STOP_SCRIPT = '''"""ray stop for one cluster: end the processes carrying {var}={marker}, not their callers."""
+import os, signal, time
+from pathlib import Path
+
+needle = b"{var}={marker}"
+mine = set()
+pid = os.getpid()
+while pid > 1:  # this script and the shell that runs it carry the marker too
+    mine.add(pid)
+    pid = int(Path(f"/proc/{{pid}}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def marked():
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) not in mine:
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\\0"):
+                    if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                        found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 3.0)):
+    for pid in marked():
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    end = time.monotonic() + wait
+    while marked() and time.monotonic() < end:
+        time.sleep(0.1)
+print(f"stopped this cluster's processes; {{len(marked())}} left")
+'''
+
+# ssh_proxy_command: stdin/stdout to 127.0.0.1:PORT (Ray's auth has no port field).
+RELAY_SCRIPT = """import os, selectors, socket, sys
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+sel = selectors.DefaultSelector()
+sel.register(0, selectors.EVENT_READ)
+sel.register(sock, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj == 0:
+            data = os.read(0, 65536)
+            if not data:
+                sel.unregister(0)
+                sock.shutdown(socket.SHUT_WR)
+            else:
+                sock.sendall(data)
+        else:
+            data = sock.recv(65536)
+            if not data:
+                sys.exit(0)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(1, view):]
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# The "node": a home, a venv, wrappers, and an sshd of its own
+# --------------------------------------------------------------------------------------------
+def make_node_home(root: Path, marker: str) -> Path:
+    """``root/home``: a venv first on the PATH of its ``~/.bashrc``, with ``pip`` and ``ray`` wrappers."""
+    home, bin_dir, venv = root / "home", root / "home" / "bin", root / "home" / "venv"
+    bin_dir.mkdir(parents=True)
+    (root / "tmp").mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True
+    )
+    python = venv / "bin" / "python"
+    (bin_dir / "stop_cluster.py").write_text(STOP_SCRIPT.format(var=MARKER_VAR, marker=marker))
+    wrappers = {
+        "pip": f'exec {python} -m pip "$@"',
+        "ray": f'if [ "$1" = stop ]; then exec {python} {bin_dir / "stop_cluster.py"}; fi\n'
+        f'exec {python} -c \'import sys; from ray.scripts.scripts import main; sys.argv[0] = "ray"; '
+        f'sys.exit(main())\' "$@"',
+    }
+    for name, body in wrappers.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    path = os.pathsep.join([str(bin_dir), str(venv / "bin"), os.environ.get("PATH", "/usr/bin:/bin")])
+    (home / ".bashrc").write_text(
+        f"export PATH={shlex.quote(path)}\n"
+        "export RAY_USAGE_STATS_ENABLED=0 PIP_NO_INDEX=1 PIP_NO_BUILD_ISOLATION=0"
+        " PIP_DISABLE_PIP_VERSION_CHECK=1\n"
+    )
+    return home
+
+
+@contextlib.contextmanager
+def private_sshd(root: Path, home: Path, marker: str) -> Iterator[tuple[int, Path]]:
+    """An sshd on 127.0.0.1 at a free port for this user and a fresh key: ``(port, private key)``.
+
+    Every session gets ``HOME=home``, ``TMPDIR`` in ``root`` and the cluster's marker. On exit sshd
+    and every process of its sessions are ended.
+    """
+    sshd, keys = find_sshd(), root / "ssh"
+    keys.mkdir(mode=0o700)
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
+    (keys / "authorized_keys").write_text((keys / "client_key.pub").read_text())
+    (port,) = free_ports(1)
+    config = keys / "sshd_config"
+    config.write_text(
+        f"ListenAddress 127.0.0.1:{port}\nHostKey {keys / 'host_key'}\nPidFile {keys / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nAuthenticationMethods publickey\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        f"PermitRootLogin prohibit-password\nAllowUsers {getpass.getuser()}\nStrictModes no\n"
+        f"SetEnv HOME={home} TMPDIR={root / 'tmp'} {MARKER_VAR}={marker}\n"
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege-separation folder
+    proc = subprocess.Popen(
+        [sshd, "-D", "-e", "-f", str(config)], stdout=(keys / "sshd.log").open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start: {(keys / 'sshd.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield port, keys / "client_key"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        kill_pids(lambda: marked_pids(marker))  # sessions of a test that failed half-way
+        kill_pids(lambda: marked_pids(marker, LAUNCHER_VAR))  # ssh masters whose sshd is gone
+
+
+def cluster_config(root: Path, port: int, key: Path, ports: list[int]) -> Path:
+    """cluster-local.yaml for this machine: 127.0.0.1, this test's key and proxy, free Ray ports."""
+    cfg = yaml.safe_load(CLUSTER_LOCAL.read_text())
+    gcs, object_manager, node_manager, client, agent = ports
+    relay = root / "ssh" / "relay.py"
+    relay.write_text(RELAY_SCRIPT)
+    cfg["cluster_name"] = f"leafbn-test-{root.name}"
+    cfg["provider"].update(head_ip="127.0.0.1", worker_ips=[])
+    cfg["max_workers"] = 0
+    cfg["auth"] = {
+        "ssh_user": getpass.getuser(),
+        "ssh_private_key": str(key),
+        "ssh_proxy_command": f"{sys.executable} {relay} 127.0.0.1 {port}",
+    }
+    moved = {"--port": gcs, "--object-manager-port": object_manager}
+    start = []
+    for command in cfg["head_start_ray_commands"]:
+        for option, value in moved.items():
+            command = re.sub(rf"{option}=\d+", f"{option}={value}", command)
+        if "ray start" in command:  # loopback only, and ports and a temp folder of its own
+            command = command.replace("ray start", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start")
+            command += (
+                f" --node-ip-address=127.0.0.1 --node-manager-port={node_manager}"
+                f" --ray-client-server-port={client} --dashboard-agent-listen-port={agent}"
+                f" --include-dashboard=false --num-cpus=1 --temp-dir={root / 'ray'}"
+            )
+        start.append(command)
+    cfg["head_start_ray_commands"] = start
+    path = root / "cluster.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def timed_launcher(root: Path, marker: str, timings: dict):
+    """``ray(*args)``: Ray's CLI here, with a temporary HOME and TMPDIR; fails the test on an error.
+
+    Each command's wall time goes in ``timings[args[0]]``, its output in ``timings["log"]``.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    (root / "launcher").mkdir()
+    env.update(HOME=str(root / "launcher"), TMPDIR=str(root / "launcher"), RAY_USAGE_STATS_ENABLED="0")
+    env[LAUNCHER_VAR] = marker  # its ssh control masters are processes of this test too
+    timings["log"] = []
+
+    def ray(*args: str, timeout: float = 240) -> str:
+        command = [sys.executable, "-m", "ray.scripts.scripts", *args]
+        started = time.monotonic()
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        timings[args[0]] = time.monotonic() - started
+        timings["log"].append(done.stdout + done.stderr)
+        assert done.returncode == 0, (
+            f"ray {shlex.join(args)}: exit {done.returncode}\n{timings['log'][-1][-4000:]}"
+        )
+        return done.stdout
+
+    return ray
+
+
+def start_other_ray(root: Path, ports: list[int]) -> subprocess.Popen:
+    """A Ray head that is not the cluster's (no marker), in a session of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != MARKER_VAR}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    command = [
+        sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address=127.0.0.1",
+        f"--port={ports[0]}", f"--ray-client-server-port={ports[1]}",
+        f"--dashboard-agent-listen-port={ports[2]}", "--include-dashboard=false", "--num-cpus=0", f"--temp-dir={root / 'other'}", "--block",
+    ]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+
+
+def _editable_location() -> str | None:
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        return metadata.distribution("leafbn").read_text("direct_url.json")
+    return None
+
+
+@pytest.fixture()
+def sshd_or_skip() -> None:
+    if find_sshd() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{INSTALL_SSHD} (.ci/run installs it; under CI this test never skips)")
+        pytest.skip(INSTALL_SSHD)
+
+
+def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip):
+    # Short: Ray's unix socket paths under the temp folder must stay under ~107 characters.
+    root = Path(tempfile.mkdtemp(prefix="lru-", dir="/tmp"))
+    root.chmod(0o755)  # sshd's sessions read the home in it
+    marker, install_before, other, timings = secrets.token_hex(8), _editable_location(), None, {}
+    try:
+        home = make_node_home(root, marker)
+        with private_sshd(root, home, marker) as (port, key):
+            ports = free_ports(8)
+            config = cluster_config(root, port, key, ports[:5])
+            ray = timed_launcher(root, marker, timings)
+            ray("up", "-y", "--no-config-cache", str(config))
+            study = (
+                "cd ~/leafbn && python study/run.py --grid --lr 0.01 --bn off,on --seeds 1 --epochs 2"
+                f" --address 127.0.0.1:{ports[0]} --out ~/leafbn-results --name tiny"
+            )
+            ray("exec", str(config), study)
+            ray("rsync-down", str(config), "~/leafbn-results/tiny/", str(root / "fetched"))
+            other = start_other_ray(root, ports[5:])  # a Ray that is not the cluster's, up during `ray down`
+            other_pids = wait_for_ray(other, ports[5])
+            ray("down", "-y", str(config))
+            left, other_left = marked_pids(marker), [p for p in other_pids if _alive(p)]
+            control = re.search(r"ControlPath=(\S+)/%C", "\n".join(timings["log"]))
+        print(" ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "log"))
+        assert not left, f"ray down left the cluster's processes running: {left}"
+        assert other_left == other_pids, (
+            "ray down stopped processes of a Ray instance that is not the cluster's"
+        )
+        assert not find_sshd_pids(root), "sshd still runs"
+        leftovers = kill_pids(lambda: marked_pids(marker) + marked_pids(marker, LAUNCHER_VAR))
+        assert not leftovers, f"processes of the test survive sshd: {leftovers}"
+        assert _editable_location() == install_before, "the cluster's setup repointed this machine's leafbn"
+        check_trials(root / "fetched" / "trials.csv", epochs=2)
+    finally:
+        if other is not None:
+            kill_pids(lambda: session_pids(other.pid))
+            other.wait()
+        if "control" in locals() and control:
+            shutil.rmtree(control.group(1), ignore_errors=True)  # the launcher's ssh sockets (in /tmp)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def check_trials(path: Path, epochs: int) -> None:
+    """The tiny study's trials.csv: lr 0.01 with BN off and on, seed 0, each once, all finished."""
+    import pandas as pd
+
+    trials = pd.read_csv(path, dtype={"trial_id": str, "error": str})
+    assert trials["trial_id"].is_unique, trials["trial_id"]
+    assert sorted(zip(trials["lr"], trials["bn"].astype(bool))) == [(0.01, False), (0.01, True)], trials
+    assert (trials["error"].fillna("") == "").all(), trials[["trial_id", "error"]]
+    assert (trials["epochs_run"] == epochs).all(), trials[["trial_id", "epochs_run"]]
+
+
+def wait_for_ray(proc: subprocess.Popen, port: int, timeout: float = 60) -> list[int]:
+    """The processes of the Ray head ``proc`` once its GCS answers at 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            time.sleep(1.0)  # the raylet registers after the GCS
+            return session_pids(proc.pid)
+        time.sleep(0.1)
+    raise RuntimeError(f"the other Ray head did not start (exit {proc.poll()})")
+
+
+def find_sshd_pids(root: Path) -> list[int]:
+    """Live sshd processes started with this test's config."""
+    needle = str(root / "ssh" / "sshd_config").encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and needle in (entry / "cmdline").read_bytes() and not _zombie(entry):
+                pids.append(int(entry.name))
+    return pids
