@@ -351,7 +351,8 @@ def start_other_ray(root: Path, ports: list[int]) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address=127.0.0.1",
         f"--port={ports[0]}", f"--ray-client-server-port={ports[1]}",
-        f"--dashboard-agent-listen-port={ports[2]}", "--include-dashboard=false", "--num-cpus=0", f"--temp-dir={root / 'other'}", "--block",
+        f"--dashboard-agent-listen-port={ports[2]}", "--include-dashboard=false", "--num-cpus=0",
+        f"--temp-dir={root / 'other'}", "--block",
     ]  # fmt: skip
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
