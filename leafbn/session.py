@@ -9,6 +9,7 @@ waits on it. SIGTERM ends a study as Ctrl-C does.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -27,7 +28,14 @@ import ray
 from leafbn import reaper
 from leafbn.config import StudyConfig
 
-__all__ = ["StudyError", "ray_session", "check_reachable", "term_as_interrupt", "sigterm_ignored"]
+__all__ = [
+    "StudyError",
+    "ray_session",
+    "check_reachable",
+    "join_error",
+    "term_as_interrupt",
+    "sigterm_ignored",
+]
 
 
 class StudyError(RuntimeError):
@@ -85,14 +93,7 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             try:
                 _init(address=config.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                hint = (
-                    ""
-                    if os.environ.get("RAY_AUTH_MODE")
-                    else "; a cluster with token authentication needs RAY_AUTH_MODE=token"
-                )
-                raise StudyError(
-                    f"--address {config.address}: cannot join ({str(exc).splitlines()[0]}){hint}"
-                ) from exc
+                raise StudyError(join_error(config.address, exc)) from exc
             try:
                 yield
             finally:
@@ -112,6 +113,30 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
         finally:
             _stop_monitor()
             ray.shutdown()
+
+
+def join_error(address: str, exc: Exception) -> str:
+    """The one line for a cluster at ``address`` that ``ray.init`` refused with ``exc``.
+
+    Ray's version check (a multi-line ``Version mismatch`` error giving the cluster's Ray and
+    Python, then this process's) becomes one line naming both versions and the fix.
+    """
+    text = str(exc)
+    if text.startswith("Version mismatch"):
+        rays = re.findall(r"Ray: (\S+)", text)
+        pythons = re.findall(r"Python: (\S+)", text)
+        if len(rays) == 2 and len(pythons) == 2:
+            return (
+                f"--address {address}: the cluster runs Ray {rays[0]} on Python {pythons[0]}, this "
+                f"machine Ray {rays[1]} on Python {pythons[1]}; a driver must match its cluster: "
+                f"install ray[tune]=={rays[0]} here (on that Python), or start the cluster with Ray {rays[1]}"
+            )
+    hint = (
+        ""
+        if os.environ.get("RAY_AUTH_MODE")
+        else "; a cluster with token authentication needs RAY_AUTH_MODE=token"
+    )
+    return f"--address {address}: cannot join ({text.splitlines()[0] if text else type(exc).__name__}){hint}"
 
 
 def _stop_monitor() -> None:
