@@ -232,14 +232,9 @@ def _editable_installs(commands: list[str]) -> list[str]:
 
 def _repo_copies(cfg: Config) -> set[str]:
     """Remote paths of file_mounts whose local side is this repository's root."""
-    copies = set()
-    for remote, local in (cfg.get("file_mounts") or {}).items():
-        local_path = Path(local).expanduser()
-        if not local_path.is_absolute():
-            local_path = ROOT / local_path  # `ray up` is run from the repository root
-        if local_path.resolve() == ROOT.resolve():
-            copies.add(remote.rstrip("/"))
-    return copies
+    from leafbn.cluster_file import repository_mounts
+
+    return repository_mounts(cfg, ROOT)
 
 
 def install_problems(cfg: Config) -> list[str]:
