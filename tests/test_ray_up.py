@@ -68,9 +68,7 @@ pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_LOCAL = REPO / "cluster-local.yaml"
-INSTALL_SSHD = (
-    "sshd is missing: sudo apt-get install -y openssh-server (or your system's openssh-server package)"
-)
+INSTALL = "sudo apt-get install -y openssh-server openssh-client rsync"
 MARKER_VAR = "LEAFBN_RAY_UP_CLUSTER"  # in the environment of every process of the cluster's sessions
 LAUNCHER_VAR = "LEAFBN_RAY_UP_LAUNCHER"  # in the environment of the launcher and its ssh processes
 
@@ -366,10 +364,13 @@ def _editable_location() -> str | None:
 
 @pytest.fixture()
 def sshd_or_skip() -> None:
-    if find_sshd() is None:
+    """Skip (outside CI) or fail (``CI=true``) where sshd, ssh or rsync is missing."""
+    missing = [name for name in ("ssh", "ssh-keygen", "rsync") if shutil.which(name) is None]
+    missing += ["sshd"] if find_sshd() is None else []
+    if missing:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{INSTALL_SSHD} (.ci/run installs it; under CI this test never skips)")
-        pytest.skip(INSTALL_SSHD)
+            pytest.fail(f"{', '.join(missing)} missing (.ci/run installs them): {INSTALL}", pytrace=False)
+        pytest.skip(f"{', '.join(missing)} missing: {INSTALL}")
 
 
 def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip):
