@@ -173,7 +173,7 @@ def marked():
     return found
 
 
-for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 3.0)):
+for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 3.0)):
     for pid in marked():
         try:
             os.kill(pid, sig)
@@ -242,11 +242,13 @@ def make_node_home(root: Path, marker: str) -> Path:
 
 
 @contextlib.contextmanager
-def private_sshd(root: Path, home: Path, marker: str) -> Iterator[tuple[int, Path]]:
-    """An sshd on 127.0.0.1 at a free port for this user and a fresh key: ``(port, private key)``.
+def private_sshd(root: Path, home: Path, marker: str) -> Iterator[tuple[int, Path, dict]]:
+    """An sshd on 127.0.0.1 at a free port for this user and a fresh key: ``(port, key, closed)``.
 
-    Every session gets ``HOME=home``, ``TMPDIR`` in ``root`` and the cluster's marker. On exit sshd
-    and every process of its sessions are ended.
+    Every session gets ``HOME=home``, ``TMPDIR`` in ``root`` and the cluster's marker. On exit the
+    launcher's ssh connections (Ray keeps them open 10 s for reuse) and sshd are ended with SIGTERM;
+    ``closed["left"]`` lists sshd's processes (the listener, its per-connection children) still
+    alive 5 s later, and ``closed["sessions"]`` the marked session processes; both are then killed.
     """
     sshd, keys = find_sshd(), root / "ssh"
     keys.mkdir(mode=0o700)
@@ -276,12 +278,34 @@ def private_sshd(root: Path, home: Path, marker: str) -> Iterator[tuple[int, Pat
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"sshd did not start: {(keys / 'sshd.log').read_text()[-2000:]}")
             time.sleep(0.05)
-        yield port, keys / "client_key"
+        closed: dict[str, list[int]] = {}
+        yield port, keys / "client_key", closed
     finally:
+        kill_pids(lambda: marked_pids(marker, LAUNCHER_VAR), grace=2.0)  # Ray's ssh ControlMasters
+        tree = [proc.pid, *descendants(proc.pid)]
         proc.terminate()
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in tree) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if "closed" in locals():
+            closed.update(left=[p for p in tree if _alive(p)], sessions=marked_pids(marker))
+        kill_pids(lambda: [p for p in tree if _alive(p)] + marked_pids(marker))
         proc.wait(timeout=10)
-        kill_pids(lambda: marked_pids(marker))  # sessions of a test that failed half-way
-        kill_pids(lambda: marked_pids(marker, LAUNCHER_VAR))  # ssh masters whose sshd is gone
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (children, their children, …)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit():
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return [p for p in found if _alive(p)]
 
 
 def cluster_config(root: Path, port: int, key: Path, ports: list[int]) -> Path:
@@ -378,32 +402,35 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip):
     root = Path(tempfile.mkdtemp(prefix="lru-", dir="/tmp"))
     root.chmod(0o755)  # sshd's sessions read the home in it
     marker, install_before, other, timings = secrets.token_hex(8), _editable_location(), None, {}
+    begun = time.monotonic()
     try:
         home = make_node_home(root, marker)
-        with private_sshd(root, home, marker) as (port, key):
+        with private_sshd(root, home, marker) as (port, key, closed):
             ports = free_ports(8)
             config = cluster_config(root, port, key, ports[:5])
             ray = timed_launcher(root, marker, timings)
+            timings["setup"] = time.monotonic() - begun
             ray("up", "-y", "--no-config-cache", str(config))
+            other = start_other_ray(root, ports[5:])  # a Ray that is not the cluster's, up during `ray down`
             study = (
                 "cd ~/leafbn && python study/run.py --grid --lr 0.01 --bn off,on --seeds 1 --epochs 2"
                 f" --address 127.0.0.1:{ports[0]} --out ~/leafbn-results --name tiny"
             )
             ray("exec", str(config), study)
             ray("rsync-down", str(config), "~/leafbn-results/tiny/", str(root / "fetched"))
-            other = start_other_ray(root, ports[5:])  # a Ray that is not the cluster's, up during `ray down`
             other_pids = wait_for_ray(other, ports[5])
             ray("down", "-y", str(config))
             left, other_left = marked_pids(marker), [p for p in other_pids if _alive(p)]
             control = re.search(r"ControlPath=(\S+)/%C", "\n".join(timings["log"]))
+        timings["all"] = time.monotonic() - begun
         print(" ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "log"))
         assert not left, f"ray down left the cluster's processes running: {left}"
         assert other_left == other_pids, (
             "ray down stopped processes of a Ray instance that is not the cluster's"
         )
-        assert not find_sshd_pids(root), "sshd still runs"
-        leftovers = kill_pids(lambda: marked_pids(marker) + marked_pids(marker, LAUNCHER_VAR))
-        assert not leftovers, f"processes of the test survive sshd: {leftovers}"
+        assert closed["left"] == [], f"sshd's processes outlived it: {closed['left']}"
+        assert closed["sessions"] == [], f"processes of the cluster's sessions outlived sshd: {closed}"
+        assert not marked_pids(marker, LAUNCHER_VAR), "the launcher's processes outlived the test"
         assert _editable_location() == install_before, "the cluster's setup repointed this machine's leafbn"
         check_trials(root / "fetched" / "trials.csv", epochs=2)
     finally:
@@ -435,14 +462,3 @@ def wait_for_ray(proc: subprocess.Popen, port: int, timeout: float = 60) -> list
             return session_pids(proc.pid)
         time.sleep(0.1)
     raise RuntimeError(f"the other Ray head did not start (exit {proc.poll()})")
-
-
-def find_sshd_pids(root: Path) -> list[int]:
-    """Live sshd processes started with this test's config."""
-    needle = str(root / "ssh" / "sshd_config").encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and needle in (entry / "cmdline").read_bytes() and not _zombie(entry):
-                pids.append(int(entry.name))
-    return pids
