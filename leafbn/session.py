@@ -8,6 +8,7 @@ waits on it. SIGTERM ends a study as Ctrl-C does.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -32,6 +33,7 @@ __all__ = [
     "StudyError",
     "ray_session",
     "check_reachable",
+    "check_cluster_version",
     "join_error",
     "term_as_interrupt",
     "sigterm_ignored",
@@ -76,6 +78,38 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         raise StudyError(
             f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})"
         ) from exc
+    if not address.startswith("ray://"):
+        check_cluster_version(hostport, timeout)
+
+
+def check_cluster_version(hostport: str, timeout: float = 5.0) -> None:
+    """One line naming both versions if the cluster whose GCS is ``hostport`` runs another Ray (or
+    Python) than this process: checked before anything of the study is written.
+
+    Asks the GCS for the cluster's metadata as ``ray.init`` does (Ray's own comparison, a private
+    API of Ray); where it cannot answer (token authentication without this machine's token, an
+    older GCS), nothing is said here and ``ray.init``'s own check, turned into one line by
+    :func:`join_error`, stays.
+    """
+    from ray._private import ray_constants
+    from ray._private.utils import check_version_info
+
+    try:
+        from ray._common.usage.usage_constants import CLUSTER_METADATA_KEY
+        from ray._raylet import GcsClient
+
+        with _stderr_silenced():  # Ray's C++ client logs a refused token itself
+            raw = GcsClient(address=hostport).internal_kv_get(
+                CLUSTER_METADATA_KEY, namespace=ray_constants.KV_NAMESPACE_CLUSTER, timeout=timeout
+            )
+        metadata = json.loads(raw) if raw else None
+    except Exception:  # best effort: ray.init checks again
+        return
+    if metadata and "ray_version" in metadata and "python_version" in metadata:
+        try:
+            check_version_info(metadata, "this machine")
+        except RuntimeError as exc:
+            raise StudyError(join_error(hostport, exc)) from exc
 
 
 @contextmanager
@@ -113,6 +147,19 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
         finally:
             _stop_monitor()
             ray.shutdown()
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null inside (native code's logging included)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def join_error(address: str, exc: Exception) -> str:

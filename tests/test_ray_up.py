@@ -4,42 +4,49 @@
 The test starts an ``sshd`` of its own on 127.0.0.1 at a free port (its own ``sshd_config``, host
 key, client key and authorized key in a temporary folder; no PAM, public keys only, this user
 only). Ray's ``auth`` section has no port field, so the launcher reaches that port through
-``ssh_proxy_command`` (a small TCP relay, the documented way to reach an sshd elsewhere). The config
-is ``cluster-local.yaml`` with ``head_ip: 127.0.0.1``, this test's key and proxy, and the head's
-``ray start`` moved to free ports, a temp folder of its own and the loopback interface. Then:
-``ray up -y``; ``ray exec … python study/run.py --grid … --address 127.0.0.1:PORT`` (4 trials of 2
-epochs); ``ray rsync-down`` of the study folder; ``trials.csv`` checked (every trial once, all
-finished); ``ray down -y``; no process the test started is left, and sshd is gone.
+``ssh_proxy_command`` (a small TCP relay). The config is ``cluster-local.yaml`` with ``head_ip:
+127.0.0.1``, this test's key and proxy, and the head's ``ray start`` moved to free ports, a temp
+folder of its own and the loopback interface; its file mounts and setup commands are the file's.
+Then: ``ray up -y``; ``ray exec … python study/run.py --grid … --address 127.0.0.1:PORT`` (2
+trials of 2 epochs); ``ray rsync-down`` of the study folder; this machine's ``--address`` check
+against the cluster, with a local Ray that claims another version (one line naming both);
+``trials.csv`` checked (every trial once, all finished); ``ray down -y``; no process of the
+cluster is left, sshd and its per-connection processes end on SIGTERM once the launcher's ssh
+connections are closed, and nothing the launcher started outlives the test.
 
 Isolation on a shared machine (other tests start Ray at the same moment under ``pytest -n 2``, and
 other people's Ray may run on it):
 
-* Home: sshd gives every session ``HOME`` (and ``TMPDIR``) in the temporary folder (``SetEnv``), so
-  the file mount ``~/leafbn``, ``~/ray_bootstrap_config.yaml``, the key and the results land there.
-  That home's ``~/.bashrc`` (which the launcher sources before each command) puts a virtual
-  environment of its own first on the PATH (``--system-site-packages``: the installed Ray and
-  TensorFlow, no download), so the setup's ``pip install -e ~/leafbn`` installs into it and never
-  repoints the developer's own install (checked). The launcher itself runs with a temporary HOME
-  and TMPDIR too (its cluster state file and ssh sockets).
-* Stopping: ``ray stop``, which ``ray down`` runs on the head, ends every Ray process its user may
-  signal, other tests' and other people's included. In this test's sessions ``ray`` is a wrapper
-  (first on that PATH) that turns ``ray stop`` into ending exactly the processes that carry this
-  cluster's marker, an environment variable sshd sets in every session it starts (so every Ray
-  process of the cluster inherits it); every other ``ray`` command is Ray's own CLI. The test
-  proves it: a separate Ray head (``ray start --head``, no marker) runs during ``ray down`` and is
-  checked alive after it, then stopped by its own session.
+* Home: sshd gives every session ``HOME`` and ``TMPDIR`` in the temporary folder (``SetEnv``), so
+  the file mount ``~/leafbn``, ``~/ray_bootstrap_config.yaml``, the key, the autoscaler's state and
+  the results land there. That home's ``~/.bashrc`` (the launcher sources it before each command)
+  puts a virtual environment first on the PATH (``--system-site-packages``: the installed Ray and
+  TensorFlow, ``PIP_NO_INDEX``: no download), so the setup's ``pip install -e ~/leafbn`` installs
+  into it and never repoints this machine's own install (checked). The launcher runs with a
+  temporary HOME and TMPDIR too; its ssh socket folder (Ray puts it in /tmp) is removed.
+* Stopping: Ray's ``ray stop``, which ``ray down`` runs on the head, ends every Ray process its user
+  may signal, other tests' and other people's included (as root: all of them). So in this
+  cluster's sessions ``ray`` is a wrapper, first on that PATH: ``ray stop`` ends exactly the
+  processes whose environment holds this cluster's marker, a variable sshd sets in every session
+  it starts and every Ray process of the cluster inherits; every other ``ray`` command is Ray's
+  own CLI. Proved while another Ray runs: a separate Ray head (``ray start --head`` on its own
+  ports, no marker), started right after ``ray up``, must have every one of its processes alive
+  after ``ray down``; it is then stopped by its own session id. (A dedicated non-root ssh user
+  would confine Ray's own ``ray stop`` instead, but it cannot run a Python installed under a home
+  that only its owner may enter, such as /root here.)
 * Ports: the head's GCS, object manager, node manager, client server and agent ports are free
   ports picked here, not cluster-local.yaml's fixed 6379 / 8076.
 
-One node only: a second node on 127.0.0.2 through the launcher would need its own GCS-facing ports
-and temp dir on the same host, but the local provider gives every node the same start commands
-(``worker_start_ray_commands``), so a second Ray node of one cluster on one host collides on the
-ports those commands fix; more nodes need network namespaces (root, ``ip netns``), which this suite
-does not take. tests/test_cluster.py runs the multi-node study without the launcher.
+One node only: not tried. A worker on 127.0.0.2 would be a second Ray node started by the head's
+autoscaler over ssh on the same host: its own sshd (or the relay told apart by %h) and HOME, or the
+two nodes' file mounts and setups overwrite each other; every port it binds moved apart from the
+head's in ``worker_start_ray_commands`` (the notes measured collisions); and about the head's
+setup and start time again against the suite's 4 minutes. tests/test_cluster.py runs the
+multi-node study without the launcher.
 
-Skips only where ``sshd`` is not installed (the reason is the install command), never under CI
-(``CI=true``), where it fails instead; ``.ci/run`` installs openssh-server. sshd needs root to
-log a user in when it is not run by that user; here it runs as the user who runs the tests.
+Skips only where ``sshd``, ``ssh`` or ``rsync`` is missing (the reason is the install command),
+never under CI (``CI=true``), where it fails instead; ``.ci/run`` installs them. sshd runs as the
+user who runs the tests and logs in only that user.
 """
 
 from __future__ import annotations
@@ -397,7 +404,7 @@ def sshd_or_skip() -> None:
         pytest.skip(f"{', '.join(missing)} missing: {INSTALL}")
 
 
-def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip):
+def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip, monkeypatch):
     # Short: Ray's unix socket paths under the temp folder must stay under ~107 characters.
     root = Path(tempfile.mkdtemp(prefix="lru-", dir="/tmp"))
     root.chmod(0o755)  # sshd's sessions read the home in it
@@ -418,6 +425,7 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip):
             )
             ray("exec", str(config), study)
             ray("rsync-down", str(config), "~/leafbn-results/tiny/", str(root / "fetched"))
+            mismatch = version_mismatch_message(f"127.0.0.1:{ports[0]}", monkeypatch)
             other_pids = wait_for_ray(other, ports[5])
             ray("down", "-y", str(config))
             left, other_left = marked_pids(marker), [p for p in other_pids if _alive(p)]
@@ -433,6 +441,8 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip):
         assert not marked_pids(marker, LAUNCHER_VAR), "the launcher's processes outlived the test"
         assert _editable_location() == install_before, "the cluster's setup repointed this machine's leafbn"
         check_trials(root / "fetched" / "trials.csv", epochs=2)
+        assert mismatch.startswith(f"--address 127.0.0.1:{ports[0]}: the cluster runs Ray {ray_version()} ")
+        assert "this machine Ray 0.0.1 " in mismatch and "\n" not in mismatch, mismatch
     finally:
         if other is not None:
             kill_pids(lambda: session_pids(other.pid))
@@ -440,6 +450,27 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip):
         if "control" in locals() and control:
             shutil.rmtree(control.group(1), ignore_errors=True)  # the launcher's ssh sockets (in /tmp)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def version_mismatch_message(address: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """What this machine's ``--address`` check says of the cluster when this Ray claims 0.0.1."""
+    import ray as local_ray
+
+    from leafbn.session import StudyError, check_reachable
+
+    check_reachable(address)  # the same version: no complaint
+    monkeypatch.setattr(local_ray, "__version__", "0.0.1")
+    try:
+        check_reachable(address)
+    except StudyError as exc:
+        return str(exc)
+    finally:
+        monkeypatch.undo()
+    return "no error"
+
+
+def ray_version() -> str:
+    return metadata.version("ray")
 
 
 def check_trials(path: Path, epochs: int) -> None:
