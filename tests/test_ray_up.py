@@ -40,7 +40,7 @@ other people's Ray may run on it):
 One node only: not tried. A worker on 127.0.0.2 would be a second Ray node started by the head's
 autoscaler over ssh on the same host: its own sshd (or the relay told apart by %h) and HOME, or the
 two nodes' file mounts and setups overwrite each other; every port it binds moved apart from the
-head's in ``worker_start_ray_commands`` (the notes measured collisions); and about the head's
+head's in ``worker_start_ray_commands``; and about the head's
 setup and start time again against the suite's 4 minutes. tests/test_cluster.py runs the
 multi-node study without the launcher.
 
