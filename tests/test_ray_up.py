@@ -10,7 +10,8 @@ folder of its own and the loopback interface; its file mounts and setup commands
 Then: ``ray up -y``; ``ray exec … python study/run.py --grid … --address 127.0.0.1:PORT`` (2
 trials of 2 epochs); ``ray rsync-down`` of the study folder; this machine's ``--address`` check
 against the cluster, with a local Ray that claims another version (one line naming both);
-``trials.csv`` checked (every trial once, all finished); ``ray down -y``; no process of the
+every socket the cluster's processes listen on is loopback; ``trials.csv`` checked (every trial
+once, all finished); ``ray down -y``; no process of the
 cluster is left, sshd and its per-connection processes end on SIGTERM once the launcher's ssh
 connections are closed, and nothing the launcher started outlives the test.
 
@@ -426,6 +427,7 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip, monkeypat
             ray("exec", str(config), study)
             ray("rsync-down", str(config), "~/leafbn-results/tiny/", str(root / "fetched"))
             mismatch = version_mismatch_message(f"127.0.0.1:{ports[0]}", monkeypatch)
+            exposed = [a for a in listening(set(marked_pids(marker))) if not _is_loopback(a)]
             other_pids = wait_for_ray(other, ports[5])
             ray("down", "-y", str(config))
             left, other_left = marked_pids(marker), [p for p in other_pids if _alive(p)]
@@ -433,6 +435,7 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip, monkeypat
         timings["all"] = time.monotonic() - begun
         print(" ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "log"))
         assert not left, f"ray down left the cluster's processes running: {left}"
+        assert not exposed, f"the cluster's processes listen beyond loopback: {exposed}"
         assert other_left == other_pids, (
             "ray down stopped processes of a Ray instance that is not the cluster's"
         )
@@ -467,6 +470,21 @@ def version_mismatch_message(address: str, monkeypatch: pytest.MonkeyPatch) -> s
     finally:
         monkeypatch.undo()
     return "no error"
+
+
+def listening(pids: set[int]) -> list[str]:
+    """Local addresses of the TCP/UDP sockets on which one of ``pids`` listens (``ss``)."""
+    out = subprocess.run(["ss", "-ltunpH"], capture_output=True, text=True, check=True).stdout
+    return [
+        line.split()[4]
+        for line in out.splitlines()
+        if {int(p) for p in re.findall(r"pid=(\d+)", line)} & pids and len(line.split()) >= 5
+    ]
+
+
+def _is_loopback(local: str) -> bool:
+    host = local.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
+    return host == "::1" or host.startswith("127.")
 
 
 def ray_version() -> str:
