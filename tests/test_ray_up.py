@@ -421,10 +421,11 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip, monkeypat
             ray("up", "-y", "--no-config-cache", str(config))
             other = start_other_ray(root, ports[5:])  # a Ray that is not the cluster's, up during `ray down`
             study = (
-                "cd ~/leafbn && python study/run.py --grid --lr 0.01 --bn off,on --seeds 1 --epochs 2"
+                "cd / && python -c 'import leafbn; print(leafbn.__file__)'"  # the installed leafbn
+                " && cd ~/leafbn && python study/run.py --grid --lr 0.01 --bn off,on --seeds 1 --epochs 2"
                 f" --address 127.0.0.1:{ports[0]} --out ~/leafbn-results --name tiny"
             )
-            ray("exec", str(config), study)
+            said = ray("exec", str(config), study)
             ray("rsync-down", str(config), "~/leafbn-results/tiny/", str(root / "fetched"))
             mismatch = version_mismatch_message(f"127.0.0.1:{ports[0]}", monkeypatch)
             exposed = [a for a in listening(set(marked_pids(marker))) if not _is_loopback(a)]
@@ -444,6 +445,8 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip, monkeypat
         assert not marked_pids(marker, LAUNCHER_VAR), "the launcher's processes outlived the test"
         assert _editable_location() == install_before, "the cluster's setup repointed this machine's leafbn"
         check_trials(root / "fetched" / "trials.csv", epochs=2)
+        # The nodes' Python (the venv Ray runs in) imports the copy that `ray up` made and installed.
+        assert str(home / "leafbn" / "leafbn" / "__init__.py") in said, said[-2000:]
         assert mismatch.startswith(f"--address 127.0.0.1:{ports[0]}: the cluster runs Ray {ray_version()} ")
         assert "this machine Ray 0.0.1 " in mismatch and "\n" not in mismatch, mismatch
     finally:
