@@ -455,6 +455,8 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip, monkeypat
             other.wait()
         if "control" in locals() and control:
             shutil.rmtree(control.group(1), ignore_errors=True)  # the launcher's ssh sockets (in /tmp)
+            with contextlib.suppress(OSError):
+                os.rmdir(Path(control.group(1)).parent)  # the launcher's folder for this user, if empty
         shutil.rmtree(root, ignore_errors=True)
 
 
