@@ -451,7 +451,7 @@ def test_ray_up_runs_a_study_and_ray_down_leaves_nothing(sshd_or_skip, monkeypat
         assert "this machine Ray 0.0.1 " in mismatch and "\n" not in mismatch, mismatch
     finally:
         if other is not None:
-            kill_pids(lambda: session_pids(other.pid))
+            kill_pids(lambda: session_pids(other.pid), grace=0.5)  # ours, and checked already
             other.wait()
         if "control" in locals() and control:
             shutil.rmtree(control.group(1), ignore_errors=True)  # the launcher's ssh sockets (in /tmp)
