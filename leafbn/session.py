@@ -8,7 +8,9 @@ waits on it. SIGTERM ends a study as Ctrl-C does.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -27,7 +29,15 @@ import ray
 from leafbn import reaper
 from leafbn.config import StudyConfig
 
-__all__ = ["StudyError", "ray_session", "check_reachable", "term_as_interrupt", "sigterm_ignored"]
+__all__ = [
+    "StudyError",
+    "ray_session",
+    "check_reachable",
+    "check_cluster_version",
+    "join_error",
+    "term_as_interrupt",
+    "sigterm_ignored",
+]
 
 
 class StudyError(RuntimeError):
@@ -68,6 +78,38 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         raise StudyError(
             f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})"
         ) from exc
+    if not address.startswith("ray://"):
+        check_cluster_version(hostport, timeout)
+
+
+def check_cluster_version(hostport: str, timeout: float = 5.0) -> None:
+    """One line naming both versions if the cluster whose GCS is ``hostport`` runs another Ray (or
+    Python) than this process: checked before anything of the study is written.
+
+    Asks the GCS for the cluster's metadata as ``ray.init`` does (Ray's own comparison, a private
+    API of Ray); where it cannot answer (token authentication without this machine's token, an
+    older GCS), nothing is said here and ``ray.init``'s own check, turned into one line by
+    :func:`join_error`, stays.
+    """
+    from ray._private import ray_constants
+    from ray._private.utils import check_version_info
+
+    try:
+        from ray._common.usage.usage_constants import CLUSTER_METADATA_KEY
+        from ray._raylet import GcsClient
+
+        with _stderr_silenced():  # Ray's C++ client logs a refused token itself
+            raw = GcsClient(address=hostport).internal_kv_get(
+                CLUSTER_METADATA_KEY, namespace=ray_constants.KV_NAMESPACE_CLUSTER, timeout=timeout
+            )
+        metadata = json.loads(raw) if raw else None
+    except Exception:  # best effort: ray.init checks again
+        return
+    if metadata and "ray_version" in metadata and "python_version" in metadata:
+        try:
+            check_version_info(metadata, "this machine")
+        except RuntimeError as exc:
+            raise StudyError(join_error(hostport, exc)) from exc
 
 
 @contextmanager
@@ -85,14 +127,7 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
             try:
                 _init(address=config.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                hint = (
-                    ""
-                    if os.environ.get("RAY_AUTH_MODE")
-                    else "; a cluster with token authentication needs RAY_AUTH_MODE=token"
-                )
-                raise StudyError(
-                    f"--address {config.address}: cannot join ({str(exc).splitlines()[0]}){hint}"
-                ) from exc
+                raise StudyError(join_error(config.address, exc)) from exc
             try:
                 yield
             finally:
@@ -112,6 +147,43 @@ def ray_session(config: StudyConfig) -> Iterator[None]:
         finally:
             _stop_monitor()
             ray.shutdown()
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null inside (native code's logging included)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def join_error(address: str, exc: Exception) -> str:
+    """The one line for a cluster at ``address`` that ``ray.init`` refused with ``exc``.
+
+    Ray's version check (a multi-line ``Version mismatch`` error giving the cluster's Ray and
+    Python, then this process's) becomes one line naming both versions and the fix.
+    """
+    text = str(exc)
+    if text.startswith("Version mismatch"):
+        rays = re.findall(r"Ray: (\S+)", text)
+        pythons = re.findall(r"Python: (\S+)", text)
+        if len(rays) == 2 and len(pythons) == 2:
+            return (
+                f"--address {address}: the cluster runs Ray {rays[0]} on Python {pythons[0]}, this "
+                f"machine Ray {rays[1]} on Python {pythons[1]}; a driver must match its cluster: "
+                f"install ray[tune]=={rays[0]} here (on that Python), or start the cluster with Ray {rays[1]}"
+            )
+    hint = (
+        ""
+        if os.environ.get("RAY_AUTH_MODE")
+        else "; a cluster with token authentication needs RAY_AUTH_MODE=token"
+    )
+    return f"--address {address}: cannot join ({text.splitlines()[0] if text else type(exc).__name__}){hint}"
 
 
 def _stop_monitor() -> None:

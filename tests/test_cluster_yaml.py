@@ -232,14 +232,9 @@ def _editable_installs(commands: list[str]) -> list[str]:
 
 def _repo_copies(cfg: Config) -> set[str]:
     """Remote paths of file_mounts whose local side is this repository's root."""
-    copies = set()
-    for remote, local in (cfg.get("file_mounts") or {}).items():
-        local_path = Path(local).expanduser()
-        if not local_path.is_absolute():
-            local_path = ROOT / local_path  # `ray up` is run from the repository root
-        if local_path.resolve() == ROOT.resolve():
-            copies.add(remote.rstrip("/"))
-    return copies
+    from leafbn.cluster_file import repository_mounts
+
+    return repository_mounts(cfg, ROOT)
 
 
 def install_problems(cfg: Config) -> list[str]:
@@ -582,3 +577,48 @@ def test_rays_validator_catches_inconsistent_files(cfg):
     cfg["available_node_types"]["ray.worker.cpu"]["min_workers"] = cfg["max_workers"] + 1
     with pytest.raises(ValueError):
         ray_prepare_and_validate(cfg)
+
+
+# ------------------------------------------------------------------------------------------------
+# cluster-local.yaml: the on-premise file (Ray's `local` provider); tests/test_ray_up.py runs it
+# ------------------------------------------------------------------------------------------------
+CLUSTER_LOCAL_YAML = ROOT / "cluster-local.yaml"
+
+
+@pytest.fixture()
+def local_cfg() -> Config:
+    with CLUSTER_LOCAL_YAML.open() as f:
+        return yaml.safe_load(f)
+
+
+def test_local_file_passes_rays_schema_and_validator(local_cfg, schema):
+    assert schema_errors(local_cfg, schema) == []
+    prepared = ray_prepare_and_validate(local_cfg)
+    # Ray's merge: both the head and the workers install leafbn from the repository copy.
+    assert any("~/leafbn" in c for c in prepared["head_setup_commands"])
+    assert any("~/leafbn" in c for c in prepared["worker_setup_commands"])
+    assert local_cfg["provider"]["type"] == "local"
+    assert local_cfg["max_workers"] == len(local_cfg["provider"]["worker_ips"])
+
+
+def test_local_file_listens_where_it_must_and_installs_leafbn(local_cfg):
+    assert dashboard_problems(local_cfg) == []
+    assert worker_start_problems(local_cfg) == []
+    assert install_problems(local_cfg) == []
+    assert local_cfg["file_mounts"]["~/leafbn"] == "."
+
+
+def test_local_file_installs_the_local_ray(local_cfg):
+    """Every node installs exactly the Ray this machine runs (a cluster needs one version)."""
+    pins = [
+        m["version"]
+        for c in local_cfg["setup_commands"]
+        for m in re.finditer(r"ray(\[[\w,]+\])?==(?P<version>[\w.]+)", c)
+    ]
+    assert pins == [ray.__version__], local_cfg["setup_commands"]
+
+
+def test_local_file_without_the_repository_mount_is_caught(local_cfg, schema):
+    del local_cfg["file_mounts"]["~/leafbn"]
+    assert schema_errors(local_cfg, schema) == []  # Ray accepts it: the nodes would have no study code
+    assert install_problems(local_cfg)

@@ -97,3 +97,26 @@ def test_the_monitor_is_killed_and_forgotten_and_nothing_else(monkeypatch):
         for process in (monitor, raylet):
             process.kill()
             process.wait()
+
+
+def test_a_cluster_of_another_ray_version_is_one_line_naming_both(monkeypatch):
+    """Ray's own version check (fed a cluster that runs another Ray) becomes one line, through
+    ray_session as ``--address`` reaches it; study/run.py prints it and exits 2."""
+    from ray._private.utils import check_version_info
+
+    from leafbn import session
+    from leafbn.config import StudyConfig
+
+    python = ".".join(map(str, sys.version_info[:3]))
+
+    def cluster_of_another_ray(**kwargs):
+        check_version_info({"ray_version": "2.59.0", "python_version": python}, "127.0.0.1:6379")
+
+    monkeypatch.setattr(session, "check_reachable", lambda address: None)
+    monkeypatch.setattr(session, "_init", cluster_of_another_ray)
+    with pytest.raises(StudyError) as caught, session.ray_session(StudyConfig(address="10.0.0.1:6379")):
+        pass
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("--address 10.0.0.1:6379: the cluster runs Ray 2.59.0 on Python ")
+    assert f"this machine Ray {ray.__version__}" in message and "ray[tune]==2.59.0" in message
