@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
 
-    from leafbn.report import write_report
+    from leafbn.report.writer import write_report
 
     try:
         options = dict(

@@ -120,7 +120,7 @@ class StudyConfig:
     drop_last: bool = False
     # epochs per Ray Tune report, each carrying every epoch's numbers (None: one report at a trial's
     # end, or every epochs/10 with ASHA, which decides there; a report costs Ray ~7 ms, an epoch);
-    # a trial also reports once a second, so Ray Tune can stop it (leafbn.trial.STOPPABLE_S)
+    # a trial also reports once a second, so Ray Tune can stop it (leafbn.tuning.trial.STOPPABLE_S)
     report_every: int | None = None
     momentum: float = 0.9  # SGD momentum, Nesterov
     decay: float = 1e-6  # legacy Keras decay: lr_t = lr / (1 + decay * iterations)

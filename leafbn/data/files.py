@@ -265,8 +265,8 @@ def parse_labelled_csv(
 # Package data and the alignment table
 # ------------------------------------------------------------------------------------------------
 def package_file(name: str) -> Path:
-    """Path of a file in ``leafbn/datasets``; DataError if the install lacks it."""
-    path = Path(str(resources.files("leafbn").joinpath("datasets", name)))
+    """Path of a file in ``leafbn/data/datasets``; DataError if the install lacks it."""
+    path = Path(str(resources.files("leafbn.data").joinpath("datasets", name)))
     if not path.is_file():
         raise DataError(f"{path}: package data missing (broken install?)")
     return path

@@ -3,14 +3,14 @@
 Every loader returns a :class:`LeafData`: ``X`` float32 of shape ``(n, 192)`` with the columns
 ``margin1..64, shape1..64, texture1..64``, ``y`` int64 indices into ``classes`` (sorted species
 names) and ``source``, the place the data came from; bad data raises :class:`DataError` (both
-defined in :mod:`leafbn.datafiles`). The UCI files' re-alignment is :mod:`leafbn.uci`'s; the
-stratified train/validation splits, :mod:`leafbn.splits`'s.
+defined in :mod:`leafbn.data.files`). The UCI files' re-alignment is :mod:`leafbn.data.uci`'s; the
+stratified train/validation splits, :mod:`leafbn.data.splits`'s.
 
 Sources (``load(spec)``)
 ------------------------
 ``"embedded"`` (default)
-    The UCI "One-hundred plant species leaves" features, re-aligned (:mod:`leafbn.uci`) and shipped as
-    ``leafbn/datasets/leaf_uci.csv.gz``: 1584 leaves, 99 species x 16. The file holds the UCI
+    The UCI "One-hundred plant species leaves" features, re-aligned (:mod:`leafbn.data.uci`) and shipped as
+    ``leafbn/data/datasets/leaf_uci.csv.gz``: 1584 leaves, 99 species x 16. The file holds the UCI
     values as the *original text tokens* (no re-formatting); loaders parse them to float64 (correctly
     rounded) and then cast to float32, so the embedded copy and a UCI folder give identical arrays.
 ``"openml"``
@@ -26,7 +26,7 @@ a folder holding ``data_Mar_64.txt``, ``data_Sha_64.txt`` and ``data_Tex_64.txt`
 Class names: the canonical form is Kaggle's, with underscores (``Acer_Opalus``); UCI names
 (``Acer Opalus``) are converted, so every source gives the same ``classes``.
 
-Citation (UCI data, CC BY 4.0): see :data:`leafbn.datafiles.CITATION`.
+Citation (UCI data, CC BY 4.0): see :data:`leafbn.data.files.CITATION`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leafbn.datafiles import (
+from leafbn.data.files import (
     EMBEDDED_FILE,
     EMBEDDED_HEADER,
     FEATURE_NAMES,
@@ -60,7 +60,7 @@ from leafbn.datafiles import (
     parse_labelled_csv,
     read_text,
 )  # fmt: skip
-from leafbn.uci import align_uci, parse_uci_file, read_alignment
+from leafbn.data.uci import align_uci, parse_uci_file, read_alignment
 
 __all__ = [
     "DataError",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leafbn.datafiles import MIN_PER_CLASS, DataError, LeafData
+from leafbn.data.files import MIN_PER_CLASS, DataError, LeafData
 
 __all__ = ["Split", "distinct_splits", "split", "split_sizes"]
 

@@ -22,7 +22,7 @@ in each UCI file, and no two Kaggle rows share a UCI row. The structure found:
   elimination). Which of its 16 leaves has no texture row cannot be determined, so none of its
   rows is kept. Kept: 1584 leaves, 99 species x 16 — exactly the Kaggle train + test leaves.
 
-The table ``leafbn/datasets/uci_alignment.csv`` (``species,mar_row,sha_row,tex_row``, 0-based row
+The table ``leafbn/data/datasets/uci_alignment.csv`` (``species,mar_row,sha_row,tex_row``, 0-based row
 indices into each file, species as written in the margin/texture files) records this; it holds
 no Kaggle data. Note: the UCI leaves include Kaggle's unlabelled test leaves, with labels; do not
 train on one source and report on the other.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leafbn.datafiles import (
+from leafbn.data.files import (
     ALIGNMENT_COLUMNS,
     ALIGNMENT_FILE,
     GROUPS,
@@ -89,7 +89,7 @@ def read_alignment(path: Path | None = None) -> dict[str, np.ndarray]:
     Parameters
     ----------
     path : Path, optional
-        Defaults to the shipped ``leafbn/datasets/uci_alignment.csv``.
+        Defaults to the shipped ``leafbn/data/datasets/uci_alignment.csv``.
 
     Returns
     -------

@@ -1,14 +1,14 @@
 """Compute the numbers of a study from its tables: aggregates, robustness metrics, BN effect.
 
-Every function takes the DataFrames that :func:`leafbn.tables.load_tables` returns (``trials.csv``
+Every function takes the DataFrames that :func:`leafbn.results.tables.load_tables` returns (``trials.csv``
 and ``curves.csv``, see ``docs/results.md``) and returns a DataFrame; nothing here draws or prints
-(except :func:`format_summary`, which only formats). :mod:`leafbn.plots` draws these tables and
-:mod:`leafbn.report` writes them up.
+(except :func:`format_summary`, which only formats). :mod:`leafbn.report.plots` draws these tables and
+:mod:`leafbn.report.writer` writes them up.
 
 Vocabulary (Google's tuning playbook): BN is the *scientific* axis; the learning rate and the seed
 are *nuisance* axes.
 
-* A **configuration** is one value of every axis in :data:`leafbn.config.TRIAL_FIELDS` that the
+* A **configuration** is one value of every axis in :data:`leafbn.config.study_config.TRIAL_FIELDS` that the
   table has (everything but the seed); its trials are its seeds.
 * A **family** is a configuration without its learning rate: ``bn`` × ``depth`` × ``width`` ×
   ``bn_momentum`` × ``bn_placement``, whichever the table has.
@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from leafbn.config import TRIAL_FIELDS
-from leafbn.tables import normalise_trials
+from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.results.tables import normalise_trials
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -46,7 +46,7 @@ __all__ = [
     "heatmap_axes",
 ]
 
-#: Default tolerance of a run's success (:func:`leafbn.robustness.stability`), in nats of
+#: Default tolerance of a run's success (:func:`leafbn.report.robustness.stability`), in nats of
 #: validation cross-entropy: a run succeeds when its outcome is at most its family's best + 0.5
 #: nats (e^0.5 ≈ 1.65: the geometric-mean probability of the true class at most 1.65× lower).
 DEFAULT_TOLERANCE: float = 0.5
@@ -64,9 +64,9 @@ _METRICS = {
 
 
 def prepare(trials: pd.DataFrame) -> pd.DataFrame:
-    """``trials`` as :func:`leafbn.tables.load_tables` returns it, with an ``outcome`` column
+    """``trials`` as :func:`leafbn.results.tables.load_tables` returns it, with an ``outcome`` column
     (normalised once; a loaded table passes through). Without
-    :func:`leafbn.robustness.add_outcomes`, a run's outcome is its final validation loss (NaN when
+    :func:`leafbn.report.robustness.add_outcomes`, a run's outcome is its final validation loss (NaN when
     it diverged)."""
     if not (
         "diverged" in trials.columns
@@ -162,14 +162,14 @@ def aggregate(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per configuration (every axis in TRIAL_FIELDS but the seed): seeds, divergence and metrics.
 
     Args:
-        trials: the trials table (:func:`leafbn.tables.load_tables`).
+        trials: the trials table (:func:`leafbn.results.tables.load_tables`).
         confidence: level of the t-distribution confidence intervals.
 
     Returns:
         One row per configuration: the axis columns, ``n_runs`` (trials, i.e. seeds),
         ``n_diverged``, ``divergence_rate``, ``n_ok`` (non-diverged trials with a finite validation
         loss) and, for ``val_loss`` (the run's outcome: the median of its last epochs when
-        :func:`leafbn.robustness.add_outcomes` ran, else the final value), ``val_accuracy`` and
+        :func:`leafbn.report.robustness.add_outcomes` ran, else the final value), ``val_accuracy`` and
         ``train_loss`` (final values): ``<m>_mean``, ``<m>_std`` (sample std) and ``<m>_ci`` (the
         CI's half-width; NaN below two values), over the non-diverged trials with a finite value;
         and ``val_loss_median``, ``val_loss_q1``, ``val_loss_q3`` (median and quartiles), which a
@@ -201,7 +201,7 @@ def aggregate(trials: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 def summary(trials: pd.DataFrame) -> pd.DataFrame:
     """The end-of-study table: per learning rate × BN, the final validation loss's median and IQR
     (robust to the few runs whose loss exploded without diverging; the report's answer is
-    :mod:`leafbn.robustness`'s).
+    :mod:`leafbn.report.robustness`'s).
 
     Args:
         trials: the trials table (as written to ``trials.csv``; ``diverged`` may be missing).

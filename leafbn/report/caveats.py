@@ -1,7 +1,7 @@
 """What a report says around its answer: what was run, and the caveats.
 
 Each function takes the study's config.json record and tables and returns report blocks
-(:mod:`leafbn.render`); nothing here computes a statistic.
+(:mod:`leafbn.report.render`); nothing here computes a statistic.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leafbn.config import TRIAL_FIELDS
-from leafbn.prose import context_label, duration, values_text, varying
-from leafbn.record import StudyRecord
-from leafbn.render import Block, fmt
+from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.report.prose import context_label, duration, values_text, varying
+from leafbn.report.render import Block, fmt
+from leafbn.results.record import StudyRecord
 
 __all__ = ["expected_trials", "what_was_run", "caveats"]
 
@@ -35,7 +35,7 @@ def _grid(record: StudyRecord) -> list[dict[str, Any]] | None:
     if not study:
         return None
     try:
-        from leafbn.config import StudyConfig
+        from leafbn.config.study_config import StudyConfig
 
         return StudyConfig.from_dict(study).trial_configs()
     except Exception as exc:
@@ -254,7 +254,7 @@ def _missing_configs(record: StudyRecord, trials: pd.DataFrame) -> list[str]:
 
     def key(values: dict[str, Any]) -> tuple:
         # The tables hold the values the trials reported, written and read back exactly
-        # (leafbn.tables.read_table parses floats round-trip): compared as they are.
+        # (leafbn.results.tables.read_table parses floats round-trip): compared as they are.
         return tuple(values[a].item() if isinstance(values[a], np.generic) else values[a] for a in axes)
 
     want: dict[tuple, int] = {}

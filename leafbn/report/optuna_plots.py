@@ -1,7 +1,7 @@
 """Draw an Optuna study's results: its optimisation history and hyperparameter importances.
 
 Optuna draws them (``optuna.visualization.matplotlib``); here they get our titles and stay out of
-matplotlib's global style. :mod:`leafbn.optuna_results` finds the study beside the tables.
+matplotlib's global style. :mod:`leafbn.report.optuna_results` finds the study beside the tables.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
-"""Draw the tables of :mod:`leafbn.analysis`. Every function only draws and returns a Figure.
+"""Draw the tables of :mod:`leafbn.report.analysis`. Every function only draws and returns a Figure.
 
 The figures are built with :class:`matplotlib.figure.Figure` on an Agg canvas, so nothing here
-touches pyplot's global state or needs a display; save them with ``fig.savefig(path)``. The two
-Optuna plots are drawn by ``optuna.visualization.matplotlib`` (which uses pyplot): close them with
-``matplotlib.pyplot.close(fig)``.
+touches pyplot's global state or needs a display; save them with ``fig.savefig(path)``. The Optuna
+plots are :mod:`leafbn.report.optuna_plots`'s, the robust answer's :mod:`leafbn.report.robustness_plots`'.
 
 Conventions: learning rate on a log-scale x axis; BN off in orange, BN on in blue; diverged runs as
 an ``X`` in the side's colour along the top edge, labelled ``diverged/runs``.
@@ -24,8 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from leafbn.config import TRIAL_FIELDS
-from leafbn.robustness_plots import CAP, off_scale
+from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.report.robustness_plots import CAP, off_scale
 
 __all__ = [
     "plot_loss_vs_lr",
@@ -159,7 +158,7 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
     """The seed's Figure 2 done right: final validation and training cross-entropy vs learning rate.
 
     Args:
-        stats: :func:`leafbn.analysis.aggregate`'s table (one row per configuration).
+        stats: :func:`leafbn.report.analysis.aggregate`'s table (one row per configuration).
         confidence: the level its ``*_ci`` columns were computed at (for the legend).
 
     Returns:
@@ -213,7 +212,7 @@ def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
     """BN − no-BN difference in mean final validation loss per learning rate, with its CI.
 
     Args:
-        effect: :func:`leafbn.analysis.bn_effect`'s table.
+        effect: :func:`leafbn.report.analysis.bn_effect`'s table.
         confidence: the level its CI was computed at (for the labels).
 
     Returns:
@@ -285,7 +284,7 @@ def plot_learning_curves(curve_stats: pd.DataFrame, ncols: int = 4) -> Figure:
     """Learning curves per learning rate (small multiples), BN vs no BN.
 
     Args:
-        curve_stats: :func:`leafbn.analysis.curve_summary`'s table.
+        curve_stats: :func:`leafbn.report.analysis.curve_summary`'s table.
         ncols: panels per row.
 
     Returns:
@@ -382,7 +381,7 @@ def plot_heatmaps(heat: pd.DataFrame, axis: str) -> Figure:
     """Mean validation loss and divergence rate over learning rate × ``axis``, per BN setting.
 
     Args:
-        heat: :func:`leafbn.analysis.heatmap_data`'s table for ``axis``.
+        heat: :func:`leafbn.report.analysis.heatmap_data`'s table for ``axis``.
         axis: the column of ``heat`` on the y axis (``depth``, ``width``, ``bn_momentum``, ...).
 
     Returns:

@@ -1,7 +1,7 @@
 """The sentences of a report's answer: the verdict and its uncertainty, the ranges, the tests, the
-best configuration. Each function takes numbers already computed (:mod:`leafbn.analysis`,
-:mod:`leafbn.robustness`) and returns report blocks (:mod:`leafbn.render`); nothing here computes a
-statistic or draws.
+best configuration. Each function takes numbers already computed (:mod:`leafbn.report.analysis`,
+:mod:`leafbn.report.robustness`) and returns report blocks (:mod:`leafbn.report.render`); nothing
+here computes a statistic or draws.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from leafbn.config import TRIAL_FIELDS
-from leafbn.render import Block, fmt
+from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.report.render import Block, fmt
 
 __all__ = ["answer", "batch_size_section", "best", "varying", "context_label", "values_text", "duration"]
 
@@ -76,9 +76,9 @@ def answer(
     """The seed's question — does BN make the net robust to its learning rate? — in sentences.
 
     Args:
-        answers: :func:`leafbn.robustness.bootstrap_answer`'s per-family answers.
-        stats: :func:`leafbn.analysis.aggregate` of the no-BN-paired trials (divergence counts).
-        effect: :func:`leafbn.analysis.bn_effect` of the same.
+        answers: :func:`leafbn.report.robustness.bootstrap_answer`'s per-family answers.
+        stats: :func:`leafbn.report.analysis.aggregate` of the no-BN-paired trials (divergence counts).
+        effect: :func:`leafbn.report.analysis.bn_effect` of the same.
         settings: ``window``, ``tolerance``, ``threshold``, ``resamples``, ``random_seed``.
         confidence: the tests' level.
     """

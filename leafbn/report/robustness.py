@@ -24,7 +24,7 @@ a study into that answer in four steps, each a function returning a DataFrame or
 
 A family here is everything but the learning rate (and the nuisance seed and split); BN is compared
 with no BN inside each *context* (depth × width × BN momentum × placement × batch size), the no-BN
-runs shared by every BN momentum and placement (:func:`leafbn.analysis.pair_nobn`).
+runs shared by every BN momentum and placement (:func:`leafbn.report.analysis.pair_nobn`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from leafbn import analysis
+from leafbn.report import analysis
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -72,7 +72,7 @@ def add_outcomes(trials: pd.DataFrame, curves: pd.DataFrame, window: int = DEFAU
     """``trials`` with an ``outcome`` column: the median validation loss of its last ``window`` epochs.
 
     Args:
-        trials: the trials table (:func:`leafbn.tables.load_tables`).
+        trials: the trials table (:func:`leafbn.results.tables.load_tables`).
         curves: the curves table (``trial_id, epoch, val_loss, ...``), one row per epoch.
         window: how many of the last epochs the median is over (>= 1).
 

@@ -1,5 +1,5 @@
 """Draw the robust answer: every run against the learning rate, success rates, the bootstrap, the
-expected best over a budget. Each function takes the tables :mod:`leafbn.robustness` computes and
+expected best over a budget. Each function takes the tables :mod:`leafbn.report.robustness` computes and
 returns a matplotlib Figure; nothing here computes a number of the answer.
 
 Every validation-loss axis shows the range where the answer lives: up to :data:`CAP` nats (a
@@ -54,7 +54,7 @@ def _contexts(df: pd.DataFrame, axes: list[str]) -> list[tuple[dict[str, Any], p
 
 
 def _context_axes(df: pd.DataFrame) -> list[str]:
-    from leafbn.analysis import context_axes
+    from leafbn.report.analysis import context_axes
 
     return context_axes(df)
 
@@ -92,7 +92,7 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
     """The tuning playbook's axis plot: every run's outcome against its learning rate.
 
     Args:
-        trials: trials with ``outcome`` (:func:`leafbn.robustness.add_outcomes`).
+        trials: trials with ``outcome`` (:func:`leafbn.report.robustness.add_outcomes`).
 
     Returns:
         A Figure, one panel per context: a point per run (BN and no BN side by side), a red × at
@@ -140,7 +140,7 @@ def plot_success_rate(stab: pd.DataFrame, threshold: float) -> Figure:
     """Success rate against learning rate per BN arm, with Wilson bands and the stability threshold.
 
     Args:
-        stab: :func:`leafbn.robustness.stability`'s table (of the no-BN-paired trials).
+        stab: :func:`leafbn.report.robustness.stability`'s table (of the no-BN-paired trials).
         threshold: the success rate at which a learning rate is stable (a dashed line).
     """
     axes_names = [a for a in stab.columns if a in _context_axes(stab)]

@@ -1,11 +1,12 @@
 """Write a study's report: ``RESULTS_DIR/report/`` with ``report.md``, ``report.html``, the PNGs and
 ``answer.json``.
 
-:func:`write_report` reads the tables (:func:`leafbn.tables.load_tables`), computes the numbers
-(:mod:`leafbn.analysis`, :mod:`leafbn.robustness`), draws them (:mod:`leafbn.plots`,
-:mod:`leafbn.robustness_plots`), words them (:mod:`leafbn.prose`, :mod:`leafbn.caveats`) and renders
-the same content twice (:mod:`leafbn.render`): Markdown linking the PNGs beside it, and a
-self-contained HTML file. ``answer.json`` is the verdict, machine-readable (docs/results.md).
+:func:`write_report` reads the tables (:func:`leafbn.results.tables.load_tables`), computes the
+numbers (:mod:`leafbn.report.analysis`, :mod:`leafbn.report.robustness`), draws them
+(:mod:`leafbn.report.plots`, :mod:`leafbn.report.robustness_plots`), words them
+(:mod:`leafbn.report.prose`, :mod:`leafbn.report.caveats`) and renders the same content twice
+(:mod:`leafbn.report.render`): Markdown linking the PNGs beside it, and a self-contained HTML file.
+``answer.json`` is the verdict, machine-readable (docs/results.md).
 
 A partial or empty study still gets a report that says what is missing; problems become warnings
 (re-emitted as :class:`UserWarning` and listed in the report), never a crash. Only a missing results
@@ -22,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from leafbn import (
+from leafbn.report import (
     analysis,
     caveats,
     optuna_plots,
@@ -31,10 +32,10 @@ from leafbn import (
     prose,
     robustness,
     robustness_plots,
-    tables,
 )
-from leafbn.record import StudyRecord
-from leafbn.render import Block, to_html, to_markdown
+from leafbn.report.render import Block, to_html, to_markdown
+from leafbn.results import tables
+from leafbn.results.record import StudyRecord
 
 __all__ = ["write_report"]
 
@@ -58,7 +59,7 @@ def write_report(
         threshold: the success rate at which a learning rate is stable, in (0, 1].
         resamples: bootstrap resamples of the answer (>= 100).
         window: epochs each run's outcome is the median over (None: the study's ``window`` in
-            config.json, else :data:`leafbn.robustness.DEFAULT_WINDOW`).
+            config.json, else :data:`leafbn.report.robustness.DEFAULT_WINDOW`).
         random_seed: the bootstrap's seed.
 
     Raises:

@@ -1,8 +1,8 @@
 """A study's ``config.json`` as one record: what was run, on what data, with what, and how it went.
 
-The study writes it (:mod:`leafbn.tuning`, through :mod:`leafbn.storage`) and the report reads it
-(:func:`leafbn.tables.load_tables`); both hold a :class:`StudyRecord`, never the loose JSON. A part
-missing from an old or hand-edited file reads as empty, so readers ask for fields, not types.
+The study writes it (:mod:`leafbn.tuning.runner`, through :mod:`leafbn.tuning.storage`) and the report
+reads it (:func:`leafbn.results.tables.load_tables`); both hold a :class:`StudyRecord`, never the loose
+JSON. A part missing from an old or hand-edited file reads as empty, so readers ask for fields, not types.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leafbn.config import TRIAL_FIELDS
-from leafbn.record import StudyRecord
+from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.results.record import StudyRecord
 
 __all__ = [
     "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "TableError",
@@ -229,8 +229,8 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, St
         ``(trials, curves, record)``: ``trials`` with ``bn``/``diverged`` as booleans (``diverged``
         is derived from a non-finite ``final_val_loss`` when the column is missing) and numeric
         columns as floats; ``curves`` (empty with its documented columns when the file is missing);
-        ``record``, the :class:`leafbn.record.StudyRecord` of ``config.json`` (empty when it is missing
-        or unreadable).
+        ``record``, the :class:`leafbn.results.record.StudyRecord` of ``config.json`` (empty when it
+        is missing or unreadable).
 
     Raises:
         FileNotFoundError: ``results_dir`` or its ``trials.csv`` does not exist.

@@ -16,7 +16,7 @@ chunk, not once per epoch (a BN-on epoch 7.1 → 6.2 ms on one core, measured).
 
 Compiling costs more than an epoch, so a compiled program is kept per process and reused by every
 later trial with the same architecture and data shapes: a trial re-draws the model's weights
-(:func:`leafbn.model.reset_weights`), zeroes the optimizer's state and assigns its learning rate
+(:func:`leafbn.train.model.reset_weights`), zeroes the optimizer's state and assigns its learning rate
 to a variable the schedule reads. Ray Tune's ``reuse_actors`` keeps the process, so a worker
 compiles each architecture once per study. XLA's persistent cache (``LEAFBN_XLA_CACHE``, default
 ``~/.cache/leafbn/xla``, one folder per CPU model and feature set; ``off`` disables it) lets a
@@ -25,7 +25,7 @@ program is traced under names that do not depend on what the process traced befo
 worker, in any order, finds what another worker or an earlier study compiled.
 
 Several seeds of one configuration can train side by side in one program
-(:func:`train_networks`, :class:`leafbn.model.StackedNetworks`): one compile for all of them;
+(:func:`train_networks`, :class:`leafbn.train.model.StackedNetworks`): one compile for all of them;
 per network 18% faster at 5 seeds on one CPU, 20% slower on another (docs/benchmarks.md), so a
 study trains one per Ray trial unless asked. A single network keeps the plain Keras model
 (``Dense`` layers): the stacked one is about 1.5x slower for one network.
@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from leafbn.xla_cache import use_xla_cache, use_xla_options
+from leafbn.train.xla_cache import use_xla_cache, use_xla_options
 
 use_xla_options()  # before the cache: its folder depends on XLA_FLAGS
 use_xla_cache()  # both before XLA compiles anything: it reads its flags once
@@ -59,8 +59,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from leafbn.config import steps_per_epoch  # noqa: E402
-from leafbn.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402
+from leafbn.config.study_config import steps_per_epoch  # noqa: E402
+from leafbn.train.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402
 
 __all__ = [
     "EpochResult", "TrialResult", "train", "train_networks", "single_thread", "epoch_order",
@@ -132,7 +132,7 @@ def _stable_uids(key: tuple) -> Iterator[None]:
     cache missed and the program was compiled again. Here a program's ids come from a range of its
     own (2**21 ids, one of 2**30 ranges picked by a hash of ``key`` and how many times this process
     traced it before), far above the process counter: every process names the same program alike.
-    Layer and optimizer names are fixed for the same reason (:func:`leafbn.model.build_model`).
+    Layer and optimizer names are fixed for the same reason (:func:`leafbn.train.model.build_model`).
     """
     digest = hashlib.sha256(repr((key, _TRACED[key])).encode()).digest()
     _TRACED[key] += 1

@@ -1,7 +1,7 @@
 """XLA's settings for the trainer, made before TensorFlow compiles anything.
 
 The persistent compilation cache: ``LEAFBN_XLA_CACHE`` (default ``~/.cache/leafbn/xla``; ``off``
-disables it), read in :func:`xla_cache_dir` only, one folder per CPU. :mod:`leafbn.train` calls
+disables it), read in :func:`xla_cache_dir` only, one folder per CPU. :mod:`leafbn.train.trainer` calls
 :func:`use_xla_options` and :func:`use_xla_cache` before it imports TensorFlow; XLA reads
 ``XLA_FLAGS`` and ``TF_XLA_FLAGS`` once per process, when it first compiles (measured: set after
 TensorFlow is imported but before that, they still count).

@@ -1,6 +1,6 @@
 """Ray Tune's standard loggers on request (``--log``): TensorBoard, CSV, MLflow.
 
-A study always writes Ray Tune's ``result.json`` (what :mod:`leafbn.tables` reads); these add
+A study always writes Ray Tune's ``result.json`` (what :mod:`leafbn.results.tables` reads); these add
 what a user's own tools read. Each needs an optional package, named in one line when missing.
 """
 
@@ -11,9 +11,9 @@ import importlib.util
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, TBXLoggerCallback
 
-from leafbn.config import StudyConfig
-from leafbn.session import StudyError
-from leafbn.storage import study_dir
+from leafbn.config.study_config import StudyConfig
+from leafbn.tuning.session import StudyError
+from leafbn.tuning.storage import study_dir
 
 __all__ = ["check_loggers", "logger_callbacks"]
 

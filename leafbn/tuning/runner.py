@@ -1,4 +1,5 @@
-"""Run a study on Ray Tune: the trainable, the Tuner, and the tables written at the end.
+"""Run a study on Ray Tune: the Tuner around the trainable (:mod:`leafbn.tuning.trial`), and the
+tables written at the end.
 
 ``run_study(config)`` is the one call behind ``study/run.py``: it loads and splits the data once,
 puts the split in Ray's object store (``tune.with_parameters``, so worker nodes need no data
@@ -6,8 +7,8 @@ files), runs one function trainable per trial (1 CPU each; ``reuse_actors`` keep
 TensorFlow and compiled programs warm), and writes ``config.json``, ``trials.csv`` and
 ``curves.csv`` beside Ray Tune's own experiment folder in ``OUT/NAME/``.
 
-Where it runs is :mod:`leafbn.session`'s (a local Ray on 127.0.0.1, or a cluster); where its
-files live, :mod:`leafbn.storage`'s.
+Where it runs is :mod:`leafbn.tuning.session`'s (a local Ray on 127.0.0.1, or a cluster); where its
+files live, :mod:`leafbn.tuning.storage`'s.
 """
 
 from __future__ import annotations
@@ -31,15 +32,22 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from leafbn import data as leafdata
-from leafbn import splits as leafsplits
-from leafbn.config import StudyConfig, contradictions, flat_config, steps_per_epoch, trial_seeds
-from leafbn.loggers import check_loggers, logger_callbacks
-from leafbn.progress import ProgressLine
-from leafbn.record import StudyRecord
-from leafbn.session import StudyError, check_reachable, ray_session, sigterm_ignored, term_as_interrupt
-from leafbn.spaces import estimate_seconds, optuna_space
-from leafbn.storage import (
+from leafbn.config.study_config import StudyConfig, contradictions, flat_config, steps_per_epoch, trial_seeds
+from leafbn.data import loaders as leafdata
+from leafbn.data import splits as leafsplits
+from leafbn.results.record import StudyRecord
+from leafbn.results.tables import (
+    CURVE_COLUMNS,
+    curves_from_history,
+    network_id,
+    trial_row,
+    trials_frame,
+)
+from leafbn.tuning.loggers import check_loggers, logger_callbacks
+from leafbn.tuning.progress import ProgressLine
+from leafbn.tuning.session import StudyError, check_reachable, ray_session, sigterm_ignored, term_as_interrupt
+from leafbn.tuning.spaces import estimate_seconds, optuna_space
+from leafbn.tuning.storage import (
     check_not_running,
     experiment_path,
     fetch,
@@ -53,14 +61,7 @@ from leafbn.storage import (
     study_lock,
     versions,
 )  # fmt: skip
-from leafbn.tables import (
-    CURVE_COLUMNS,
-    curves_from_history,
-    network_id,
-    trial_row,
-    trials_frame,
-)
-from leafbn.trial import trainable
+from leafbn.tuning.trial import trainable
 
 __all__ = [
     "StudyError",
@@ -95,7 +96,7 @@ def build_tuner(
     sampler (Ray Tune's ``OptunaSearch``, its study stored in ``optuna.db`` beside the results)
     draws ``config.optuna`` trials from the same axes, each training ``grain`` seeds from
     ``seed_base``, minimising ``objective`` (the median over the trial's networks of the validation
-    loss, :data:`leafbn.spaces.WORST_LOSS` for a diverged one). ``config.asha`` adds Ray Tune's
+    loss, :data:`leafbn.tuning.spaces.WORST_LOSS` for a diverged one). ``config.asha`` adds Ray Tune's
     ASHA scheduler on the same metric.
     """
     fixed = {k: getattr(config, k) for k in ("epochs", "drop_last", "momentum", "decay", "report_every")}
@@ -221,9 +222,9 @@ def run_study(
     kept, unfinished and errored ones run again (Ray Tune's ``Tuner.restore``). A finished study
     is not run again. Raises :class:`StudyError` (one line) for an unwritable ``--out``, an
     unreachable ``--address``, a grid larger than ``max_trials``, or an existing study without
-    ``resume``; :class:`leafbn.data.DataError` for bad data. An interrupted study still writes the
+    ``resume``; :class:`leafbn.data.loaders.DataError` for bad data. An interrupted study still writes the
     tables of what it finished. ``report``: called with the study's folder at the end, before any
-    copy to a URI ``--out`` (the CLI passes :func:`leafbn.report.write_report`); returns its path.
+    copy to a URI ``--out`` (the CLI passes :func:`leafbn.report.writer.write_report`); returns its path.
     ``asked``: the settings the user gave explicitly; on ``resume`` any of them (besides where the
     study runs) that contradicts the stored study is refused, naming each.
     With a URI ``--out``, Ray Tune writes there directly and the study's own files are copied

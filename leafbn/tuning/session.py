@@ -2,7 +2,7 @@
 
 Ray has no authentication that leafbn relies on: a local instance started here listens on
 127.0.0.1 only, runs no dashboard, and its processes end with the driver however it ends
-(:mod:`leafbn.reaper`). A cluster address is checked to answer as Ray does before ``ray.init``
+(:mod:`leafbn.tuning.reaper`). A cluster address is checked to answer as Ray does before ``ray.init``
 waits on it. SIGTERM ends a study as Ctrl-C does.
 """
 
@@ -24,8 +24,8 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the loggers 
 
 import ray
 
-from leafbn import reaper
-from leafbn.config import StudyConfig
+from leafbn.config.study_config import StudyConfig
+from leafbn.tuning import reaper
 
 __all__ = ["StudyError", "ray_session", "check_reachable", "term_as_interrupt", "sigterm_ignored"]
 

@@ -17,9 +17,9 @@ from typing import Any
 import pyarrow.fs as pafs
 import ray
 
-from leafbn.config import StudyConfig
-from leafbn.record import StudyRecord
-from leafbn.session import StudyError
+from leafbn.config.study_config import StudyConfig
+from leafbn.results.record import StudyRecord
+from leafbn.tuning.session import StudyError
 
 __all__ = [
     "is_uri", "experiment_path", "study_dir", "study_lock", "check_not_running", "prepare_dir", "read_record",

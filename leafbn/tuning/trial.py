@@ -1,7 +1,7 @@
 """One Ray Tune trial: train a configuration's networks (one per seed) and report as they go.
 
 Ray Tune runs :func:`trainable` in its worker processes; this module imports only what a worker
-needs (TensorFlow comes with :mod:`leafbn.train`, imported when the first trial starts), so a
+needs (TensorFlow comes with :mod:`leafbn.train.trainer`, imported when the first trial starts), so a
 worker starts without the driver's modules (Optuna, pandas, the tables, the report).
 """
 
@@ -19,11 +19,11 @@ import numpy as np
 import ray
 from ray import tune
 
-from leafbn.config import flat_config, trial_seeds
-from leafbn.spaces import objective
+from leafbn.config.study_config import flat_config, trial_seeds
+from leafbn.tuning.spaces import objective
 
 if TYPE_CHECKING:
-    from leafbn.splits import Split
+    from leafbn.data.splits import Split
 
 __all__ = ["trainable", "worker_trainer"]
 
@@ -62,15 +62,15 @@ def _not_installed(*names: str) -> Iterator[None]:
 
 
 def worker_trainer() -> ModuleType:
-    """:mod:`leafbn.train`, imported as a Ray worker needs it.
+    """:mod:`leafbn.train.trainer`, imported as a Ray worker needs it.
 
     Keras imports scikit-learn (for its scikit-learn wrappers) and IPython (to show its file editor
     in a notebook) whenever they are installed, and works without either: 1.3 s of every worker's
     start (measured) for code a trainer never calls. A worker is a process of its own, so Keras is
-    imported there without them; in any other process leafbn.train imports Keras as usual.
+    imported there without them; in any other process leafbn.train.trainer imports Keras as usual.
     """
     with _not_installed("sklearn", "IPython"):
-        from leafbn import train
+        from leafbn.train import trainer as train
     return train
 
 
@@ -82,15 +82,15 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
     study's ``epochs``, ``drop_last``, ``momentum``, ``decay`` and ``report_every`` (a grid trial's
     own values arrive under ``"trial"``, an Optuna trial's flat: :func:`leafbn.config.flat_config`
     makes them one shape). The networks train together, as one XLA program
-    (:func:`leafbn.train.train_networks`). Each report carries the trial's ``params`` (its settings),
+    (:func:`leafbn.train.trainer.train_networks`). Each report carries the trial's ``params`` (its settings),
     the latest ``epoch``, the median over its networks of the validation loss (``val_loss``) and of
     the ``objective`` (what Optuna and ASHA minimise; a diverged network counts as
-    :data:`leafbn.spaces.WORST_LOSS`), ``diverged`` (every network has), the trainer's cumulative
+    :data:`leafbn.tuning.spaces.WORST_LOSS`), ``diverged`` (every network has), the trainer's cumulative
     ``time_s``, the Ray ``node_id``, and per network (``networks``) its ``seed``, ``diverged`` and a
     ``curve`` list with every epoch since the previous report.
     """
     trainer = worker_trainer()  # here, in the worker: the driver never needs TensorFlow
-    from leafbn.model import ModelSpec  # imported with the trainer
+    from leafbn.train.model import ModelSpec  # imported with the trainer
 
     start = time.perf_counter()
     flat = flat_config(config)

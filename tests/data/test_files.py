@@ -1,11 +1,11 @@
-"""leafbn.datafiles: LeafData is read-only and its checksum changes with any value or label."""
+"""leafbn.data.files: LeafData is read-only and its checksum changes with any value or label."""
 
 from __future__ import annotations
 
 import pytest
 
-from leafbn import data as ld
-from leafbn.datafiles import LeafData
+from leafbn.data import loaders as ld
+from leafbn.data.files import LeafData
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of leafbn.data: the re-alignment, the embedded copy, the loaders, the split, bad files."""
+"""Tests of leafbn.data.loaders: the re-alignment, the embedded copy, the loaders, the split, bad files."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ import pandas as pd
 import pytest
 import sklearn.datasets
 
-from leafbn import data as ld
-from leafbn import datafiles, uci
-from leafbn.data import DataError, LeafData
+from leafbn.data import files as datafiles
+from leafbn.data import loaders as ld
+from leafbn.data import uci
+from leafbn.data.loaders import DataError, LeafData
 
-REPO = Path(__file__).resolve().parents[1]
-DATASETS = REPO / "leafbn" / "datasets"
+REPO = Path(__file__).resolve().parents[2]
+DATASETS = REPO / "leafbn" / "data" / "datasets"
 EMBEDDED_SHA256 = "e10721ccbfebcfc05f28fbcabc310e2e0d8d8c9b144917df4d68df33e68de2bf"
 
 

@@ -1,4 +1,4 @@
-"""leafbn.splits: stratified, disjoint, reproducible splits, standardised on the training part only."""
+"""leafbn.data.splits: stratified, disjoint, reproducible splits, standardised on the training part only."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from leafbn import data as ld
-from leafbn import splits
-from leafbn.datafiles import DataError, LeafData
+from leafbn.data import loaders as ld
+from leafbn.data import splits
+from leafbn.data.files import DataError, LeafData
 
 
 @pytest.fixture(scope="module")

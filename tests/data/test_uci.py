@@ -1,10 +1,10 @@
-"""leafbn.uci: the committed alignment table has the structure the UCI files were found to have."""
+"""leafbn.data.uci: the committed alignment table has the structure the UCI files were found to have."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from leafbn.uci import read_alignment
+from leafbn.data.uci import read_alignment
 
 
 def test_alignment_table_structure() -> None:

@@ -1,4 +1,4 @@
-"""leafbn.analysis on small constructed tables whose answers are known by construction."""
+"""leafbn.report.analysis on small constructed tables whose answers are known by construction."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from synthetic import BN, LRS, NOBN, OFFS, STD, make_curves, make_trials  # noqa: F401
 
-from leafbn import analysis
-from leafbn.config import TRIAL_FIELDS
+from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.report import analysis
+from tests.fixtures.synthetic import BN, LRS, NOBN, OFFS, STD, make_curves, make_trials  # noqa: F401
 
 
 def row(df: pd.DataFrame, **where) -> pd.Series:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from synthetic import make_trials
-
-from leafbn import analysis, caveats
-from leafbn.record import StudyRecord
+from leafbn.report import analysis, caveats
+from leafbn.results.record import StudyRecord
+from tests.fixtures.synthetic import make_trials
 
 
 def study(**extra) -> StudyRecord:

@@ -1,10 +1,10 @@
-"""leafbn.optuna_plots: Optuna's own figures, with our titles, leaving matplotlib's style as it was."""
+"""leafbn.report.optuna_plots: Optuna's own figures, with our titles, leaving matplotlib's style as it was."""
 
 import matplotlib
 from matplotlib.figure import Figure
-from synthetic import make_optuna_study
 
-from leafbn.optuna_plots import plot_optimization_history, plot_param_importances
+from leafbn.report.optuna_plots import plot_optimization_history, plot_param_importances
+from tests.fixtures.synthetic import make_optuna_study
 
 
 def test_both_figures_carry_our_titles_and_leave_the_style_alone():

@@ -6,7 +6,7 @@ import joblib
 import optuna
 import pytest
 
-from leafbn import optuna_results
+from leafbn.report import optuna_results
 
 
 def test_optuna_study_is_loaded_from_pickle_and_sqlite(tmp_path):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from synthetic import make_curves, make_trials
-
-from leafbn import analysis, plots, robustness
-from leafbn.robustness_plots import CAP
+from leafbn.report import analysis, plots, robustness
+from leafbn.report.robustness_plots import CAP
+from tests.fixtures.synthetic import make_curves, make_trials
 
 
 def exploded():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
-from synthetic import make_trials
 
-from leafbn import analysis, prose, robustness
+from leafbn.report import analysis, prose, robustness
+from tests.fixtures.synthetic import make_trials
 
 SETTINGS = dict(window=10, tolerance=0.5, threshold=0.8, resamples=500, random_seed=0)
 

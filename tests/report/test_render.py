@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from leafbn.render import fmt, to_html, to_markdown
+from leafbn.report.render import fmt, to_html, to_markdown
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

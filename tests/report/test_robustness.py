@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import make_curves, make_trials
 
-from leafbn import robustness
+from leafbn.report import robustness
+from tests.fixtures.synthetic import make_curves, make_trials
 
 LRS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from synthetic import make_curves, make_trials
 
-from leafbn import robustness, robustness_plots
+from leafbn.report import robustness, robustness_plots
+from tests.fixtures.synthetic import make_curves, make_trials
 
 
 def outcomes() -> pd.DataFrame:

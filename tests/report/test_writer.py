@@ -1,4 +1,4 @@
-"""leafbn.report and study/report.py on small constructed studies (synthetic tables only)."""
+"""leafbn.report.writer and study/report.py on small constructed studies (synthetic tables only)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ matplotlib.use("Agg")
 
 import pandas as pd
 import pytest
-from synthetic import BN, LRS, NOBN, make_curves, make_optuna_study, make_trials
 
-from leafbn.report import write_report
+from leafbn.report.writer import write_report
+from tests.fixtures.synthetic import BN, LRS, NOBN, make_curves, make_optuna_study, make_trials
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_study(

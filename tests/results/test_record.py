@@ -1,8 +1,8 @@
-"""leafbn.record: config.json as one record, written atomically, read back the same."""
+"""leafbn.results.record: config.json as one record, written atomically, read back the same."""
 
 import json
 
-from leafbn.record import StudyRecord
+from leafbn.results.record import StudyRecord
 
 
 def test_written_and_read_back(tmp_path):

@@ -5,10 +5,17 @@ import math
 
 import pandas as pd
 import pytest
-from synthetic import make_curves, make_trials
 
-from leafbn import analysis
-from leafbn.tables import TableError, curves_from_history, epochs_of, load_tables, read_table, trial_row
+from leafbn.report import analysis
+from leafbn.results.tables import (
+    TableError,
+    curves_from_history,
+    epochs_of,
+    load_tables,
+    read_table,
+    trial_row,
+)
+from tests.fixtures.synthetic import make_curves, make_trials
 
 CONFIG = {"lr": 0.1, "bn": True, "depth": 3, "width": 100, "bn_momentum": 0.99, "bn_placement": "before",
           "batch_size": 10, "epochs": 4, "seed": 0}  # fmt: skip

@@ -4,7 +4,7 @@ The test starts its own cluster: a head and worker nodes, 1 CPU each, every node
 raylet, object store, agents and temp folder (``ray.cluster_utils.Cluster`` run in a helper process
 of its own, ``python tests/test_cluster.py --serve``), then runs ``python study/run.py --address
 127.0.0.1:PORT ...`` in a subprocess and reads ``trials.csv``. The driver joins that loopback
-address in Ray's single-machine mode (``leafbn.session.ray_session``); without it Ray dials the
+address in Ray's single-machine mode (``leafbn.tuning.session.ray_session``); without it Ray dials the
 machine's network address instead, where nothing listens, and the study hangs for minutes.
 
 On one cluster, two studies in turn:
@@ -23,7 +23,7 @@ which would stop every developer's Ray, is never used), also when a test fails.
 Why not ``ray start``: on Linux ``ray start --address 127.0.0.1:PORT`` rewrites the address to the
 machine's network address (where a loopback-only head does not listen), and with Ray's
 single-machine switch on it refuses to start a worker node at all. ``Cluster`` starts the nodes
-directly, with the switch on, as a local study does (``leafbn.session._loopback_only``).
+directly, with the switch on, as a local study does (``leafbn.tuning.session._loopback_only``).
 
 ``LocalCluster`` and ``run_cli`` are also used by ``benchmarks/bench_scaling.py``.
 """
@@ -49,7 +49,7 @@ import pytest
 
 pytestmark = pytest.mark.cluster
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "study" / "run.py"
 
 

@@ -37,7 +37,7 @@ import ray
 import ray.autoscaler
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = ROOT / "cluster.yaml"
 SCHEMA_PATH = Path(ray.autoscaler.__file__).parent / "ray-schema.json"
 

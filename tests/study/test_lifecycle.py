@@ -13,11 +13,11 @@ import optuna
 import pandas as pd
 import psutil
 import pytest
-from test_study import run_main, run_main_output
 
-from leafbn.spaces import WORST_LOSS
+from leafbn.tuning.spaces import WORST_LOSS
+from tests.study.test_study import run_main, run_main_output
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUN = [sys.executable, str(ROOT / "study" / "run.py")]
 
 

@@ -13,10 +13,10 @@ import pandas as pd
 import psutil
 import pytest
 
-from leafbn.config import StudyConfig
-from leafbn.tables import CURVE_COLUMNS, TRIAL_COLUMNS
+from leafbn.config.study_config import StudyConfig
+from leafbn.results.tables import CURVE_COLUMNS, TRIAL_COLUMNS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(
@@ -75,7 +75,7 @@ def ray_listeners() -> list[str]:
 
 @pytest.mark.cluster
 def test_tiny_grid_on_local_ray(tmp_path):
-    from leafbn.tuning import ray_session, run_study
+    from leafbn.tuning.runner import ray_session, run_study
 
     config = StudyConfig(
         lr=(0.01, 0.1), batch_size=(10, 32), seeds=2, seeds_per_trial=2, epochs=3, out=str(tmp_path),

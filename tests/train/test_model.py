@@ -1,10 +1,10 @@
-"""leafbn.model: the blog's network and optimizer in Keras 3, and weights re-drawn in place."""
+"""leafbn.train.model: the blog's network and optimizer in Keras 3, and weights re-drawn in place."""
 
 import keras
 import numpy as np
 import pytest
 
-from leafbn.model import ModelSpec, build_model, build_optimizer, reset_weights
+from leafbn.train.model import ModelSpec, build_model, build_optimizer, reset_weights
 
 
 def test_model_matches_the_seed_architecture():

@@ -9,18 +9,18 @@ import sys
 import numpy as np
 import pytest
 
-from leafbn import data as leafdata
-from leafbn import splits as leafsplits
-from leafbn import train as train_module
-from leafbn.model import ModelSpec, build_model, build_optimizer
-from leafbn.train import (
+from leafbn.data import loaders as leafdata
+from leafbn.data import splits as leafsplits
+from leafbn.train import trainer as train_module
+from leafbn.train.model import ModelSpec, build_model, build_optimizer
+from leafbn.train.trainer import (
     compiled_model,
     epoch_order,
     stacked_model,
     train,
     train_networks,
 )
-from leafbn.xla_cache import cpu_key
+from leafbn.train.xla_cache import cpu_key
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +169,8 @@ TRAIN_IN_ORDER = """
 import sys
 from leafbn import data as leafdata
 from leafbn import splits as leafsplits
-from leafbn.model import ModelSpec
-from leafbn.train import tracing_counts, train
+from leafbn.train.model import ModelSpec
+from leafbn.train.trainer import tracing_counts, train
 split = leafsplits.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
 n_classes = int(split.y_train.max()) + 1
 for bn in sys.argv[1:]:  # the architectures, in this order

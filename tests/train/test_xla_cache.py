@@ -1,10 +1,10 @@
-"""leafbn.xla_cache: one persistent-cache folder per CPU model, feature set and XLA_FLAGS."""
+"""leafbn.train.xla_cache: one persistent-cache folder per CPU model, feature set and XLA_FLAGS."""
 
 import os
 import platform
 from pathlib import Path
 
-from leafbn.xla_cache import cpu_key, xla_cache_dir
+from leafbn.train.xla_cache import cpu_key, xla_cache_dir
 
 
 def test_the_xla_cache_keeps_one_folder_per_cpu(monkeypatch, tmp_path):
@@ -23,7 +23,7 @@ def test_the_xla_cache_keeps_one_folder_per_cpu(monkeypatch, tmp_path):
 
 
 def test_xla_options_are_added_once_and_a_users_own_setting_wins(monkeypatch):
-    from leafbn.xla_cache import XLA_OPTIONS, use_xla_options
+    from leafbn.train.xla_cache import XLA_OPTIONS, use_xla_options
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX2")
     use_xla_options()

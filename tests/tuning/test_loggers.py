@@ -1,13 +1,13 @@
-"""leafbn.loggers: Ray Tune's standard loggers on request, a missing package named in one line."""
+"""leafbn.tuning.loggers: Ray Tune's standard loggers on request, a missing package named in one line."""
 
 import sys
 
 import pytest
 from ray.tune.logger import CSVLoggerCallback, TBXLoggerCallback
 
-from leafbn.config import StudyConfig
-from leafbn.loggers import check_loggers, logger_callbacks
-from leafbn.session import StudyError
+from leafbn.config.study_config import StudyConfig
+from leafbn.tuning.loggers import check_loggers, logger_callbacks
+from leafbn.tuning.session import StudyError
 
 
 def test_each_logger_is_ray_tunes_own(tmp_path):

@@ -3,7 +3,7 @@
 import pickle
 from types import SimpleNamespace
 
-from leafbn.progress import ProgressLine
+from leafbn.tuning.progress import ProgressLine
 
 
 def trial(status, val_loss=None, diverged=False, lr=0.01, bn=True):

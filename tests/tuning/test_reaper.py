@@ -1,4 +1,4 @@
-"""leafbn.reaper: a killed driver's descendants do not outlive it."""
+"""leafbn.tuning.reaper: a killed driver's descendants do not outlive it."""
 
 import os
 import signal

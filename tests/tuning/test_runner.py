@@ -1,9 +1,9 @@
-"""leafbn.tuning: Ray Tune's reader of results stays quiet about trials that never started (the
+"""leafbn.tuning.runner: Ray Tune's reader of results stays quiet about trials that never started (the
 study itself is tested end to end in test_study.py, test_lifecycle.py and test_cluster.py)."""
 
 import logging
 
-from leafbn.tuning import _never_started
+from leafbn.tuning.runner import _never_started
 
 
 def test_only_never_started_trials_are_quiet_in_ray_tunes_reader():

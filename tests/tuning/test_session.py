@@ -1,4 +1,4 @@
-"""leafbn.session: an --address that is not Ray is refused quickly; a read-only home still works;
+"""leafbn.tuning.session: an --address that is not Ray is refused quickly; a read-only home still works;
 the local instance's monitor is ended before Ray's shutdown."""
 
 import http.server
@@ -15,7 +15,7 @@ import pytest
 import ray
 from ray._private import ray_constants
 
-from leafbn.session import StudyError, _stop_monitor, _token_without_home, check_reachable
+from leafbn.tuning.session import StudyError, _stop_monitor, _token_without_home, check_reachable
 
 
 def _serve(handler_answers: bool):

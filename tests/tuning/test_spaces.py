@@ -1,9 +1,9 @@
-"""leafbn.spaces: the named spaces, their Optuna form, the objective and the time estimate."""
+"""leafbn.tuning.spaces: the named spaces, their Optuna form, the objective and the time estimate."""
 
 import math
 
-from leafbn.config import StudyConfig
-from leafbn.spaces import WORST_LOSS, estimate_seconds, objective, optuna_space, space_axes
+from leafbn.config.study_config import StudyConfig
+from leafbn.tuning.spaces import WORST_LOSS, estimate_seconds, objective, optuna_space, space_axes
 
 
 def test_objective_never_rewards_divergence():

@@ -1,4 +1,4 @@
-"""leafbn.storage: a study folder is owned by one running study at a time."""
+"""leafbn.tuning.storage: a study folder is owned by one running study at a time."""
 
 import os
 import signal
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from leafbn.session import StudyError
-from leafbn.storage import study_lock
+from leafbn.tuning.session import StudyError
+from leafbn.tuning.storage import study_lock
 
 HOLD = """
 import fcntl, os, sys, time
@@ -22,7 +22,7 @@ time.sleep(120)
 
 
 def test_a_study_folder_is_owned_by_one_study_at_a_time(tmp_path, capsys):
-    from test_study import run_main  # the CLI in this process
+    from tests.study.test_study import run_main  # the CLI in this process
 
     folder = tmp_path / "busy"
     folder.mkdir()

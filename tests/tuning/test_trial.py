@@ -1,4 +1,4 @@
-"""leafbn.trial: what one Ray trial reports, read without Ray (its report and node lookup replaced)."""
+"""leafbn.tuning.trial: what one Ray trial reports, read without Ray (its report and node lookup replaced)."""
 
 import math
 from types import SimpleNamespace
@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from leafbn import data as leafdata
-from leafbn import splits as leafsplits
-from leafbn import trial
-from leafbn.spaces import WORST_LOSS
+from leafbn.data import loaders as leafdata
+from leafbn.data import splits as leafsplits
+from leafbn.tuning import trial
+from leafbn.tuning.spaces import WORST_LOSS
 
 
 def test_a_trial_reports_its_settings_and_every_epoch_of_each_seed(monkeypatch):
@@ -77,11 +77,11 @@ def test_a_worker_imports_keras_without_sklearn_or_ipython():
     import subprocess
     import sys
 
-    from leafbn.splits import Split
+    from leafbn.data.splits import Split
 
     blob = pickle.dumps(Split(*(np.zeros((2, 2)),) * 4, standardized=True))
     code = (
-        "import pickle, sys; import leafbn.trial; leafbn.trial.worker_trainer(); "
+        "import pickle, sys; import leafbn.tuning.trial; leafbn.tuning.trial.worker_trainer(); "
         f"pickle.loads({blob!r}); "
         "print(sorted({'sklearn', 'IPython'} & set(sys.modules))); "
         "import sklearn.base; print(sklearn.base.BaseEstimator.__name__)"  # afterwards it imports as usual
