@@ -17,7 +17,7 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
 
-from leafbn.config.study_config import SPACES, ConfigError, StudyConfig
+from leafbn.config import SPACES, ConfigError, StudyConfig
 from leafbn.tuning.spaces import space_axes
 
 T = TypeVar("T")

@@ -8,7 +8,7 @@ and ``curves.csv``, see ``docs/results.md``) and returns a DataFrame; nothing he
 Vocabulary (Google's tuning playbook): BN is the *scientific* axis; the learning rate and the seed
 are *nuisance* axes.
 
-* A **configuration** is one value of every axis in :data:`leafbn.config.study_config.TRIAL_FIELDS` that the
+* A **configuration** is one value of every axis in :data:`leafbn.config.TRIAL_FIELDS` that the
   table has (everything but the seed); its trials are its seeds.
 * A **family** is a configuration without its learning rate: ``bn`` × ``depth`` × ``width`` ×
   ``bn_momentum`` × ``bn_placement``, whichever the table has.
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.config import TRIAL_FIELDS
 from leafbn.results.tables import normalise_trials
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.config import TRIAL_FIELDS
 from leafbn.report.prose import context_label, duration, values_text, varying
 from leafbn.report.render import Block, fmt
 from leafbn.results.record import StudyRecord
@@ -35,7 +35,7 @@ def _grid(record: StudyRecord) -> list[dict[str, Any]] | None:
     if not study:
         return None
     try:
-        from leafbn.config.study_config import StudyConfig
+        from leafbn.config import StudyConfig
 
         return StudyConfig.from_dict(study).trial_configs()
     except Exception as exc:

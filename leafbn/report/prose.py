@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.config import TRIAL_FIELDS
 from leafbn.report.render import Block, fmt
 
 __all__ = ["answer", "batch_size_section", "best", "varying", "context_label", "values_text", "duration"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.config import TRIAL_FIELDS
 from leafbn.results.record import StudyRecord
 
 __all__ = [

@@ -59,7 +59,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from leafbn.config.study_config import steps_per_epoch  # noqa: E402
+from leafbn.config import steps_per_epoch  # noqa: E402
 from leafbn.train.model import ModelSpec, StackedNetworks, build_model, build_optimizer, reset_weights  # noqa: E402
 
 __all__ = [

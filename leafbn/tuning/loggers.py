@@ -11,7 +11,7 @@ import importlib.util
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, TBXLoggerCallback
 
-from leafbn.config.study_config import StudyConfig
+from leafbn.config import StudyConfig
 from leafbn.tuning.session import StudyError
 from leafbn.tuning.storage import study_dir
 

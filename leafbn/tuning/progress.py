@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import tune
 
-from leafbn.config.study_config import flat_config, trial_seeds
+from leafbn.config import flat_config, trial_seeds
 
 __all__ = ["ProgressLine"]
 

@@ -32,7 +32,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from leafbn.config.study_config import StudyConfig, contradictions, flat_config, steps_per_epoch, trial_seeds
+from leafbn.config import StudyConfig, contradictions, flat_config, steps_per_epoch, trial_seeds
 from leafbn.data import loaders as leafdata
 from leafbn.data import splits as leafsplits
 from leafbn.results.record import StudyRecord

@@ -24,7 +24,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the loggers 
 
 import ray
 
-from leafbn.config.study_config import StudyConfig
+from leafbn.config import StudyConfig
 from leafbn.tuning import reaper
 
 __all__ = ["StudyError", "ray_session", "check_reachable", "term_as_interrupt", "sigterm_ignored"]

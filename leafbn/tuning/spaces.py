@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from leafbn.config.study_config import SPACES, TRIAL_FIELDS, StudyConfig, steps_per_epoch
+from leafbn.config import SPACES, TRIAL_FIELDS, StudyConfig, steps_per_epoch
 
 __all__ = ["SPACES", "space_axes", "optuna_space", "objective", "WORST_LOSS", "estimate_seconds"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.fs as pafs
 import ray
 
-from leafbn.config.study_config import StudyConfig
+from leafbn.config import StudyConfig
 from leafbn.results.record import StudyRecord
 from leafbn.tuning.session import StudyError
 

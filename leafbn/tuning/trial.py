@@ -19,7 +19,7 @@ import numpy as np
 import ray
 from ray import tune
 
-from leafbn.config.study_config import flat_config, trial_seeds
+from leafbn.config import flat_config, trial_seeds
 from leafbn.tuning.spaces import objective
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from leafbn.config.study_config import SEED_LRS, ConfigError, StudyConfig, contradictions
+from leafbn.config import SEED_LRS, ConfigError, StudyConfig, contradictions
 
 
 def test_defaults_are_the_seed_grid():

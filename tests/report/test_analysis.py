@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from leafbn.config.study_config import TRIAL_FIELDS
+from leafbn.config import TRIAL_FIELDS
 from leafbn.report import analysis
 from tests.fixtures.synthetic import BN, LRS, NOBN, OFFS, STD, make_curves, make_trials  # noqa: F401
 

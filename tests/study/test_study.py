@@ -13,7 +13,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from leafbn.config.study_config import StudyConfig
+from leafbn.config import StudyConfig
 from leafbn.results.tables import CURVE_COLUMNS, TRIAL_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ import sys
 import pytest
 from ray.tune.logger import CSVLoggerCallback, TBXLoggerCallback
 
-from leafbn.config.study_config import StudyConfig
+from leafbn.config import StudyConfig
 from leafbn.tuning.loggers import check_loggers, logger_callbacks
 from leafbn.tuning.session import StudyError
 

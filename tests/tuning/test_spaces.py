@@ -2,7 +2,7 @@
 
 import math
 
-from leafbn.config.study_config import StudyConfig
+from leafbn.config import StudyConfig
 from leafbn.tuning.spaces import WORST_LOSS, estimate_seconds, objective, optuna_space, space_axes
 
 
