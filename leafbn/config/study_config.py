@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from leafbn.errors import ConfigError
+
 __all__ = [
     "StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
     "contradictions", "flat_config", "steps_per_epoch", "trial_seeds",
@@ -73,10 +75,6 @@ def _show(value: Any) -> str:
         if isinstance(value, float)
         else str(value)
     )
-
-
-class ConfigError(ValueError):
-    """A setting is out of bounds; the message names the flag, the value, the bound and the fix."""
 
 
 @dataclass(frozen=True)

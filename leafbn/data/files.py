@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from leafbn.errors import DataError
+
 #: How to cite the UCI data set that leafbn ships (license CC BY 4.0).
 CITATION = (
     "Charles Mallah, James Cope, James Orwell. Plant Leaf Classification Using Probabilistic "
@@ -59,10 +61,6 @@ MIN_PER_CLASS = 2  # a stratified split needs one sample for training and one fo
 OPENML_ATOL = 1e-4
 
 OPENML_TIMEOUT_S = 15.0
-
-
-class DataError(ValueError):
-    """A data file is missing or malformed; the message is one line: ``<file>: <problem>``."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from leafbn.config import TRIAL_FIELDS
+from leafbn.errors import TableError
 from leafbn.results.record import StudyRecord
 
 __all__ = [
@@ -51,10 +52,6 @@ _EXACT_FLOATS: dict[str, str] = {} if _PANDAS >= (3, 1) else {"float_precision":
 #: The spellings of true and false a boolean cell may have (pandas writes True/False; "" is false).
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _BOOLEANS = _TRUE | {"false", "0", "no", "f", "n", "0.0", ""}
-
-
-class TableError(ValueError):
-    """A malformed table: the message names the file, the line and what is wrong there."""
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

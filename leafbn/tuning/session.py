@@ -25,13 +25,10 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the loggers 
 import ray
 
 from leafbn.config import StudyConfig
+from leafbn.errors import StudyError
 from leafbn.tuning import reaper
 
 __all__ = ["StudyError", "ray_session", "check_reachable", "term_as_interrupt", "sigterm_ignored"]
-
-
-class StudyError(RuntimeError):
-    """The study cannot start or go on; the message is one line for the user."""
 
 
 #: An HTTP/2 client's first bytes (the connection preface and an empty SETTINGS frame). Ray's GCS
