@@ -35,8 +35,12 @@ class StudyRecord:
 
     @classmethod
     def read(cls, path: Path) -> StudyRecord:
-        """Read ``path``; raises ``OSError`` or ``ValueError`` (bad JSON) for the caller to word."""
-        return cls.from_dict(json.loads(path.read_text()))
+        """Read ``path``, a ``config.json`` (the one reader of it); raises ``OSError``, or ``ValueError``
+        when it is not JSON or not a JSON object, for the caller to word."""
+        loaded = json.loads(path.read_text())
+        if not isinstance(loaded, dict):
+            raise ValueError("not a JSON object")
+        return cls.from_dict(loaded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import warnings
 from collections.abc import Iterable
@@ -278,12 +277,8 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, St
     config_path = root / "config.json"
     if config_path.is_file():
         try:
-            loaded = json.loads(config_path.read_text())
-            if isinstance(loaded, dict):
-                record = StudyRecord.from_dict(loaded)
-            else:
-                warnings.warn(f"{config_path}: not a JSON object; ignored", stacklevel=2)
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            record = StudyRecord.read(config_path)
+        except (ValueError, OSError) as exc:  # bad JSON or text, not an object, unreadable
             warnings.warn(f"{config_path}: unreadable ({exc}); ignored", stacklevel=2)
     else:
         warnings.warn(f"{config_path} is missing: the report cannot say what was run", stacklevel=2)
