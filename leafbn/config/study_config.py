@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from leafbn.config.axes import TRIAL_FIELDS
 from leafbn.errors import ConfigError
 
 __all__ = [
@@ -23,8 +24,6 @@ __all__ = [
 #: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
 SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
 
-#: The per-trial fields a grid varies (the axes), in the order they appear in ``trials.csv``.
-TRIAL_FIELDS: tuple[str, ...] = ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement", "batch_size")
 
 BN_PLACEMENTS = ("before", "after")
 

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from leafbn.config import TRIAL_FIELDS
+from leafbn.config import AXES, TRIAL_FIELDS
 from leafbn.report.robustness_plots import CAP, off_scale
 
 __all__ = [
@@ -37,12 +37,7 @@ _COLORS = {False: "tab:orange", True: "tab:blue"}
 _NAMES = {False: "no BN", True: "BN"}
 #: Where along the top edge (axes fraction) each side's divergence markers sit.
 _DIV_Y = {False: 0.95, True: 0.88}
-_AXIS_LABEL = {
-    "depth": "depth (hidden layers)",
-    "width": "width (units)",
-    "bn_momentum": "BN momentum",
-    "bn_placement": "BN placement",
-}
+_AXIS_LABEL = {axis.name: axis.label for axis in AXES}
 
 
 def _figure(width: float, height: float) -> Figure:

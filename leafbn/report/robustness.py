@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from leafbn.config import StudyConfig, axis_names
 from leafbn.report import analysis
 
 __all__ = [
@@ -410,9 +411,7 @@ def expected_best(trials: pd.DataFrame, chance: float = math.log(99)) -> pd.Data
 
 # --- answer.json -----------------------------------------------------------------------------------------
 #: The seed experiment's family: answer.json's top-level fields describe it when the study ran it.
-SEED_FAMILY: dict[str, Any] = {
-    "bn_momentum": 0.99, "bn_placement": "before", "depth": 3, "width": 100, "batch_size": 10,
-}  # fmt: skip
+SEED_FAMILY: dict[str, Any] = {name: getattr(StudyConfig(), name)[0] for name in axis_names(role="context")}
 
 
 def answer_record(answers: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
@@ -423,8 +422,9 @@ def answer_record(answers: list[dict[str, Any]], settings: dict[str, Any]) -> di
         settings: ``window``, ``tolerance``, ``threshold``, ``resamples``, ``random_seed``.
 
     Returns:
-        The top-level fields of the family closest to the seed experiment's (BN momentum 0.99,
-        before the ReLU, then depth 3, width 100, batch size 10) with ``settings`` beside them, and
+        The top-level fields of the family closest to the seed experiment's (:data:`SEED_FAMILY`,
+        its axes compared in ``trials.csv``'s order: depth 3, width 100, BN momentum 0.99, before
+        the ReLU, batch size 10) with ``settings`` beside them, and
         every family's answer under ``families``. Without both arms: verdict ``inconclusive`` with a
         ``reason``.
     """

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leafbn.config import TRIAL_FIELDS
+from leafbn.config import TRIAL_FIELDS, axis_names
 from leafbn.errors import TableError
 from leafbn.results.record import StudyRecord
 
@@ -39,7 +39,7 @@ TRIAL_COLUMNS = [
 
 #: Columns of either table that hold numbers (empty, nan and inf included) or booleans.
 NUMERIC_COLUMNS = frozenset(
-    ("lr", "depth", "width", "bn_momentum", "batch_size", "epochs", "split", "seed", "final_val_loss",
+    (*axis_names(int, float), "epochs", "split", "seed", "final_val_loss",
      "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss", "diverged_epoch", "epochs_run",
      "time_s", "retries", "epoch", "train_loss", "val_loss", "val_accuracy")
 )  # fmt: skip
@@ -203,9 +203,7 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows), columns=TRIAL_COLUMNS)
     for column in ("best_epoch", "diverged_epoch"):
         frame[column] = frame[column].astype("Int64")
-    return frame.sort_values(
-        ["bn", "lr", "depth", "width", "bn_momentum", "batch_size", "split", "seed"], kind="stable"
-    )
+    return frame.sort_values([*axis_names(by_sort=True), "split", "seed"], kind="stable")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -299,17 +297,13 @@ def normalise_trials(trials: pd.DataFrame) -> pd.DataFrame:
     if "bn" in trials.columns:
         trials["bn"] = _to_bool(trials["bn"])
     numeric = [
-        "lr",
-        "depth",
-        "width",
-        "bn_momentum",
+        *axis_names(int, float),
         "seed",
         "outcome",
         "final_val_accuracy",
         "final_train_loss",
         "final_val_loss",
         "split",
-        "batch_size",
         "best_val_loss",
         "epochs_run",
         "diverged_epoch",
@@ -319,7 +313,7 @@ def normalise_trials(trials: pd.DataFrame) -> pd.DataFrame:
     for col in numeric:
         if col in trials.columns:
             trials[col] = pd.to_numeric(trials[col], errors="coerce")
-    for col in ("depth", "width"):
+    for col in axis_names(int):
         if col in trials.columns and trials[col].notna().all():
             trials[col] = trials[col].astype(int)
     if "diverged" in trials.columns:

@@ -19,7 +19,7 @@ import numpy as np
 import ray
 from ray import tune
 
-from leafbn.config import flat_config, trial_seeds
+from leafbn.config import AXES, flat_config, trial_seeds
 from leafbn.tuning.spaces import objective
 
 if TYPE_CHECKING:
@@ -37,9 +37,7 @@ CHUNK_EPOCHS = 10
 def _params(config: dict[str, Any]) -> dict[str, Any]:
     """A trial's own settings, as it reports them with every result (the tables take them from there)."""
     return {
-        "lr": float(config["lr"]), "bn": bool(config["bn"]), "depth": int(config["depth"]),
-        "width": int(config["width"]), "bn_momentum": float(config["bn_momentum"]),
-        "bn_placement": str(config["bn_placement"]), "batch_size": int(config["batch_size"]),
+        **{axis.name: axis.type(config[axis.name]) for axis in AXES},
         "drop_last": bool(config.get("drop_last", False)), "epochs": int(config["epochs"]),
         "split": int(config.get("split") or 0), "momentum": float(config["momentum"]),
         "decay": float(config["decay"]),
