@@ -1,6 +1,7 @@
 """StudyConfig: defaults are the seed experiment, bad values name the flag and the bound."""
 
 import json
+import math
 
 import pytest
 
@@ -9,7 +10,6 @@ from leafbn.config import SEED_LRS, ConfigError, StudyConfig, contradictions
 
 def test_defaults_are_the_seed_grid():
     config = StudyConfig()
-    assert SEED_LRS == (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
     trials = config.trial_configs()
     assert len(trials) == 7 * 2 * 5
     assert {t["lr"] for t in trials} == set(SEED_LRS)
@@ -17,6 +17,14 @@ def test_defaults_are_the_seed_grid():
     assert sorted({t["seed"] for t in trials}) == [0, 1, 2, 3, 4]
     assert (config.epochs, config.batch_size, config.momentum, config.decay) == (100, (10,), 0.9, 1e-6)
     assert (config.splits, config.window) == (1, 10) and {t["split"] for t in trials} == {0}
+
+
+def test_the_seed_learning_rates_are_seven_decades_each_written_as_its_decimal():
+    """0.001 · 10^i, each the float nearest its short decimal: trials.csv and the report show 0.001,
+    never 0.0010000000000000002."""
+    assert len(SEED_LRS) == 7 and SEED_LRS[0] == min(SEED_LRS) and math.isclose(SEED_LRS[0], 1e-3)
+    assert all(math.isclose(high / low, 10) for low, high in zip(SEED_LRS, SEED_LRS[1:]))
+    assert all(float(f"{lr:g}") == lr for lr in SEED_LRS)
 
 
 def test_a_trial_reports_once_at_its_end_unless_asha_decides_on_the_way():
