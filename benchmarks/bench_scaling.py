@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
-from test_cluster import LocalCluster, run_cli  # noqa: E402
+from tests.study.test_cluster import LocalCluster, run_cli  # noqa: E402
 
 
 def measure(workers: int, args: argparse.Namespace, out: Path, name: str) -> dict:

@@ -7,12 +7,12 @@ Run from the repository root::
 It prints tables (pandas ``to_markdown``) of measured figures, their ratios against a Keras
 ``model.fit`` baseline measured in the same run, and PASS/MISS against the project's targets.
 Every single-trial figure comes from a FRESH Python process (this script's ``--child`` mode), with
-single-threaded TensorFlow (:func:`leafbn.train.single_thread`), so tracing and XLA compiling are
+single-threaded TensorFlow (:func:`leafbn.train.trainer.single_thread`), so tracing and XLA compiling are
 counted honestly:
 
 1. baseline: Keras ``model.fit`` of the seed network (100 epochs, batch 10, lr 0.01, validation
    data passed), BN off and on, XLA persistent cache off;
-2. trainer :func:`leafbn.train.train_networks`, same settings: (a) "cold" = fresh process, empty
+2. trainer :func:`leafbn.train.trainer.train_networks`, same settings: (a) "cold" = fresh process, empty
    XLA persistent cache; (b) "warm" = another fresh process with the cache (a) filled; (c)
    "reused" = a second trial (next seed) in the same process as (a), the compiled program reused:
    the per-trial cost inside a Ray worker; each for one network (the default study's trial) and,
@@ -67,10 +67,10 @@ def _child(job: dict) -> dict:
     if job.get("cpu") is not None:  # before TensorFlow starts its threads
         os.sched_setaffinity(0, {job["cpu"]})
     t_proc = time.perf_counter()
-    from leafbn import data as leafdata
-    from leafbn import splits as leafsplits
-    from leafbn.model import ModelSpec, build_model, build_optimizer
-    from leafbn.train import single_thread, train_networks  # sets TF_XLA_FLAGS from LEAFBN_XLA_CACHE
+    from leafbn.data import loaders as leafdata
+    from leafbn.data import splits as leafsplits
+    from leafbn.train.model import ModelSpec, build_model, build_optimizer
+    from leafbn.train.trainer import single_thread, train_networks  # sets TF_XLA_FLAGS from LEAFBN_XLA_CACHE
 
     single_thread()  # before TensorFlow executes anything
     import keras

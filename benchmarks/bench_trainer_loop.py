@@ -11,7 +11,7 @@ Two measurements, each in a fresh Python process (single-threaded TensorFlow, th
    XLA's persistent cache), then ``--lrs`` learning rates × two momenta (BN momentum 0.9 and 0.99
    with BN on, SGD momentum 0.9 and 0.5 with BN off) × ``--seeds`` seeds, one :func:`train` call
    each. Prints the ms per run of the loop, the programs traced before and after it (a recompile per
-   setting shows as more traces), and, where the code has :mod:`leafbn.programs`, the ms of the
+   setting shows as more traces), and, where the code has :mod:`leafbn.train.programs`, the ms of the
    compiled program's call alone (the rest is the per-run overhead: reset, orders, results);
 2. the cycle: ``--shapes`` architectures (depth 1, BN alternating, widths 16, 17, ...) trained one
    run each, twice round, with ``LEAFBN_PROGRAM_CACHE=--cache`` and again with a cache that holds
@@ -45,8 +45,8 @@ def _rss_mb() -> float:
 
 
 def _split():
-    from leafbn import data as leafdata
-    from leafbn import splits as leafsplits
+    from leafbn.data import loaders as leafdata
+    from leafbn.data import splits as leafsplits
 
     return leafsplits.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
 
@@ -55,8 +55,8 @@ def child_loop(lrs: int, seeds: int, epochs: int) -> dict:
     """Mode 1 (in its own process): ms per run of the loop, traces before/after, raw program ms."""
     import numpy as np
 
-    from leafbn.model import ModelSpec
     from leafbn.train import tracing_counts, train
+    from leafbn.train.model import ModelSpec
 
     split = _split()
     data = (split.x_train, split.y_train, split.x_val, split.y_val)
@@ -83,9 +83,9 @@ def child_loop(lrs: int, seeds: int, epochs: int) -> dict:
 
 
 def _raw_ms(spec, data, epochs: int) -> float | None:
-    """The compiled program's call alone, ms (None for code without leafbn.programs)."""
+    """The compiled program's call alone, ms (None for code without leafbn.train.programs)."""
     try:
-        from leafbn import programs
+        from leafbn.train import programs
     except ImportError:
         return None
     import numpy as np
@@ -108,8 +108,8 @@ def child_cycle(shapes: int, epochs: int) -> dict:
     import gc
     import resource
 
-    from leafbn.model import ModelSpec
     from leafbn.train import train
+    from leafbn.train.model import ModelSpec
 
     split = _split()
     data = (split.x_train, split.y_train, split.x_val, split.y_val)

@@ -2,7 +2,7 @@
 
 ``python scripts/curves_to_parquet.py STUDY_DIR [--remove-csv]``: the same columns (``trial_id, split,
 epoch, train_loss, val_loss, val_accuracy``), losses and accuracy as float32, zstd-compressed.
-:func:`leafbn.tables.load_tables` reads ``curves.parquet`` when present, else ``curves.csv``.
+:func:`leafbn.results.tables.load_tables` reads ``curves.parquet`` when present, else ``curves.csv``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leafbn.tables import CURVE_COLUMNS, read_table
+from leafbn.results.tables import CURVE_COLUMNS, read_table
 
 
 def main(argv: list[str] | None = None) -> int:

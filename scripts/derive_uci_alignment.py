@@ -3,7 +3,7 @@
 Each Kaggle row (train + test) is one leaf with all three feature groups. Every group of every
 Kaggle row is looked up, at 4-decimal rounding, in the matching UCI file; the match must be
 unique in both directions. The species names of the margin and texture rows must agree with each
-other and with Kaggle's train labels. The structure (see ``leafbn.data``'s docstring) is checked
+other and with Kaggle's train labels. The structure (see ``leafbn.data.loaders``'s docstring) is checked
 and printed. Writes ``species,mar_row,sha_row,tex_row`` (0-based row indices, species as written in
 the margin file), sorted by ``mar_row``: indices only, no Kaggle data.
 
@@ -24,8 +24,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from leafbn.datafiles import ALIGNMENT_FILE, GROUPS, ROW_COLUMN, UCI_FILES, canonical_species  # noqa: E402
-from leafbn.uci import parse_uci_file  # noqa: E402
+from leafbn.data.files import ALIGNMENT_FILE, GROUPS, ROW_COLUMN, UCI_FILES, canonical_species  # noqa: E402
+from leafbn.data.uci import parse_uci_file  # noqa: E402
 
 DECIMALS = 4
 BLOCK = 16  # rows per species in the UCI files
@@ -51,7 +51,7 @@ def match_rows(kaggle: np.ndarray, uci: np.ndarray, group: str) -> np.ndarray:
 
 
 def check_structure(table: pd.DataFrame, sha_names: list[str]) -> None:
-    """Check and print the structure described in leafbn.data's docstring."""
+    """Check and print the structure described in leafbn.data.loaders's docstring."""
     mar, sha, tex = (table[c].to_numpy() for c in ("mar_row", "sha_row", "tex_row"))
     print(f"texture row == margin row - 1 for all leaves: {bool((tex == mar - 1).all())}")
     print(f"within-class position equal in margin and shape: {bool((mar % BLOCK == sha % BLOCK).all())}")
@@ -102,7 +102,7 @@ def derive(leaf_dir: Path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaf-dir", type=Path, default=REPO.parent / "shared" / "data" / "leaf")
-    parser.add_argument("--out", type=Path, default=REPO / "leafbn" / "datasets" / ALIGNMENT_FILE)
+    parser.add_argument("--out", type=Path, default=REPO / "leafbn" / "data" / "datasets" / ALIGNMENT_FILE)
     args = parser.parse_args(argv)
     table = derive(args.leaf_dir)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, too
 
-from leafbn.cluster_file import ClusterFileError, cluster_file_problems, load_cluster_file
+from leafbn.tuning.cluster_file import ClusterFileError, cluster_file_problems, load_cluster_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

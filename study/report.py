@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 def compare_versions(folder: Path) -> tuple[str | None, bool]:
     """The line comparing the installed versions with those the study in ``folder`` recorded, and
-    whether one differs (:func:`leafbn.provenance.version_line`); ``(None, False)`` without a readable
+    whether one differs (:func:`leafbn.results.provenance.version_line`); ``(None, False)`` without a readable
     config.json, whose absence the report itself states."""
-    from leafbn.provenance import version_line
-    from leafbn.record import StudyRecord
+    from leafbn.results.provenance import version_line
+    from leafbn.results.record import StudyRecord
 
     try:
         return version_line(StudyRecord.read(folder / "config.json"))
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
 
-    from leafbn.report import write_report
+    from leafbn.report.writer import write_report
 
     try:
         options = dict(

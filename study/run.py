@@ -18,7 +18,7 @@ from typing import TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
 
 from leafbn.config import SEED_LRS, SPACES, ConfigError, StudyConfig, lr_grid
-from leafbn.spaces import space_axes
+from leafbn.tuning.spaces import space_axes
 
 T = TypeVar("T")
 DEFAULTS = StudyConfig()
@@ -303,7 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """Build the study's one :class:`StudyConfig` from parsed arguments."""
-    from leafbn.data import default_spec
+    from leafbn.data.loaders import default_spec
 
     fields = {k: v for k, v in vars(args).items() if k not in (*NOT_STUDY_SETTINGS, "asked")}
     per_decade = fields.pop("lr_per_decade", None)
@@ -324,14 +324,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
 
-    from leafbn.data import DataError
-    from leafbn.tuning import StudyError, run_study
+    from leafbn.data.loaders import DataError
+    from leafbn.tuning.runner import StudyError, run_study
 
     report = None
     if args.report:  # matplotlib and the report's modules: 0.4 s of start, only when asked
         import functools
 
-        from leafbn.report import figure_formats_of, write_report
+        from leafbn.report.writer import figure_formats_of, write_report
 
         try:
             formats = figure_formats_of(args.figure_format)
@@ -351,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run.py: error: {message}", file=sys.stderr)
         return 2
 
-    from leafbn.analysis import format_summary, summary
-    from leafbn.storage import experiment_path, is_uri
+    from leafbn.report.analysis import format_summary, summary
+    from leafbn.tuning.storage import experiment_path, is_uri
 
     print(format_summary(summary(result.trials)))
     print(f"results: {result.path}")

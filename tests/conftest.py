@@ -3,7 +3,7 @@
 ``$LEAFBN_SHARED/data/leaf`` (default ``<repo>/../shared/data/leaf``) holds Kaggle's CSVs, which may
 not be redistributed, and the UCI files (CC BY 4.0). Where the shared folder exists (as in CI) every
 file must be there and nothing skips. In a fresh clone without it, the UCI files come from
-``tests/data/uci`` (compressed), Kaggle-format CSVs are written from the embedded copy (which holds
+``tests/fixtures/uci`` (compressed), Kaggle-format CSVs are written from the embedded copy (which holds
 the very rows of Kaggle's train and test files), and only the tests that compare against Kaggle's
 own files skip, each saying how to enable them.
 """
@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ROOT = Path(os.environ.get("LEAFBN_SHARED", REPO.parent / "shared"))
-SHIPPED_UCI = REPO / "tests" / "data" / "uci"
+SHIPPED_UCI = REPO / "tests" / "fixtures" / "uci"
 REQUIRED = (
     "kaggle/train.csv",
     "kaggle/test.csv",
@@ -77,8 +77,8 @@ def write_kaggle_csv(path: Path, per_species: int = 10) -> Path:
     The first ``per_species`` leaves of each species (Kaggle's train file has 10), species named
     as Kaggle names them, ids from 1. Returns ``path``.
     """
-    from leafbn import data as ld
-    from leafbn import datafiles
+    from leafbn.data import files as datafiles
+    from leafbn.data import loaders as ld
 
     embedded = ld.load_embedded()
     rows = np.concatenate(

@@ -1,0 +1,132 @@
+"""The report's lead figures: the answer on one learning-rate axis, and the specification curve.
+
+Each figure is split into "compute the numbers" (:func:`answer_data`, :func:`specification_data`,
+returning DataFrames) and "draw them" (:func:`plot_answer`, :func:`plot_specification`, returning a
+:class:`matplotlib.figure.Figure`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["ARM_COLORS", "answer_data", "plot_answer", "specification_data", "plot_specification"]
+
+#: The two arms' colours (no BN, BN).
+ARM_COLORS: dict[bool, str] = {False: "#d95f02", True: "#1b9e77"}
+_ARM_NAMES = {False: "no BN", True: "BN"}
+_VERDICT_COLORS = {
+    "bn_more_robust": "#1b9e77", "bn_less_robust": "#d95f02",
+    "no_difference": "#7570b3", "inconclusive": "#999999",
+}  # fmt: skip
+
+
+def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
+    """Per arm and learning rate of the answer's context: the share of runs that train (Wilson
+    interval) and that diverged, with the arm's edges and their intervals repeated on every row.
+
+    Args:
+        stab: :func:`leafbn.report.robustness.stability`'s table.
+        answer: one context's answer (:func:`leafbn.report.robustness.main_answer`).
+
+    Returns:
+        Columns ``bn``, ``lr``, ``success_rate``, ``success_ci_low``, ``success_ci_high``,
+        ``diverged_share``, ``lower``, ``lower_low``, ``lower_high``, ``upper``, ``upper_low``,
+        ``upper_high`` (learning rates; NaN where undefined), ``verdict``, ``p_bn_wider``.
+    """
+    rows = stab
+    for k, v in answer["family"].items():
+        if k in rows.columns:
+            rows = rows[rows[k] == v]
+    out = rows[["bn", "lr", "success_rate", "success_ci_low", "success_ci_high"]].copy()
+    out["diverged_share"] = rows["n_diverged"] / rows["n_runs"].clip(lower=1)
+    for edge in ("lower", "upper"):
+        for bn, arm in ((False, "no_bn"), (True, "bn")):
+            iv = answer[f"{edge}_edge_lr"][arm]
+            mask = out["bn"] == bn
+            for suffix, key in (("", "estimate"), ("_low", "ci_low"), ("_high", "ci_high")):
+                out.loc[mask, edge + suffix] = np.nan if iv[key] is None else iv[key]
+    out["verdict"] = answer["verdict"]
+    out["p_bn_wider"] = answer["p_bn_wider"]
+    return out.sort_values(["bn", "lr"]).reset_index(drop=True)
+
+
+def plot_answer(data: pd.DataFrame) -> Figure:
+    """Both arms on one log-lr axis: success share with its band, diverged share (×), and below, each
+    arm's trainable range as a bar with whiskers at both edges' 95% intervals; verdict in the title."""
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (bn, arm) in enumerate(data.groupby("bn", sort=True)):
+        color, name = ARM_COLORS[bool(bn)], _ARM_NAMES[bool(bn)]
+        ax.plot(arm["lr"], arm["success_rate"], marker="o", color=color, label=f"{name}: share that trains")
+        band = (arm["success_ci_low"], arm["success_ci_high"])
+        ax.fill_between(arm["lr"], *band, color=color, alpha=0.2, lw=0)
+        ax.plot(arm["lr"], arm["diverged_share"], ls=":", marker="x", ms=7, mec="red", color=color,
+                label=f"{name}: share that diverged")  # fmt: skip
+        first = arm.iloc[0]
+        y = -0.1 - 0.09 * i
+        if np.isfinite(first["lower"]) and np.isfinite(first["upper"]):
+            ax.plot([first["lower"], first["upper"]], [y, y], color=color, lw=6, solid_capstyle="butt")
+            ax.annotate(f"{name}: {first['lower']:.2g} to {first['upper']:.2g}", (first["upper"], y),
+                        xytext=(8, 0), textcoords="offset points", va="center", fontsize=8)  # fmt: skip
+            for edge in ("lower", "upper"):
+                lo, hi = first[f"{edge}_low"], first[f"{edge}_high"]
+                if np.isfinite(lo) and np.isfinite(hi):
+                    ax.errorbar(first[edge], y, xerr=[[first[edge] - lo], [hi - first[edge]]], color="black",
+                                capsize=3, lw=1)  # fmt: skip
+    ax.axhline(0.5, color="grey", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.32, 1.05)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("share of runs")
+    verdict = str(data["verdict"].iloc[0]).replace("_", " ") if len(data) else "no answer"
+    p = data["p_bn_wider"].iloc[0] if len(data) else float("nan")
+    ax.set_title(
+        f"Verdict: {verdict}, P(BN's trainable range wider) = {p:.3f}\n"
+        "bars: where at least half the runs train; whiskers: 95% intervals of both edges",
+        fontsize=10,
+    )
+    ax.legend(loc="center right", fontsize=8)
+    return fig
+
+
+def specification_data(spec: dict[str, Any]) -> pd.DataFrame:
+    """The specification rows sorted by their estimate, with their rank (``x``)."""
+    frame = pd.DataFrame(spec["rows"])
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(["estimate", "outcome", "tolerance", "measure"], kind="stable").reset_index(
+        drop=True
+    )
+    frame["x"] = np.arange(len(frame))
+    return frame
+
+
+def plot_specification(data: pd.DataFrame) -> Figure:
+    """Top: BN − no BN per specification with its 95% interval, coloured by verdict; bottom: the
+    choices of each specification (outcome, tolerance, measure) as marks."""
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1.4])
+    for verdict, part in data.groupby("verdict", sort=True):
+        color = _VERDICT_COLORS.get(str(verdict), "black")
+        top.errorbar(part["x"], part["estimate"], yerr=[part["estimate"] - part["ci_low"],
+                     part["ci_high"] - part["estimate"]], fmt="o", color=color, ms=4, capsize=2,
+                     label=str(verdict).replace("_", " "))  # fmt: skip
+    top.axhline(0, color="grey", lw=0.8)
+    top.set_ylabel("BN − no BN (decades)")
+    top.legend(fontsize=8, loc="best")
+    labels = []
+    for axis in ("outcome", "tolerance", "measure"):
+        for value in sorted(data[axis].unique(), key=str):
+            labels.append((axis, value))
+    for row, (axis, value) in enumerate(labels):
+        hit = data[data[axis] == value]
+        bottom.scatter(hit["x"], np.full(len(hit), row), marker="s", s=12, color="black")
+    bottom.set_yticks(range(len(labels)), [f"{a}: {v}" for a, v in labels], fontsize=7)
+    bottom.invert_yaxis()
+    bottom.set_xlabel("specification (sorted by estimate)")
+    return fig

@@ -1,0 +1,164 @@
+"""One Ray Tune trial: train a configuration's networks (one per seed) and report as they go.
+
+Ray Tune runs :func:`trainable` in its worker processes; this module imports only what a worker
+needs (TensorFlow comes with :mod:`leafbn.train.trainer`, imported when the first trial starts), so a
+worker starts without the driver's modules (Optuna, pandas, the tables, the report).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import ray
+from ray import tune
+
+from leafbn.config import AXES, flat_config, trial_seeds
+from leafbn.tuning.spaces import objective
+
+if TYPE_CHECKING:
+    from leafbn.data.splits import Split
+
+__all__ = ["trainable", "worker_trainer"]
+
+#: Ray Tune can stop a trial (Ctrl-C, SIGTERM, ASHA) only when it reports: a trial reports at least
+#: this often, whatever ``report_every`` says, and trains at most CHUNK_EPOCHS epochs per call of its
+#: compiled program between two looks at the clock.
+STOPPABLE_S = 1.0
+CHUNK_EPOCHS = 10
+
+
+def _params(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's own settings, as it reports them with every result (the tables take them from there)."""
+    return {
+        **{axis.name: axis.type(config[axis.name]) for axis in AXES},
+        "drop_last": bool(config.get("drop_last", False)), "epochs": int(config["epochs"]),
+        "split": int(config.get("split") or 0), "momentum": float(config["momentum"]),
+        "decay": float(config["decay"]), "init": str(config.get("init", "uniform")),
+    }  # fmt: skip
+
+
+@contextmanager
+def _not_installed(*names: str) -> Iterator[None]:
+    """Inside, importing ``names`` fails as if they were not installed, unless already imported;
+    afterwards they import as usual."""
+    absent = [name for name in names if name not in sys.modules]
+    for name in absent:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not installed"
+    try:
+        yield
+    finally:
+        for name in absent:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
+def worker_trainer() -> ModuleType:
+    """:mod:`leafbn.train.trainer`, imported as a Ray worker needs it.
+
+    Keras imports scikit-learn (for its scikit-learn wrappers) and IPython (to show its file editor
+    in a notebook) whenever they are installed, and works without either: 1.3 s of every worker's
+    start (measured) for code a trainer never calls. A worker is a process of its own, so Keras is
+    imported there without them; in any other process leafbn.train.trainer imports Keras as usual.
+    """
+    with _not_installed("sklearn", "IPython"):
+        from leafbn.train import trainer as train
+    return train
+
+
+def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
+    """Ray Tune function trainable: train a trial's networks, one per seed, on ``splits[config["split"]]``.
+
+    ``config`` holds the trial's axes (``lr``, ``bn``, ``depth``, ``width``, ``bn_momentum``,
+    ``bn_placement``, ``batch_size``), its ``split`` and ``seeds`` (or one ``seed``), and the
+    study's ``epochs``, ``drop_last``, ``momentum``, ``decay`` and ``report_every`` (a grid trial's
+    own values arrive under ``"trial"``, an Optuna trial's flat: :func:`leafbn.config.flat_config`
+    makes them one shape). The networks train together, as one XLA program
+    (:func:`leafbn.train.trainer.train_networks`). Each report carries the trial's ``params`` (its settings),
+    the latest ``epoch``, the median over its networks of the validation loss (``val_loss``) and of
+    the ``objective`` (what Optuna and ASHA minimise; a diverged network counts as
+    :data:`leafbn.tuning.spaces.WORST_LOSS`), ``diverged`` (every network has), the trainer's cumulative
+    ``time_s``, the Ray ``node_id``, and per network (``networks``) its ``seed``, ``diverged`` and a
+    ``curve`` list with every epoch since the previous report.
+    """
+    trainer = worker_trainer()  # here, in the worker: the driver never needs TensorFlow
+    from leafbn.train.model import ModelSpec  # imported with the trainer
+
+    start = time.perf_counter()
+    flat = flat_config(config)
+    params, seeds = _params(flat), trial_seeds(flat)
+    split = splits[params["split"]]
+    node_id = ray.get_runtime_context().get_node_id()
+    spec = ModelSpec(
+        n_features=split.x_train.shape[1],
+        n_classes=int(max(split.y_train.max(), split.y_val.max())) + 1,
+        **{k: params[k] for k in ("depth", "width", "bn", "bn_momentum", "bn_placement", "init")},
+    )
+    every, epochs = int(flat.get("report_every", 1)), params["epochs"]
+    pending: list[list] = [[] for _ in seeds]  # per network, its epochs since the last report
+    diverged = [False] * len(seeds)
+    last_report = time.perf_counter()
+
+    def report(results: list) -> None:
+        nonlocal last_report
+        # One Ray Tune report costs ~7 ms of framework time, as much as an epoch: report every
+        # `every` epochs (and at the end, when a network diverges, or STOPPABLE_S after the last
+        # report), each carrying every epoch since.
+        # `results` holds this epoch's EpochResult per network, None for one that diverged before.
+        newly = False
+        for i, r in enumerate(results):
+            if r is not None:
+                pending[i].append(r)
+                newly |= not r.finite
+                diverged[i] |= not r.finite
+        epoch = max(r.epoch for r in results if r is not None)
+        due = time.perf_counter() - last_report >= STOPPABLE_S
+        if max(map(len, pending)) < every and epoch < epochs and not newly and not due:
+            return
+        last = [p[-1] if p else None for p in pending]
+        losses = [r.val_loss if r is not None and r.finite else math.inf for r in last]
+        tune.report(
+            {
+                "epoch": epoch,
+                "val_loss": float(np.median(losses)),
+                "objective": float(np.median([objective(v) for v in losses])),
+                "diverged": all(diverged),
+                "time_s": time.perf_counter() - start,
+                "node_id": node_id,
+                "params": params,
+                "networks": [
+                    {
+                        "seed": seed,
+                        "diverged": diverged[i],
+                        "curve": [[e.epoch, e.train_loss, e.val_loss, e.val_accuracy] for e in pending[i]],
+                    }
+                    for i, seed in enumerate(seeds)
+                ],
+            }
+        )
+        for p in pending:
+            p.clear()
+        last_report = time.perf_counter()
+
+    trainer.train_networks(
+        spec,
+        split.x_train,
+        split.y_train,
+        split.x_val,
+        split.y_val,
+        lr=params["lr"],
+        seeds=seeds,
+        epochs=epochs,
+        batch_size=params["batch_size"],
+        drop_last=params["drop_last"],
+        momentum=params["momentum"],
+        decay=params["decay"],
+        on_epoch=report,
+        chunk=min(every, CHUNK_EPOCHS),
+    )

@@ -1,0 +1,166 @@
+"""The descriptive figures: every axis shows the range where the answer lives, counts sit where the reader
+sees them, and no text of any report figure overlaps another, covers a marker or leaves the figure."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from leafbn.report import analysis, plots, robustness, write_report
+from leafbn.report.figure_style import CAP, COLORS, figure, text_problems
+from tests.fixtures.synthetic import LRS, make_curves, make_trials
+
+
+def exploded():
+    trials = make_trials(epochs=12)
+    curves = make_curves(trials)
+    tid = trials[(trials["bn"]) & (trials["lr"] == 1000.0)]["trial_id"]
+    curves.loc[curves["trial_id"].isin(tid), "val_loss"] = 1e14  # finite, exploded
+    return robustness.add_outcomes(trials, curves), curves
+
+
+def texts(fig: Figure) -> list[str]:
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+
+
+def test_loss_vs_lr_caps_the_axis_and_names_off_scale_means_in_the_strip():
+    trials, _ = exploded()
+    fig = plots.plot_loss_vs_lr(analysis.aggregate(trials))
+    val_ax = next(ax for ax in fig.axes if ax.get_ylabel().startswith("final validation"))
+    assert val_ax.get_ylim()[1] <= CAP * 2
+    assert "1e+14" in texts(fig)  # the exploded mean, named in the strip above the axes
+    assert any(t.endswith("mean > 20") for t in texts(fig))
+
+
+def test_loss_vs_lr_leaves_out_an_interval_that_reaches_zero_and_says_so():
+    stats = analysis.aggregate(make_trials())
+    stats.loc[0, "val_loss_ci"] = stats.loc[0, "val_loss_mean"] * 2  # mean - ci < 0: no log-axis bar
+    fig = plots.plot_loss_vs_lr(stats)
+    assert any("reach 0 nats: left out" in t for t in texts(fig))
+    val_ax = next(ax for ax in fig.axes if ax.get_ylabel().startswith("final validation"))
+    lows = [seg[:, 1].min() for c in val_ax.collections for seg in getattr(c, "get_segments", list)()]
+    assert lows and min(lows) > 0  # every drawn bar is of positive values: none clipped to a floor
+
+
+def test_learning_curves_draw_the_typical_run_and_count_what_leaves_the_axis():
+    trials, curves = exploded()
+    runs = plots.curve_runs(trials, curves)
+    bands = plots.curve_bands(runs)
+    row = bands[(bands["lr"] == 0.1) & bands["bn"] & (bands["epoch"] == 1)].iloc[0]
+    finite = runs[(runs["lr"] == 0.1) & runs["bn"] & (runs["epoch"] == 1)]["val_loss"]
+    assert row["val_median"] == pytest.approx(finite.median()) and row["n"] == 5
+    fig = plots.plot_learning_curves(bands, runs)
+    assert fig.axes[0].get_ylim()[1] <= CAP
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("BN: 5 off axis" in t for t in titles)  # the exploded runs, counted in their panel
+    assert any("no BN: 5/5 diverged" in t for t in titles)
+
+
+def test_learning_curves_draw_quartile_bands_with_many_runs():
+    trials, curves = exploded()
+    runs = plots.curve_runs(trials, curves)
+    fig = plots.plot_learning_curves(plots.curve_bands(runs), runs, few=2)
+    assert any(len(ax.collections) for ax in fig.axes)  # interquartile bands instead of single runs
+
+
+def test_bn_effect_is_a_forest_with_every_interval_visible_and_untested_lrs_named():
+    effect = analysis.bn_effect(make_trials(depths=(2, 3)))
+    effect.loc[effect["lr"] == 0.01, ["ci_low", "ci_high"]] = [-40.0, 40.0]  # one wide, others narrow
+    fig = plots.plot_bn_effect(effect)
+    ax = fig.axes[0]
+    for line in ax.get_lines():
+        y = np.asarray(line.get_ydata(), float)
+        assert np.ptp(y) == 0 or line.get_xdata()[0] == line.get_xdata()[-1]  # no line between lrs
+    tested = effect[effect["status"] == "ok"]
+    px = ax.transData.transform(np.c_[tested["ci_low"], np.zeros(len(tested))])[:, 0]
+    px_high = ax.transData.transform(np.c_[tested["ci_high"], np.zeros(len(tested))])[:, 0]
+    assert (px_high - px >= 3).all()  # every interval at least 3 pixels wide
+    assert "lr 1, 10, 100, 1000: no-BN diverged in all seeds" in texts(fig)  # named, in a row of their own
+
+
+def test_heatmap_colours_stop_at_chance_so_a_blown_up_cell_cannot_set_the_scale():
+    trials = make_trials(depths=(2, 3))
+    trials = trials.assign(outcome=trials["final_val_loss"])
+    trials.loc[trials.index[trials["bn"] & (trials["lr"] == 1000.0)], "outcome"] = 2.7e13
+    fig = plots.plot_heatmaps(analysis.heatmap_data(trials, "depth"), "depth", chance=math.log(99))
+    image = fig.axes[0].images[0]
+    assert image.norm.vmax == pytest.approx(math.log(99))
+
+
+def test_checker_finds_overlap_a_covered_marker_and_text_outside():
+    fig = figure(4, 3)
+    ax = fig.subplots()
+    ax.plot([0.5], [0.5], marker="o")
+    ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+    ax.text(0.5, 0.5, "on the marker", ha="center", va="center")
+    ax.text(0.1, 0.9, "first")
+    ax.text(0.1, 0.9, "first again")
+    fig.text(0.98, 0.5, "runs off the edge")
+    problems = " | ".join(text_problems(fig))
+    assert "covers a marker" in problems
+    assert "'first' overlaps 'first again'" in problems
+    assert "'runs off the edge' leaves the figure" in problems
+    assert not text_problems(figure(4, 3))
+
+
+def synthetic_study(folder: Path, depths=(3,), widths=(100,), lrs=LRS) -> Path:
+    """A study with divergence in both arms and exploded but finite BN runs, per depth × width."""
+    folder.mkdir(parents=True)
+    parts = []
+    for width in widths:
+        part = make_trials(lrs=lrs, depths=depths, epochs=4, diverge={(True, 100.0, 0), (False, 0.1, 1)})
+        parts.append(part.assign(width=width, trial_id=part["trial_id"] + f"-w{width}"))
+    trials = pd.concat(parts, ignore_index=True)
+    curves = make_curves(trials)
+    blown = trials[trials["bn"] & (trials["lr"] >= 100.0) & (trials["seed"] <= 1)]["trial_id"]
+    curves.loc[curves["trial_id"].isin(blown), "val_loss"] = 2.7e13
+    trials.to_csv(folder / "trials.csv", index=False)
+    curves.to_csv(folder / "curves.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "shape", [dict(), dict(depths=(2, 3), widths=(50, 100), lrs=LRS[1:-1])], ids=["one", "2x2"]
+)
+def test_every_report_figure_is_legible_as_saved(tmp_path, monkeypatch, shape):
+    checked: dict[str, list[str]] = {}
+    save = Figure.savefig
+
+    def measured(fig, fname, *args, **kwargs):
+        if str(fname).endswith(".png"):
+            checked[Path(fname).name] = text_problems(fig, dpi=kwargs.get("dpi", 100))
+        return save(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", measured)
+    folder = synthetic_study(tmp_path / "study", **shape)
+    with pytest.warns(UserWarning):  # no config.json: the report says so
+        write_report(folder, resamples=100, figure_formats="png" if shape else "png,svg")
+    expected = {"runs_vs_lr.png", "loss_vs_lr.png", "bn_effect.png", "learning_curves.png", "bootstrap.png"}
+    if shape:
+        expected |= {"heatmap_depth.png", "heatmap_width.png"}
+    assert expected <= set(checked)
+    assert {name: p for name, p in checked.items() if p} == {}
+    if shape:
+        return
+    svg = folder / "report" / "runs_vs_lr.svg"
+    assert ET.parse(svg).getroot().tag.endswith("svg")  # the vector file is written and parses
+    assert COLORS[True].lower() in svg.read_text().lower()  # in the arms' colours
+
+
+def test_cli_refuses_an_unknown_figure_format_in_one_line(tmp_path):
+    (tmp_path / "trials.csv").write_text(make_trials(lrs=[0.1]).to_csv(index=False))
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, str(root / "study" / "report.py"), str(tmp_path), "--figure-format", "png,gif"]
+    bad = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr == "error: --figure-format png,gif: gif is not one of png, svg, pdf\n"
+    assert not (tmp_path / "report").exists()

@@ -1,0 +1,65 @@
+"""The answer under every specification, and the figures of the answer."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from leafbn.report import answer_plot, lr_range, robustness, specification
+from tests.fixtures.synthetic import make_curves, make_trials
+
+
+def outcomes() -> pd.DataFrame:
+    trials = make_trials(epochs=20)
+    return robustness.add_outcomes(trials, make_curves(trials))
+
+
+def test_every_specification_agrees_on_a_clear_effect():
+    trials = outcomes()
+    (ans,), _ = robustness.bootstrap_answer(trials, resamples=200)
+    spec = specification.specification_table(
+        trials, ans["family"], ans["verdict"], lr_range.chance_bar(99), 200
+    )
+    rows = pd.DataFrame(spec["rows"])
+    assert len(rows) == 3 * len(specification.TOLERANCES) * len(lr_range.MEASURES)
+    assert set(rows["outcome"]) == {"window median", "final epoch", "best epoch"}
+    assert (
+        spec["holds"]
+        and spec["headline"] == "The verdict (BN more robust) holds under all 27 specifications."
+    )
+    without = specification.specification_table(
+        trials, ans["family"], ans["verdict"], 2.29, 200, has_curves=False
+    )
+    assert "window median" not in {r["outcome"] for r in without["rows"]}
+    assert specification.specification_table(trials, {"depth": 99}, "inconclusive", 2.29, 200) is None
+
+
+def test_the_headline_names_the_choice_the_verdict_depends_on():
+    rows = [
+        {"outcome": o, "tolerance": t, "measure": "area", "verdict": "no" if o == "final epoch" else "x"}
+        for o in ("window median", "final epoch") for t in (0.25, 0.5)
+    ]  # fmt: skip
+    text = specification.headline(rows, "x")
+    assert text.startswith("The verdict (x) holds under 2 of 4 specifications")
+    assert "outcome = final epoch" in text
+    mixed = [{**rows[0], "verdict": "no_difference"}, *rows[1:]]
+    assert "the others read" in specification.headline(mixed, "x")
+
+
+def test_answer_figures_are_drawn_from_their_numbers():
+    trials = outcomes()
+    (ans,), _ = robustness.bootstrap_answer(trials, resamples=200)
+    data = answer_plot.answer_data(robustness.stability(trials), ans)
+    assert set(data["bn"]) == {False, True} and data["success_rate"].between(0, 1).all()
+    bn = data[data["bn"]].iloc[0]
+    assert bn["lower"] < bn["upper"] and bn["upper"] == ans["upper_edge_lr"]["bn"]["estimate"]
+    fig = answer_plot.plot_answer(data)
+    assert isinstance(fig, Figure) and "bn more robust" in fig.axes[0].get_title()
+    spec = specification.specification_table(trials, ans["family"], ans["verdict"], 2.29, 200)
+    curve = answer_plot.specification_data(spec)
+    assert curve["estimate"].is_monotonic_increasing and list(curve["x"]) == list(range(len(curve)))
+    assert len(answer_plot.plot_specification(curve).axes) == 2

@@ -1,0 +1,52 @@
+"""leafbn.tuning.spaces: the named spaces, their Optuna form, the objective and the time estimate."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+from leafbn.config import StudyConfig
+from leafbn.tuning.spaces import WORST_LOSS, estimate_seconds, objective, optuna_space, space_axes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_objective_never_rewards_divergence():
+    assert objective(0.5) == 0.5
+    assert objective(math.nan) == objective(math.inf) == WORST_LOSS
+    assert objective(40.0) == WORST_LOSS  # no finite loss counts as worse than diverging
+
+
+def test_full_space():
+    axes = space_axes("full")
+    assert axes["depth"] == (1, 2, 3, 4, 5) and axes["width"] == (25, 50, 100, 200, 400)
+    assert min(axes["bn_momentum"]) == 0.5 and max(axes["bn_momentum"]) == 0.999
+    assert axes["lr"] == StudyConfig().lr and set(axes["bn_placement"]) == {"before", "after"}
+    searched, fixed = optuna_space(StudyConfig(**axes))
+    assert searched["lr"].log and searched["lr"].low == 0.001 and searched["lr"].high == 1000
+    assert set(searched) == {"lr", "bn", "depth", "width", "bn_momentum", "bn_placement"}
+    assert fixed == {"batch_size": 10, "init": "uniform"}
+
+
+def test_an_axis_flag_overrides_the_full_space_and_the_optuna_space_follows():
+    spec = importlib.util.spec_from_file_location("leafbn_run_cli", ROOT / "study" / "run.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    args = cli.parse_args(["--space", "full", "--depth", "2", "--lr", "0.01,0.1", "--data", "embedded"])
+    config = cli.config_from_args(args)
+    full = space_axes("full")
+    assert config.depth == (2,) and config.lr == (0.01, 0.1)
+    assert (config.width, config.bn_momentum, config.bn_placement) == (
+        full["width"], full["bn_momentum"], full["bn_placement"]
+    )  # fmt: skip
+    searched, fixed = optuna_space(config)
+    assert fixed == {"depth": 2, "batch_size": 10} and "depth" not in searched
+    assert (searched["lr"].low, searched["lr"].high) == (0.01, 0.1)
+    assert searched["width"].choices == full["width"]
+
+
+def test_estimate_grows_with_the_space():
+    seed = StudyConfig(seeds=1)
+    small = estimate_seconds(seed, seed.trial_configs(), 1267, cpus=2)
+    wide = StudyConfig(**{**space_axes("full"), "seeds": 1})
+    assert estimate_seconds(wide, wide.trial_configs(), 1267, cpus=2) > 20 * small
+    assert estimate_seconds(seed, seed.trial_configs(), 1267, cpus=4) < small
