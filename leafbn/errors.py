@@ -7,7 +7,7 @@ Each room raises its own (``ConfigError`` from :mod:`leafbn.config`, ``DataError
 :mod:`leafbn.tuning`), and each module that raised one before still offers it by its old name.
 """
 
-__all__ = ["ConfigError", "DataError", "StudyError", "TableError"]
+__all__ = ["ClusterFileError", "ConfigError", "DataError", "StudyError", "TableError"]
 
 
 class ConfigError(ValueError):
@@ -24,3 +24,7 @@ class TableError(ValueError):
 
 class StudyError(RuntimeError):
     """The study cannot start or go on; the message is one line for the user."""
+
+
+class ClusterFileError(ValueError):
+    """A cluster-launcher file cannot be read as a mapping; the message is one line."""

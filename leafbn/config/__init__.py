@@ -6,6 +6,7 @@ The bottom room: it imports no other part of leafbn, and every other room may im
 
 from leafbn.config.axes import AXES, Axis, axis_names
 from leafbn.config.study_config import (
+    INITS,
     LOGGERS,
     SEED_LRS,
     SPACES,
@@ -15,11 +16,13 @@ from leafbn.config.study_config import (
     StudyConfig,
     contradictions,
     flat_config,
+    lr_grid,
     steps_per_epoch,
     trial_seeds,
 )
 
 __all__ = [
-    "StudyConfig", "ConfigError", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
-    "contradictions", "flat_config", "steps_per_epoch", "trial_seeds", "AXES", "Axis", "axis_names",
+    "StudyConfig", "ConfigError", "INITS", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
+    "contradictions", "flat_config", "lr_grid", "steps_per_epoch", "trial_seeds",
+    "AXES", "Axis", "axis_names",
 ]  # fmt: skip

@@ -29,6 +29,7 @@ class Axis:
     label: str
     sort: int
     role: str
+    default: object = None  # the value of a study that predates the axis (None: every study has it)
 
 
 #: The axes, in the order of ``trials.csv``'s columns.
@@ -40,7 +41,7 @@ AXES: tuple[Axis, ...] = (
     Axis("bn_momentum", float, "BN momentum", 4, "context"),
     Axis("bn_placement", str, "BN placement", 5, "context"),
     Axis("batch_size", int, "batch size", 6, "context"),
-    Axis("init", str, "initialisation", 7, "context"),
+    Axis("init", str, "initialisation", 7, "context", "uniform"),
 )
 
 

@@ -8,6 +8,6 @@ Markdown and HTML (:mod:`~leafbn.report.render`), and :func:`write_report`, whic
 The top room: it reads :mod:`leafbn.results` and :mod:`leafbn.config`; nothing imports it.
 """
 
-from leafbn.report.writer import write_report
+from leafbn.report.writer import FIGURE_FORMATS, figure_formats_of, write_report
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "FIGURE_FORMATS", "figure_formats_of"]

@@ -16,14 +16,12 @@ from typing import Any
 
 import yaml
 
+from leafbn.errors import ClusterFileError
+
 __all__ = ["ClusterFileError", "load_cluster_file", "repository_mounts", "cluster_file_problems"]
 
 #: ``ray==X`` or ``ray[extras]==X`` in a setup command.
 _RAY_PIN = re.compile(r"(?<![\w./-])ray(?:\[[\w,\s-]*\])?==(?P<version>[\w.]+)")
-
-
-class ClusterFileError(ValueError):
-    """The cluster file cannot be read as a mapping; the message is one line."""
 
 
 def load_cluster_file(path: Path) -> dict[str, Any]:

@@ -37,10 +37,10 @@ CHUNK_EPOCHS = 10
 def _params(config: dict[str, Any]) -> dict[str, Any]:
     """A trial's own settings, as it reports them with every result (the tables take them from there)."""
     return {
-        **{axis.name: axis.type(config[axis.name]) for axis in AXES},
+        **{axis.name: axis.type(config.get(axis.name, axis.default)) for axis in AXES},
         "drop_last": bool(config.get("drop_last", False)), "epochs": int(config["epochs"]),
         "split": int(config.get("split") or 0), "momentum": float(config["momentum"]),
-        "decay": float(config["decay"]), "init": str(config.get("init", "uniform")),
+        "decay": float(config["decay"]),
     }  # fmt: skip
 
 

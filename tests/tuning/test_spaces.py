@@ -39,7 +39,7 @@ def test_an_axis_flag_overrides_the_full_space_and_the_optuna_space_follows():
         full["width"], full["bn_momentum"], full["bn_placement"]
     )  # fmt: skip
     searched, fixed = optuna_space(config)
-    assert fixed == {"depth": 2, "batch_size": 10} and "depth" not in searched
+    assert fixed == {"depth": 2, "batch_size": 10, "init": "uniform"} and "depth" not in searched
     assert (searched["lr"].low, searched["lr"].high) == (0.01, 0.1)
     assert searched["width"].choices == full["width"]
 
