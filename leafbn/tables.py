@@ -1,6 +1,9 @@
-"""Ray Tune's results → the study's two tables, ``trials.csv`` and ``curves.csv``.
+"""The study's two tables: ``trials.csv`` (one row per run) and the learning curves
+(``curves.parquet``, or ``curves.csv`` with ``--curves csv`` and in studies written before).
 
-See ``docs/results.md`` for every column. A trial reports once per epoch; a trial Ray Tune retried
+See ``docs/results.md`` for every column. A grid study's tables are written from its record of
+finished units (:mod:`leafbn.units`), one unit at a time (:func:`write_unit_tables`); an Optuna or
+ASHA study's from Ray Tune's reports: a trial reports once per epoch, and a trial Ray Tune retried
 after a failure starts again from epoch 1, so only its last attempt's rows are kept.
 """
 
@@ -12,19 +15,23 @@ import json
 import math
 import warnings
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from leafbn.config import TRIAL_FIELDS
 from leafbn.record import StudyRecord
 
 __all__ = [
-    "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "TableError",
+    "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "CURVE_FILES", "TableError",
     "curves_from_history", "epochs_of", "last_attempt", "load_tables", "network_id",
-    "normalise_trials", "read_table", "reported_params", "trial_row", "trials_frame",
+    "normalise_trials", "read_table", "reported_params", "trial_row", "trials_frame", "write_curves",
+    "write_unit_tables", "curves_file",
 ]  # fmt: skip
 
 CURVE_COLUMNS = ["trial_id", "split", "epoch", "train_loss", "val_loss", "val_accuracy"]
@@ -213,6 +220,84 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------
+# Writing a study's tables
+# ------------------------------------------------------------------------------------------------
+#: The curves' file of each ``--curves`` format.
+CURVE_FILES = {"parquet": "curves.parquet", "csv": "curves.csv"}
+#: curves.parquet's columns and types (CURVE_COLUMNS).
+_CURVE_SCHEMA = pa.schema(
+    [("trial_id", pa.string()), ("split", pa.int64()), ("epoch", pa.int64()),
+     ("train_loss", pa.float64()), ("val_loss", pa.float64()), ("val_accuracy", pa.float64())]
+)  # fmt: skip
+#: Curve rows gathered before a row group of curves.parquet is written.
+_ROW_GROUP = 250_000
+
+
+def curves_file(folder: str | Path) -> Path | None:
+    """The study's curves file in ``folder``: ``curves.parquet`` if present, else ``curves.csv`` if
+    present, else None."""
+    for name in CURVE_FILES.values():
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
+def write_curves(curves: pd.DataFrame, folder: Path, fmt: str = "parquet") -> Path:
+    """Write a whole curves table (an Optuna or ASHA study's) to ``folder`` as ``fmt``; its path."""
+    path = folder / CURVE_FILES[fmt]
+    tmp = path.with_name(path.name + ".tmp")
+    if fmt == "csv":
+        curves.to_csv(tmp, index=False)
+    else:
+        table = pa.Table.from_pandas(curves[CURVE_COLUMNS].astype(_CURVE_DTYPES), schema=_CURVE_SCHEMA,
+                                     preserve_index=False)  # fmt: skip
+        pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+    return path
+
+
+_CURVE_DTYPES = {"trial_id": str, "split": "int64", "epoch": "int64", "train_loss": float,
+                 "val_loss": float, "val_accuracy": float}  # fmt: skip
+
+
+def write_unit_tables(folder: Path, units: Iterable[dict[str, Any]], fmt: str = "parquet") -> int:
+    """Write ``trials.csv`` and the curves (``fmt``) of a grid study in ``folder`` from its finished
+    ``units`` (:func:`leafbn.units.iter_units`), one unit at a time: the tables are never whole in
+    memory. Each file is written beside and renamed over the old one. Returns the rows written."""
+    trials_path, curves_path = folder / "trials.csv", folder / CURVE_FILES[fmt]
+    trials_tmp, curves_tmp = (p.with_name(p.name + ".tmp") for p in (trials_path, curves_path))
+    rows = 0
+    pending: list[pd.DataFrame] = []
+    writer = pq.ParquetWriter(curves_tmp, _CURVE_SCHEMA, compression="zstd") if fmt == "parquet" else None
+    with open(trials_tmp, "w", newline="") as trials_out, ExitStack() as closing:
+        csv_out = None if writer else closing.enter_context(open(curves_tmp, "w", newline=""))
+        if writer is not None:
+            closing.callback(writer.close)
+        trials_frame([]).to_csv(trials_out, index=False)
+        if csv_out is not None:
+            pd.DataFrame(columns=CURVE_COLUMNS).to_csv(csv_out, index=False)
+        for unit in units:
+            frame = trials_frame(unit["rows"])
+            frame.to_csv(trials_out, index=False, header=False)
+            rows += len(frame)
+            curves = pd.DataFrame(unit["curves"], columns=CURVE_COLUMNS).astype(_CURVE_DTYPES)
+            if csv_out is not None:
+                curves.to_csv(csv_out, index=False, header=False)
+                continue
+            pending.append(curves)
+            if sum(map(len, pending)) >= _ROW_GROUP:
+                writer.write_table(pa.Table.from_pandas(pd.concat(pending), schema=_CURVE_SCHEMA,
+                                                        preserve_index=False))  # fmt: skip
+                pending = []
+        if writer is not None and pending:
+            writer.write_table(pa.Table.from_pandas(pd.concat(pending), schema=_CURVE_SCHEMA,
+                                                    preserve_index=False))  # fmt: skip
+    trials_tmp.replace(trials_path)
+    curves_tmp.replace(curves_path)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
 # Reading a study's tables back
 # ------------------------------------------------------------------------------------------------
 #: Columns ``trials.csv`` must have for any analysis.
@@ -220,7 +305,8 @@ _REQUIRED = ("lr", "bn", "final_val_loss")
 
 
 def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, StudyRecord]:
-    """Read a study's ``trials.csv``, ``curves.csv`` and ``config.json``.
+    """Read a study's ``trials.csv``, its curves (``curves.parquet``, else ``curves.csv``) and
+    ``config.json``.
 
     Args:
         results_dir: the study's folder (``OUT/NAME``).
@@ -259,24 +345,7 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, St
     if trials.empty:
         warnings.warn(f"{trials_path} is empty: no trials to analyse", stacklevel=2)
 
-    curves_path = root / "curves.csv"
-    curves = pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"])
-    if curves_path.is_file():
-        try:
-            curves = read_table(curves_path)
-            for col in ("epoch", "train_loss", "val_loss", "val_accuracy"):
-                if col in curves.columns:
-                    curves[col] = pd.to_numeric(curves[col], errors="coerce")
-            if "trial_id" in curves.columns:
-                curves["trial_id"] = curves["trial_id"].astype(str)
-        except pd.errors.EmptyDataError:
-            warnings.warn(f"{curves_path} is empty: no learning curves", stacklevel=2)
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-            warnings.warn(f"{curves_path}: unreadable ({exc}); no learning curves", stacklevel=2)
-        # a malformed row (TableError) is an error: a number from a cut line must not be reported
-    else:
-        warnings.warn(f"{curves_path} is missing: no learning curves", stacklevel=2)
-
+    curves = _load_curves(root)
     record = StudyRecord()
     config_path = root / "config.json"
     if config_path.is_file():
@@ -291,6 +360,31 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, St
     else:
         warnings.warn(f"{config_path} is missing: the report cannot say what was run", stacklevel=2)
     return trials, curves, record
+
+
+def _load_curves(root: Path) -> pd.DataFrame:
+    """The study's curves: ``curves.parquet`` when present, else ``curves.csv`` (studies written
+    before, and ``--curves csv``); an empty table, with a warning, when neither can be read."""
+    empty = pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"])
+    path = curves_file(root)
+    if path is None:
+        warnings.warn(f"{root / 'curves.csv'} is missing: no learning curves", stacklevel=3)
+        return empty
+    try:
+        curves = pd.read_parquet(path) if path.suffix == ".parquet" else read_table(path)
+    except pd.errors.EmptyDataError:
+        warnings.warn(f"{path} is empty: no learning curves", stacklevel=3)
+        return empty
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, pa.ArrowException) as exc:
+        warnings.warn(f"{path}: unreadable ({exc}); no learning curves", stacklevel=3)
+        return empty
+    # a malformed csv row (TableError) is an error: a number from a cut line must not be reported
+    for col in ("epoch", "train_loss", "val_loss", "val_accuracy"):
+        if col in curves.columns:
+            curves[col] = pd.to_numeric(curves[col], errors="coerce")
+    if "trial_id" in curves.columns:
+        curves["trial_id"] = curves["trial_id"].astype(str)
+    return curves
 
 
 def _to_bool(series: pd.Series) -> pd.Series:

@@ -13,7 +13,6 @@ files live, :mod:`leafbn.storage`'s.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +32,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from leafbn import data as leafdata
 from leafbn import splits as leafsplits
+from leafbn import unit_study
 from leafbn.config import StudyConfig, contradictions, flat_config, steps_per_epoch, trial_seeds
 from leafbn.loggers import check_loggers, logger_callbacks
 from leafbn.progress import ProgressLine
@@ -56,9 +56,12 @@ from leafbn.storage import (
 from leafbn.tables import (
     CURVE_COLUMNS,
     curves_from_history,
+    load_tables,
     network_id,
+    read_table,
     trial_row,
     trials_frame,
+    write_curves,
 )
 from leafbn.trial import trainable
 
@@ -74,12 +77,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StudyResult:
-    """Where a finished (or interrupted) study's files are, and its trials table."""
+    """Where a finished (or interrupted) study's files are, and its trials table (one row per run).
+    The learning curves stay on disk until asked for (:attr:`curves`)."""
 
     path: Path
     trials: pd.DataFrame
-    curves: pd.DataFrame
     complete: bool
+
+    @property
+    def curves(self) -> pd.DataFrame:
+        """The study's learning curves, read from its folder (``curves.parquet`` or ``curves.csv``)."""
+        return load_tables(self.path)[1]
 
 
 def build_tuner(
@@ -236,11 +244,12 @@ def run_study(
     if is_uri(config.out):
         remote(config)  # a bad URI fails here, before anything is written
     check_not_running(path)
+    meta = None
     if resume:
-        if not tune.Tuner.can_restore(experiment):
-            raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
         if is_uri(config.out):
             fetch(config, path)
+        if not (path / "config.json").is_file() and not tune.Tuner.can_restore(experiment):
+            raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
         meta = read_record(path)
         stored = StudyConfig.from_dict(meta.study)
         differ = contradictions(stored, config, set(asked))
@@ -251,13 +260,17 @@ def run_study(
             )
         where = {k: getattr(config, k) for k in ("address", "num_cpus", "out")}
         config = stored.replace(**where)
+        if not _in_units(config, meta, path) and not tune.Tuner.can_restore(experiment):
+            raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
         if meta.run.get("complete"):
             echo(
                 f"leafbn: {path} is already complete "
-                f"({meta.run.get('trials_finished')} trials): nothing to resume"
+                f"({meta.run.get('trials_finished')} runs): nothing to resume"
             )
-            trials_df, curves_df, _ = collect_tables(experiment)
-            return StudyResult(path, trials_df, curves_df, True)
+            if _in_units(config, meta, path):
+                return StudyResult(path, read_table(path / "trials.csv"), True)
+            trials_df, _, _ = collect_tables(experiment)
+            return StudyResult(path, trials_df, True)
     else:
         _refuse_a_held_folder(experiment, path)
     data = leafdata.load(config.data)
@@ -276,16 +289,10 @@ def run_study(
                 f"--batch-size {size}: must be <= the {n_train} training rows with "
                 "--drop-last, or no batch is left: lower it or leave out --drop-last"
             )
-    # networks (runs): one per seed
+    # networks (runs): one per configuration, split and seed
     expected = config.optuna * config.seeds_per_trial if config.optuna else len(config.trial_configs())
-    if not config.optuna and expected > config.max_trials:
-        cpus = config.num_cpus or os.cpu_count() or 1
-        guess = estimate_seconds(config, config.trial_configs(), n_train, cpus)
-        raise StudyError(
-            f"the grid has {expected} trials, about {timedelta(seconds=int(guess))} on {cpus} CPUs "
-            f"(> --max-trials {config.max_trials}): narrow its axes (e.g. --depth 2,3 --width 50,100), "
-            "use --optuna N, or raise --max-trials"
-        )
+    if not config.optuna:
+        unit_study.check_budget(config, n_train)
     if not resume:
         prepare_dir(config, path)
     with study_lock(path), ThreadPoolExecutor(max_workers=1) as background:
@@ -293,8 +300,7 @@ def run_study(
             _refuse_a_held_folder(experiment, path)  # another study may have started here meanwhile
         # The splits (and scikit-learn's import, 1 s) are made while Ray starts
         splits = background.submit(_splits, data, config)
-        stored = meta if resume else None
-        return _run(config, path, experiment, data, splits, expected, stored, echo, report, background)
+        return _run(config, path, experiment, data, splits, expected, meta, echo, report, background)
 
 
 def _splits(data: leafdata.LeafData, config: StudyConfig) -> tuple[leafsplits.Split, ...]:
@@ -303,6 +309,17 @@ def _splits(data: leafdata.LeafData, config: StudyConfig) -> tuple[leafsplits.Sp
         leafsplits.split(data, config.val_fraction, config.split_seed + k, config.standardize)
         for k in range(config.splits)
     )
+
+
+def _in_units(config: StudyConfig, meta: StudyRecord | None, path: Path) -> bool:
+    """Whether the study trains its runs in units (:mod:`leafbn.unit_study`): a grid without ASHA,
+    new or begun in units. A grid begun before units resumes as it began (a Ray trial per run),
+    unless none of its trials ever reported (killed before its first trial finished): it starts over."""
+    if config.optuna or config.asha:
+        return False
+    if meta is None or meta.run.get("layout") == "units":
+        return True
+    return not any(path.glob("*/result.json"))
 
 
 def _run(
@@ -320,7 +337,8 @@ def _run(
     """The study itself, in its locked folder: ``meta`` is the stored config.json when resuming;
     ``splitting`` makes the splits in ``background``, which also reads the tables at the end."""
     resume = meta is not None
-    if not resume:
+    units = _in_units(config, meta, path)
+    if meta is None:
         meta = StudyRecord(
             study=config.to_dict(),
             data=data.record(),
@@ -330,49 +348,22 @@ def _run(
     earlier = meta.run.get("wall_time_s", 0) if resume else 0
     if resume:
         earlier += killed_session_seconds(meta.run, path)
+    if units:
+        meta.run["layout"] = "units"
     meta.run["session_started"] = time.time()  # a killed session's time is counted on resume
     meta.write(path / "config.json")
     with ExitStack() as after_trials:
         start = time.perf_counter()
         with ray_session(config):
             splits = splitting.result()
-            n_train = len(splits[0].x_train)
             cpus = int(ray.cluster_resources().get("CPU", 0))
             meta.run.update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
-            # a resumed study keeps its Ray trials (one from before the setting trained one seed each)
-            grain = int(meta.run.setdefault("seeds_per_trial", 1 if resume else config.seeds_per_trial))
-            meta.write(path / "config.json")
-            ray_trials = config.optuna or len(config.trial_groups(grain))
-            guess = estimate_seconds(config, config.trial_configs(), n_train, cpus, n_trials=expected)
-            mode = f"Optuna TPE, {expected} trials" if config.optuna else f"{expected} trials"
-            if grain > 1:
-                mode += f" ({grain} seeds per Ray trial: {ray_trials} Ray trials)"
-            echo(
-                f"leafbn: {'resuming ' if resume else ''}{mode} on {cpus} CPUs, "
-                f"{data.record()['rows']} rows of {data.source}; "
-                f"estimated {timedelta(seconds=int(guess))} → {experiment}"
-            )
-            progress = ProgressLine(expected, echo=echo)
-            if resume:
-                tuner = tune.Tuner.restore(
-                    experiment, trainable=_with_resources(splits), resume_unfinished=True, resume_errored=True
-                )
-            else:
-                tuner = build_tuner(config, splits, callbacks=[progress], grain=grain)
-            try:
-                with term_as_interrupt(), _quiet_never_started():
-                    tuner.fit()
-            except KeyboardInterrupt:
-                echo("leafbn: interrupted; writing what finished (continue with --resume)")
+            run = _run_units if units else _run_trials
+            tables = run(config, path, experiment, data, splits, expected, meta, cpus, echo, background)
             # Once the trials end, the tables are written whatever comes; before, SIGTERM ends the
             # study as the process's handler says (a killed start loses nothing)
             after_trials.enter_context(sigterm_ignored())
-            # Read from disk while Ray shuts down (it waits on its processes one by one, ~1.3 s)
-            tables = background.submit(collect_tables, experiment)
-        trials_df, curves_df, statuses = tables.result()
-        trials_df.to_csv(path / "trials.csv", index=False)
-        curves_df.to_csv(path / "curves.csv", index=False)
-        finished = statuses.get("TERMINATED", 0)
+        trials_df, finished, statuses = tables()
         complete = finished == expected
         meta.run.update(
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -386,4 +377,80 @@ def _run(
         if report is not None:
             echo(f"report: {report(path)}")
         publish(config, path)
-        return StudyResult(path, trials_df, curves_df, complete)
+        return StudyResult(path, trials_df, complete)
+
+
+def _run_units(
+    config: StudyConfig, path: Path, experiment: str, data: leafdata.LeafData, splits: tuple,
+    expected: int, meta: StudyRecord, cpus: int, echo, background: ThreadPoolExecutor,
+) -> Callable[[], tuple[pd.DataFrame, int, dict[str, int]]]:  # fmt: skip
+    """A grid study in units, inside its Ray session; returns what writes and reads its tables."""
+    n_train = len(splits[0].x_train)
+    resumed = "unit_runs" in meta.run
+    the_plan = unit_study.plan(config, n_train, cpus, meta.run.get("unit_runs"))
+    meta.run.update(unit_runs=the_plan.size, units_expected=len(the_plan.units))
+    meta.write(path / "config.json")  # before any unit: a resumed study cuts its runs alike
+    done = len(unit_study.finished_units(path))
+    echo(
+        f"leafbn: {'resuming ' if resumed else ''}"
+        f"{the_plan.describe(config, n_train, cpus)}; {done} units done before; "
+        f"{data.record()['rows']} rows of {data.source} → {path}"
+    )
+    errors = unit_study.run_units(config, path, splits, the_plan, echo)
+
+    def tables() -> tuple[pd.DataFrame, int, dict[str, int]]:
+        finished, _ = unit_study.write_tables(config, path, the_plan, errors)
+        statuses = {"TERMINATED": finished}
+        if errors:
+            statuses["ERROR"] = sum(the_plan.units[u][1] - the_plan.units[u][0] for u in errors)
+        meta.run["units_finished"] = len(unit_study.finished_units(path))
+        return read_table(path / "trials.csv"), finished, statuses
+
+    return tables
+
+
+def _run_trials(
+    config: StudyConfig, path: Path, experiment: str, data: leafdata.LeafData, splits: tuple,
+    expected: int, meta: StudyRecord, cpus: int, echo, background: ThreadPoolExecutor,
+) -> Callable[[], tuple[pd.DataFrame, int, dict[str, int]]]:  # fmt: skip
+    """An Optuna or ASHA study (or a grid begun before units): a Ray trial per configuration,
+    inside its Ray session; returns what writes and reads its tables."""
+    resume = tune.Tuner.can_restore(experiment)  # a new study's folder holds no Tuner (refused before)
+    n_train = len(splits[0].x_train)
+    # a resumed study keeps its Ray trials (one from before the setting trained one seed each)
+    grain = int(meta.run.setdefault("seeds_per_trial", 1 if resume else config.seeds_per_trial))
+    meta.write(path / "config.json")
+    ray_trials = config.optuna or len(config.trial_groups(grain))
+    guess = estimate_seconds(config, config.trial_configs(), n_train, cpus, n_trials=expected)
+    mode = f"Optuna TPE, {expected} runs" if config.optuna else f"{expected} runs"
+    if grain > 1:
+        mode += f" ({grain} seeds per Ray trial: {ray_trials} Ray trials)"
+    echo(
+        f"leafbn: {'resuming ' if resume else ''}{mode} on {cpus} CPUs, "
+        f"{data.record()['rows']} rows of {data.source}; "
+        f"estimated {timedelta(seconds=int(guess))} → {experiment}"
+    )
+    progress = ProgressLine(expected, echo=echo)
+    if resume:
+        tuner = tune.Tuner.restore(
+            experiment, trainable=_with_resources(splits), resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = build_tuner(config, splits, callbacks=[progress], grain=grain)
+    try:
+        with term_as_interrupt(), _quiet_never_started():
+            tuner.fit()
+    except KeyboardInterrupt:
+        echo("leafbn: interrupted; writing what finished (continue with --resume)")
+    # Read from disk while Ray shuts down (it waits on its processes one by one, ~1.3 s)
+    reading = background.submit(collect_tables, experiment)
+
+    def tables() -> tuple[pd.DataFrame, int, dict[str, int]]:
+        trials_df, curves_df, statuses = reading.result()
+        trials_df.to_csv(path / "trials.csv", index=False)
+        # a study begun with curves.csv keeps it (its curves are written whole, as before)
+        fmt = "csv" if (path / "curves.csv").exists() else config.curves
+        write_curves(curves_df, path, fmt)
+        return trials_df, statuses.get("TERMINATED", 0), statuses
+
+    return tables
