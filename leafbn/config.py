@@ -301,13 +301,12 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> StudyConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        if "max_trials" in values:  # the budget's name before it counted runs: today's default
+            values = {k: v for k, v in values.items() if k != "max_trials"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown study setting(s): {', '.join(unknown)}")
-        if "max_trials" in values:  # the budget's name before it counted runs
-            values = {k: v for k, v in values.items() if k != "max_trials"}
-            values.setdefault("max_runs", StudyConfig.max_runs)
         if values.get("seeds_per_trial") == 0:  # "chosen from the CPUs" in earlier versions; the
             values = {**values, "seeds_per_trial": 1}  # run's record keeps what was chosen
         return cls(**values)

@@ -190,10 +190,9 @@ def unit_trainable(
 
     ``settings``: the study's ``epochs``, ``drop_last``, ``momentum``, ``decay`` and
     ``seeds_per_trial`` (runs differing only in their seed train side by side, that many at a time).
-    A unit already recorded as finished trains nothing. Reports stay small (no curves): once a
-    second at most while it trains (``runs_done``, so Ray Tune can stop it), and at its end the
-    ``unit``, its ``runs``, how many ``diverged``, its best final ``val_loss`` with that run's
-    ``lr`` and ``bn``, the trainer's ``time_s`` and the Ray ``node_id``.
+    A unit already recorded as finished trains nothing. Reports stay small (no curves,
+    :func:`_unit_summary`): about once a second while it trains (so Ray Tune can stop it), and at
+    its end.
     """
     from leafbn.units import run_curves, run_row
 
@@ -215,19 +214,28 @@ def unit_trainable(
                 rows.append(run_row(run, settings, result.epochs, result.time_s, node_id, ray_trial, retries))
                 run_curves(run, result.epochs, curves)
             if time.perf_counter() - last_report >= STOPPABLE_S:
-                tune.report({"runs_done": len(rows)})
+                tune.report(_unit_summary(unit, stop - start, rows, started, node_id, attempt))
                 last_report = time.perf_counter()
         ray.get(record.finish.remote(unit, {
             "unit": unit, "attempt": attempt, "ray_trial": ray_trial, "node_id": node_id,
             "started": started, "finished": time.time(), "rows": rows, "curves": curves,
         }))  # fmt: skip
+    tune.report(_unit_summary(unit, stop - start, rows, started, node_id, attempt))
+
+
+def _unit_summary(
+    unit: int, runs: int, rows: list[dict[str, Any]], started: float, node_id: str, attempt: int
+) -> dict[str, Any]:
+    """A unit's report so far (a few hundred bytes, every report alike): ``unit``, its ``runs``,
+    ``runs_done``, how many ``diverged``, the best final ``val_loss`` with that run's ``lr`` and
+    ``bn``, ``time_s`` since it started, ``node_id`` and ``attempt`` (0: recorded before, not trained)."""
     finals = [(r["final_val_loss"], r["lr"], r["bn"]) for r in rows if math.isfinite(r["final_val_loss"])]
     best = min(finals, default=(math.inf, None, None))
-    tune.report({
-        "unit": unit, "runs": stop - start, "diverged": sum(r["diverged"] for r in rows),
+    return {
+        "unit": unit, "runs": runs, "runs_done": len(rows), "diverged": sum(r["diverged"] for r in rows),
         "val_loss": best[0], "lr": best[1], "bn": best[2], "time_s": time.time() - started,
-        "node_id": node_id, "trained": bool(attempt),
-    })  # fmt: skip
+        "node_id": node_id, "attempt": attempt,
+    }  # fmt: skip
 
 
 def _train_group(trainer: ModuleType, group: list[dict[str, Any]], split: Split, settings: dict[str, Any]):

@@ -297,7 +297,7 @@ def _read_study(path: Path):
     import pandas as pd
 
     trials = pd.read_csv(path / "trials.csv", dtype={"trial_id": str, "node_id": str, "error": str})
-    curves = pd.read_csv(path / "curves.csv", dtype={"trial_id": str})
+    curves = pd.read_parquet(path / "curves.parquet")
     meta = json.loads((path / "config.json").read_text())
     return trials, curves, meta
 
