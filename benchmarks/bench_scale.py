@@ -15,7 +15,9 @@ Each study is the real CLI (``python study/run.py``) on a local Ray instance wit
   process (sampled every 0.2 s with psutil);
 * ``folder_mb``: the study folder at the end (``ray_mb``: Ray Tune's part of it, ``units_mb``: the
   record of finished units);
-* ``units``: Ray trials, from ``config.json``.
+* ``units``: Ray trials, from ``config.json``; from the record of units: ``unit_extra_s`` (median
+  time of a unit in its worker outside the trainer), ``run_ms`` (median trainer time per run),
+  ``record_kb`` (mean size of a unit's record).
 
 and the ratio of the 4,000-run study's wall time to the 240-run one's (the goal: at most 3×).
 XLA's persistent compilation cache (``LEAFBN_XLA_CACHE``) is used as a study uses it, so the first
@@ -59,6 +61,26 @@ def _sample(proc: psutil.Process, peaks: dict[str, float]) -> None:
         pass
 
 
+def unit_figures(path: Path) -> dict:
+    """From the study's record: the median per-unit time outside the trainer inside the worker
+    (``unit_extra_s``: the record's two writes, the report), the median trainer time per run
+    (``run_ms``) and the mean size of a unit's record (``record_kb``)."""
+    import numpy as np
+
+    extra, per_run, sizes = [], [], []
+    for record in sorted((path / "units").glob("u*.json")):
+        unit = json.loads(record.read_text())
+        times = [row["time_s"] for row in unit["rows"]]
+        extra.append(unit["finished"] - unit["started"] - sum(times))
+        per_run += times
+        sizes.append(record.stat().st_size)
+    return {
+        "unit_extra_s": round(float(np.median(extra)), 3),
+        "run_ms": round(1000 * float(np.median(per_run)), 1),
+        "record_kb": round(float(np.mean(sizes)) / 1e3, 1),
+    }  # fmt: skip
+
+
 def measure(name: str, args: list[str], out: Path, data: str, timeout: float) -> dict:
     """Run one study; its figures (see the module's docstring)."""
     command = [sys.executable, str(REPO / "study" / "run.py"), "--data", data, "--epochs", "1",
@@ -84,7 +106,7 @@ def measure(name: str, args: list[str], out: Path, data: str, timeout: float) ->
         "runs_per_s": round(runs / wall, 1), "first_unit_s": None if first is None else round(first, 1),
         "driver_gb": round(peaks["driver"], 2), "worker_gb": round(peaks["worker"], 2),
         "folder_mb": round(folder_mb(path), 2), "ray_mb": round(folder_mb(path / "ray"), 2),
-        "units_mb": round(folder_mb(path / "units"), 2),
+        "units_mb": round(folder_mb(path / "units"), 2), **unit_figures(path),
     }  # fmt: skip
 
 

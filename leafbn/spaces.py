@@ -16,7 +16,7 @@ from leafbn.config import SPACES, TRIAL_FIELDS, StudyConfig, steps_per_epoch
 __all__ = [
     "SPACES", "space_axes", "optuna_space", "objective", "WORST_LOSS", "estimate_seconds", "run_seconds",
     "program_count", "grid_estimate",
-]
+]  # fmt: skip
 
 #: The cross-entropy of giving the true class probability 1e-7 (Keras' epsilon): the objective's
 #: ceiling. A diverged trial is worth exactly this to Optuna and ASHA, so they learn the region is
