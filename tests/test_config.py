@@ -94,3 +94,12 @@ def test_resume_refuses_flags_that_contradict_the_stored_study():
     assert contradictions(stored, StudyConfig(bn=(True,)), {"bn"}) == ["--bn on (the study's: off,on)"]
     # the loggers were set up when the study began: a resume cannot add one
     assert contradictions(stored, StudyConfig(log=("csv",)), {"log"}) == ["--log csv (the study's: none)"]
+
+
+def test_a_stored_study_from_before_max_runs_still_loads():
+    # config.json of a study written when the budget counted trials (--max-trials)
+    stored = {k: v for k, v in StudyConfig().to_dict().items() if k not in ("max_runs", "curves")}
+    stored["max_trials"] = 2000
+    config = StudyConfig.from_dict(stored)
+    assert config.max_runs == StudyConfig().max_runs >= 7875  # the full space x 5 seeds fits
+    assert config.curves == "parquet"
