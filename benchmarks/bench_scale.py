@@ -86,7 +86,9 @@ def unit_figures(path: Path) -> dict:
 
 def measure(name: str, args: list[str], out: Path, data: str, timeout: float, code: Path) -> dict:
     """Run one study with the checkout ``code``; its figures (see the module's docstring)."""
-    command = [sys.executable, str(code / "study" / "run.py"), "--data", data, "--epochs", "1",
+    run_py = code / "study" / "run.py"
+    budget = "--max-runs" if '"--max-runs"' in run_py.read_text() else "--max-trials"  # before units
+    command = [sys.executable, str(run_py), "--data", data, "--epochs", "1", budget, "1000000",
                "--out", str(out), "--name", name, *args]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")])}
     start = time.time()
