@@ -29,7 +29,7 @@ from leafbn.progress import ProgressLine
 from leafbn.session import StudyError, term_as_interrupt
 from leafbn.spaces import grid_estimate, program_count, run_seconds
 from leafbn.storage import experiment_path
-from leafbn.tables import write_unit_tables
+from leafbn.table_writer import write_unit_tables
 from leafbn.trial import unit_trainable
 from leafbn.units import (
     UnitRecord,

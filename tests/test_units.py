@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from leafbn.config import StudyConfig
-from leafbn.tables import CURVE_COLUMNS, TRIAL_COLUMNS, load_tables, write_unit_tables
+from leafbn.table_writer import write_unit_tables
+from leafbn.tables import CURVE_COLUMNS, TRIAL_COLUMNS, load_tables
 from leafbn.units import (
     UNIT_KEY,
     UnitRecord,
