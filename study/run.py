@@ -2,7 +2,9 @@
 
 The defaults are the seed experiment: 7 learning rates (0.001 … 1000) × BN off/on × 5 seeds ×
 100 epochs on the embedded UCI leaf data, on a local Ray instance. Every axis can be overridden
-(``--lr 0.01,0.1 --bn on,off --seeds 3 --epochs 20``). Results go to ``OUT/NAME/``.
+(``--lr 0.01,0.1 --bn on,off --seeds 3 --epochs 20``). Results go to ``OUT/NAME/``. A grid's
+runs are packed into units, one Ray trial each; with --optuna or --asha a Ray trial trains one
+configuration, since they need one objective per trial.
 """
 
 from __future__ import annotations
@@ -162,8 +164,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=number(int),
         default=d.seeds_per_trial,
         metavar="N",
-        help="seeds of a configuration trained together, as one XLA program, in one Ray trial; "
-        "trials.csv still has a row per seed, and Optuna and ASHA judge a trial by its seeds' median "
+        help="seeds of a configuration trained together, as one XLA program (within a grid's unit, or "
+        "as an Optuna/ASHA trial); trials.csv still has a row per seed, and Optuna and ASHA judge a "
+        "trial by its seeds' median "
         "(default: 1; benchmarks/bench_trainer.py measures which is faster on your CPU)",
     )
     axes.add_argument(
