@@ -91,6 +91,9 @@ def estimate_seconds(
 # Measured on the 2-core development machine (docs/benchmarks.md, benchmarks/bench_scale.py).
 _RUN_OVERHEAD_S = 0.02
 _UNIT_OVERHEAD_S = 0.15
+#: A grid's start and end: Ray, a worker's TensorFlow import, the first compile, the tables (the
+#: first unit's record came 17-24 s after the command, 1-7 s of it that unit's runs, at a load of 4-6).
+_UNITS_START_S = 15.0
 #: Resident memory: the driver (Ray, pandas, the tables streamed unit by unit), a worker with
 #: TensorFlow imported, and each compiled program a worker keeps.
 DRIVER_GB, WORKER_GB, PROGRAM_GB = 0.6, 0.8, 0.05
@@ -119,6 +122,6 @@ def grid_estimate(
     work = sum(run_seconds(config, run, n_train) for run in runs) + units * _UNIT_OVERHEAD_S
     workers = max(1, min(cpus, units))
     # every worker compiles (in parallel with the others) each program it meets: most of them
-    seconds = work / workers + _COMPILE_S * program_count(runs) + _START_S
+    seconds = work / workers + _COMPILE_S * program_count(runs) + _UNITS_START_S
     memory = DRIVER_GB + workers * (WORKER_GB + PROGRAM_GB * min(program_count(runs), WORKER_PROGRAMS))
     return seconds, memory
