@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/bench_scaling.py [--epochs 30] [--seeds 1] [--repeat 1]
 
 Each measurement starts a fresh cluster on this machine (loopback only, its own temp folder and
-token; the ``LocalCluster`` of ``tests/test_cluster.py``): a head alone, or a head and one worker
+token; :class:`leafbn.tuning.local_cluster.LocalCluster`): a head alone, or a head and one worker
 node, 1 CPU each. It then runs the real CLI against it, ``python study/run.py --address
 127.0.0.1:PORT`` with the seed grid (7 learning rates × BN off/on × ``--seeds``, so 14 trials by
 default) and ``--epochs`` (30 by default), and prints (pandas ``to_markdown``):
@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run from a checkout, too
 
-from tests.study.test_cluster import LocalCluster, run_cli  # noqa: E402
+from leafbn.tuning.local_cluster import LocalCluster, run_cli  # noqa: E402
 
 
 def measure(workers: int, args: argparse.Namespace, out: Path, name: str) -> dict:

@@ -2,7 +2,9 @@
 
 The defaults are the seed experiment: 7 learning rates (0.001 … 1000) × BN off/on × 5 seeds ×
 100 epochs on the embedded UCI leaf data, on a local Ray instance. Every axis can be overridden
-(``--lr 0.01,0.1 --bn on,off --seeds 3 --epochs 20``). Results go to ``OUT/NAME/``.
+(``--lr 0.01,0.1 --bn on,off --seeds 3 --epochs 20``). Results go to ``OUT/NAME/``. A grid's
+runs are packed into units, one Ray trial each; with --optuna or --asha a Ray trial trains one
+configuration, since they need one objective per trial.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
 
-from leafbn.config import SEED_LRS, SPACES, ConfigError, StudyConfig, lr_grid
+from leafbn.config.study_config import CURVE_FORMATS, SEED_LRS, SPACES, ConfigError, StudyConfig, lr_grid
 from leafbn.tuning.spaces import space_axes
 
 T = TypeVar("T")
@@ -91,7 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=number(int),
         default=d.optuna,
         metavar="N",
-        help="sample N trials with Optuna (TPE) instead of the grid",
+        help="sample N trials with Optuna (TPE) instead of the grid; each Ray trial trains one "
+        "configuration (its --seeds-per-trial seeds), as Optuna needs one objective per trial",
     )
     p.add_argument(
         "--max-concurrent",
@@ -100,13 +103,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="trials at once (default: one per CPU)",
     )
     p.add_argument(
-        "--asha", action="store_true", help="stop hopeless trials early (Ray Tune's ASHA scheduler)"
+        "--asha",
+        action="store_true",
+        help="stop hopeless trials early (Ray Tune's ASHA scheduler); each Ray trial then trains one "
+        "configuration, as ASHA needs one objective per trial (a grid otherwise packs its runs into units)",
     )
     p.add_argument(
-        "--max-trials",
+        "--max-runs",
         type=number(int),
-        default=d.max_trials,
-        help=f"refuse a grid larger than this (default: {d.max_trials})",
+        default=d.max_runs,
+        help="refuse a grid of more runs (configurations x splits x seeds) than this; the study prints "
+        f"its runs, units, compiled programs and estimated time and memory before it starts "
+        f"(default: {d.max_runs})",
+    )
+    p.add_argument(
+        "--max-trials", type=number(int), dest="max_runs", help="deprecated: the old name of --max-runs"
     )
     p.add_argument("--resume", action="store_true", help="continue the interrupted study in --out/--name")
     axes = p.add_argument_group("axes (comma-separated values; default: the --space's)")
@@ -170,8 +181,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=number(int),
         default=d.seeds_per_trial,
         metavar="N",
-        help="seeds of a configuration trained together, as one XLA program, in one Ray trial; "
-        "trials.csv still has a row per seed, and Optuna and ASHA judge a trial by its seeds' median "
+        help="seeds of a configuration trained together, as one XLA program (within a grid's unit, or "
+        "as an Optuna/ASHA trial); trials.csv still has a row per seed, and Optuna and ASHA judge a "
+        "trial by its seeds' median "
         "(default: 1; benchmarks/bench_trainer.py measures which is faster on your CPU)",
     )
     axes.add_argument(
@@ -277,6 +289,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "tensorboard and csv none beyond the noise, mlflow about 0.5 s per trial; docs/benchmarks.md "
         "(default: none)",
     )
+    ru.add_argument(
+        "--curves",
+        choices=CURVE_FORMATS,
+        default=d.curves,
+        help="where the learning curves go: curves.parquet (compressed, columnar; pandas.read_parquet) "
+        "or curves.csv (default: parquet)",
+    )
     ru.add_argument("--report", action="store_true", help="write the robustness report when the study ends")
     ru.add_argument(
         "--figure-format",
@@ -292,6 +311,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "recorded ones (leafbn's commit, Python, Ray, TensorFlow, Keras, NumPy), instead of warning",
     )
     args = p.parse_args(argv)
+    if any(arg.split("=")[0] == "--max-trials" for arg in (sys.argv[1:] if argv is None else argv)):
+        print("run.py: warning: --max-trials is deprecated: use --max-runs (it counts runs)", file=sys.stderr)
     # Which flags were given (not defaulted): parse again with every default suppressed.
     for action in p._actions:
         action.default = argparse.SUPPRESS

@@ -17,8 +17,8 @@ from leafbn.config.axes import TRIAL_FIELDS
 from leafbn.errors import ConfigError
 
 __all__ = [
-    "StudyConfig", "ConfigError", "INITS", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
-    "contradictions", "flat_config", "lr_grid", "steps_per_epoch", "trial_seeds",
+    "StudyConfig", "ConfigError", "CURVE_FORMATS", "INITS", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS",
+    "WHERE_IT_RUNS", "contradictions", "flat_config", "lr_grid", "steps_per_epoch", "trial_seeds",
 ]  # fmt: skip
 
 #: The seed experiment's learning rates: 0.001 · 10^i for i = 0…6.
@@ -46,6 +46,9 @@ SPACES: dict[str, dict[str, tuple]] = {
         "bn_placement": ("before", "after"),
     },
 }
+
+#: The files the learning curves may go to (``--curves``): ``curves.parquet`` or ``curves.csv``.
+CURVE_FORMATS: tuple[str, ...] = ("parquet", "csv")
 
 #: Ray Tune's standard logger callbacks a study can add (``--log``).
 LOGGERS: tuple[str, ...] = ("tensorboard", "csv", "mlflow")
@@ -141,7 +144,10 @@ class StudyConfig:
     optuna: int = 0  # 0: the full grid; N > 0: N trials sampled by Optuna (TPE) instead
     max_concurrent: int | None = None  # trials at once (None: as many as there are CPUs)
     asha: bool = False  # Ray Tune's ASHA scheduler stops hopeless trials early
-    max_trials: int = 2000  # a grid larger than this is refused before it starts
+    # a grid of more runs (configuration × split × seed) than this is refused before it starts; high
+    # enough for the full space with 5 seeds (7,875 runs). `--max-trials` is its deprecated alias.
+    max_runs: int = 10_000
+    curves: str = "parquet"  # the learning curves' file: curves.parquet, or curves.csv as before
     # --- where it runs ----------------------------------------------------------------------
     address: str | None = None  # None: start Ray locally; "auto", "host:port" or "ray://..."
     num_cpus: int | None = None  # CPUs of a local Ray instance (None: all of this machine's)
@@ -248,8 +254,10 @@ class StudyConfig:
             fail("splits", self.splits, "must be 1 with --optuna (splits are an axis of the grid)")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             fail("max-concurrent", self.max_concurrent, "must be >= 1")
-        if self.max_trials < 1:
-            fail("max-trials", self.max_trials, "must be >= 1")
+        if self.max_runs < 1:
+            fail("max-runs", self.max_runs, "must be >= 1")
+        if self.curves not in CURVE_FORMATS:
+            fail("curves", self.curves, f"must be one of {', '.join(CURVE_FORMATS)}")
         if self.max_failures < 0:
             fail("max-failures", self.max_failures, "must be >= 0")
         for v in self.log:
@@ -308,6 +316,8 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> StudyConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        if "max_trials" in values:  # the budget's name before it counted runs: today's default
+            values = {k: v for k, v in values.items() if k != "max_trials"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

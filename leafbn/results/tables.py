@@ -1,6 +1,9 @@
-"""Ray Tune's results → the study's two tables, ``trials.csv`` and ``curves.csv``.
+"""The study's two tables: ``trials.csv`` (one row per run) and the learning curves
+(``curves.parquet``, or ``curves.csv`` with ``--curves csv`` and in studies written before).
 
-See ``docs/results.md`` for every column. A trial reports once per epoch; a trial Ray Tune retried
+See ``docs/results.md`` for every column. A grid study's tables are written from its record of
+finished units (:mod:`leafbn.tuning.units`), one unit at a time
+(:mod:`leafbn.results.table_writer`); an Optuna or ASHA study's from Ray Tune's reports: a trial reports once per epoch, and a trial Ray Tune retried
 after a failure starts again from epoch 1, so only its last attempt's rows are kept.
 """
 
@@ -16,15 +19,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from leafbn.config import TRIAL_FIELDS, axis_names
 from leafbn.errors import TableError
 from leafbn.results.record import StudyRecord
 
 __all__ = [
-    "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "TableError",
+    "CURVE_COLUMNS", "TRIAL_COLUMNS", "NUMERIC_COLUMNS", "BOOLEAN_COLUMNS", "CURVE_FILES", "TableError",
     "curves_from_history", "epochs_of", "last_attempt", "load_tables", "network_id",
-    "normalise_trials", "read_table", "reported_params", "trial_row", "trials_frame",
+    "normalise_trials", "read_table", "reported_params", "trial_row", "trials_frame", "curves_file",
 ]  # fmt: skip
 
 CURVE_COLUMNS = ["trial_id", "split", "epoch", "train_loss", "val_loss", "val_accuracy"]
@@ -206,6 +210,19 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values([*axis_names(by_sort=True), "split", "seed"], kind="stable")
 
 
+#: The curves' file of each ``--curves`` format.
+CURVE_FILES = {"parquet": "curves.parquet", "csv": "curves.csv"}
+
+
+def curves_file(folder: str | Path) -> Path | None:
+    """The study's curves file in ``folder``: ``curves.parquet`` if present, else ``curves.csv`` if
+    present, else None."""
+    for name in CURVE_FILES.values():
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
 # ------------------------------------------------------------------------------------------------
 # Reading a study's tables back
 # ------------------------------------------------------------------------------------------------
@@ -214,7 +231,8 @@ _REQUIRED = ("lr", "bn", "final_val_loss")
 
 
 def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, StudyRecord]:
-    """Read a study's ``trials.csv``, ``curves.parquet`` (else ``curves.csv``) and ``config.json``.
+    """Read a study's ``trials.csv``, its curves (``curves.parquet``, else ``curves.csv``) and
+    ``config.json``.
 
     Args:
         results_dir: the study's folder (``OUT/NAME``).
@@ -253,27 +271,7 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, St
     if trials.empty:
         warnings.warn(f"{trials_path} is empty: no trials to analyse", stacklevel=2)
 
-    parquet = root / "curves.parquet"
-    curves_path = parquet if parquet.is_file() else root / "curves.csv"
-    curves = pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"])
-    if curves_path.is_file():
-        try:
-            curves = pd.read_parquet(curves_path) if curves_path == parquet else read_table(curves_path)
-            for col in ("epoch", "train_loss", "val_loss", "val_accuracy"):
-                if col in curves.columns:
-                    curves[col] = pd.to_numeric(curves[col], errors="coerce")
-            if "trial_id" in curves.columns:
-                curves["trial_id"] = curves["trial_id"].astype(str)
-        except pd.errors.EmptyDataError:
-            warnings.warn(f"{curves_path} is empty: no learning curves", stacklevel=2)
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-            if isinstance(exc, TableError):
-                raise
-            warnings.warn(f"{curves_path}: unreadable ({exc}); no learning curves", stacklevel=2)
-        # a malformed row (TableError) is an error: a number from a cut line must not be reported
-    else:
-        warnings.warn(f"{curves_path} is missing (and no curves.parquet): no learning curves", stacklevel=2)
-
+    curves = _load_curves(root)
     record = StudyRecord()
     config_path = root / "config.json"
     if config_path.is_file():
@@ -284,6 +282,31 @@ def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, St
     else:
         warnings.warn(f"{config_path} is missing: the report cannot say what was run", stacklevel=2)
     return trials, curves, record
+
+
+def _load_curves(root: Path) -> pd.DataFrame:
+    """The study's curves: ``curves.parquet`` when present, else ``curves.csv`` (studies written
+    before, and ``--curves csv``); an empty table, with a warning, when neither can be read."""
+    empty = pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_loss", "val_accuracy"])
+    path = curves_file(root)
+    if path is None:
+        warnings.warn(f"{root / 'curves.csv'} is missing: no learning curves", stacklevel=3)
+        return empty
+    try:
+        curves = pd.read_parquet(path) if path.suffix == ".parquet" else read_table(path)
+    except pd.errors.EmptyDataError:
+        warnings.warn(f"{path} is empty: no learning curves", stacklevel=3)
+        return empty
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, pa.ArrowException) as exc:
+        warnings.warn(f"{path}: unreadable ({exc}); no learning curves", stacklevel=3)
+        return empty
+    # a malformed csv row (TableError) is an error: a number from a cut line must not be reported
+    for col in ("epoch", "train_loss", "val_loss", "val_accuracy"):
+        if col in curves.columns:
+            curves[col] = pd.to_numeric(curves[col], errors="coerce")
+    if "trial_id" in curves.columns:
+        curves["trial_id"] = curves["trial_id"].astype(str)
+    return curves
 
 
 def _to_bool(series: pd.Series) -> pd.Series:

@@ -29,12 +29,15 @@ def _stopped_early(trial: Any) -> bool:
 
 
 def _networks(trial: Any) -> int:
-    """How many networks (seeds) a trial trains."""
-    return len(trial_seeds(trial.config))
+    """How many networks (runs) a trial trains: a unit's runs, or one per seed."""
+    config = flat_config(trial.config)
+    return int(config["runs"]) if "unit" in config else len(trial_seeds(trial.config))
 
 
 def _diverged(result: dict, networks: int) -> int:
     """How many of a finished trial's networks diverged, from its last report."""
+    if isinstance(result.get("diverged"), int) and not isinstance(result.get("diverged"), bool):
+        return result["diverged"]  # a unit's count
     if isinstance(result.get("networks"), list):
         return sum(bool(n.get("diverged")) for n in result["networks"])
     return networks if result.get("diverged") else 0
@@ -47,8 +50,11 @@ def _clock(seconds: float) -> str:
 class ProgressLine(tune.Callback):
     """Prints finished/running/pending counts, the best trial so far, elapsed and remaining time."""
 
-    def __init__(self, total: int, every: float = 10.0, echo: Callable[[str], Any] = print) -> None:
-        self.total, self.every, self.echo = total, every, echo
+    def __init__(
+        self, total: int, every: float = 10.0, echo: Callable[[str], Any] = print, already: int = 0
+    ) -> None:
+        """``total`` runs, ``already`` of them finished in an earlier session (not Ray trials now)."""
+        self.total, self.every, self.echo, self.already = total, every, echo, already
         self.setup()
 
     def setup(self, **info: Any) -> None:
@@ -74,6 +80,7 @@ class ProgressLine(tune.Callback):
         stopped = [t for t in ended if t.status == "TERMINATED" and _stopped_early(t)]
         done = [t for t in ended if not any(t is s for s in stopped)]
         n_done, n_stopped = sum(map(_networks, done)), sum(map(_networks, stopped))
+        n_done += getattr(self, "already", 0)  # a callback pickled before this attribute has none
         running = sum(_networks(t) for t in trials if t.status == "RUNNING")
         pending = max(self.total - n_done - n_stopped - running, 0)
         results = [t.last_result or {} for t in done]
@@ -96,7 +103,8 @@ class ProgressLine(tune.Callback):
             parts.append(f"{diverged} diverged")
         if finite:
             loss, best = min(finite, key=lambda pair: pair[0])
-            cfg = flat_config(best.config)
+            own = {k: best.last_result[k] for k in ("lr", "bn") if best.last_result.get(k) is not None}
+            cfg = {**flat_config(best.config), **own}  # a unit reports its best run's lr and bn
             bn = "on" if cfg.get("bn") else "off"
             parts.append(f"best val_loss {loss:.3f} (lr={cfg.get('lr'):.3g} bn={bn})")
         if new > 0 and n_done < self.total:

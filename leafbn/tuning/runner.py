@@ -1,11 +1,12 @@
-"""Run a study on Ray Tune: the Tuner around the trainable (:mod:`leafbn.tuning.trial`), and the
-tables written at the end.
+"""Run a study on Ray Tune: its checks, its folder, resume, and the tables written at the end.
 
 ``run_study(config)`` is the one call behind ``study/run.py``: it loads and splits the data once,
-puts the split in Ray's object store (``tune.with_parameters``, so worker nodes need no data
-files), runs one function trainable per trial (1 CPU each; ``reuse_actors`` keeps a worker's
-TensorFlow and compiled programs warm), and writes ``config.json``, ``trials.csv`` and
-``curves.csv`` beside Ray Tune's own experiment folder in ``OUT/NAME/``.
+puts the splits in Ray's object store (``tune.with_parameters``, so worker nodes need no data
+files), runs function trainables of 1 CPU each (``reuse_actors`` keeps a worker's TensorFlow and
+compiled programs warm) and writes ``config.json``, ``trials.csv`` and the curves
+(``curves.parquet``) in ``OUT/NAME/``. A grid trains its runs in units
+(:mod:`leafbn.tuning.unit_study`); an Optuna or ASHA study a configuration per Ray trial
+(:mod:`leafbn.tuning.trial_study`).
 
 Where it runs is :mod:`leafbn.tuning.session`'s (a local Ray on 127.0.0.1, or a cluster); where its
 files live, :mod:`leafbn.tuning.storage`'s.
@@ -13,41 +14,27 @@ files live, :mod:`leafbn.tuning.storage`'s.
 
 from __future__ import annotations
 
-import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import ray
 from ray import tune
-from ray.tune.logger import JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
-from leafbn.config import StudyConfig, contradictions, flat_config, steps_per_epoch, trial_seeds
+from leafbn.config import StudyConfig, contradictions, steps_per_epoch
 from leafbn.data import loaders as leafdata
 from leafbn.data import splits as leafsplits
-from leafbn.results.provenance import check_versions
+from leafbn.provenance import check_versions
 from leafbn.results.record import StudyRecord
-from leafbn.results.tables import (
-    CURVE_COLUMNS,
-    curves_from_history,
-    network_id,
-    trial_row,
-    trials_frame,
-)
-from leafbn.tuning.loggers import check_loggers, logger_callbacks
-from leafbn.tuning.progress import ProgressLine
-from leafbn.tuning.session import StudyError, check_reachable, ray_session, sigterm_ignored, term_as_interrupt
-from leafbn.tuning.spaces import estimate_seconds, optuna_space
+from leafbn.results.tables import load_tables, read_table
+from leafbn.tuning import trial_study, unit_study
+from leafbn.tuning.loggers import check_loggers
+from leafbn.tuning.session import StudyError, check_reachable, ray_session, sigterm_ignored
 from leafbn.tuning.storage import (
     check_not_running,
     experiment_path,
@@ -62,7 +49,7 @@ from leafbn.tuning.storage import (
     study_lock,
     versions,
 )  # fmt: skip
-from leafbn.tuning.trial import trainable
+from leafbn.tuning.trial_study import _never_started, build_tuner, collect_tables  # noqa: F401  (their old home)
 
 __all__ = [
     "StudyError",
@@ -76,126 +63,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StudyResult:
-    """Where a finished (or interrupted) study's files are, and its trials table."""
+    """Where a finished (or interrupted) study's files are, and its trials table (one row per run).
+    The learning curves stay on disk until asked for (:attr:`curves`)."""
 
     path: Path
     trials: pd.DataFrame
-    curves: pd.DataFrame
     complete: bool
 
-
-def build_tuner(
-    config: StudyConfig,
-    splits: tuple[leafsplits.Split, ...],
-    callbacks: list[tune.Callback] | None = None,
-    grain: int = 1,
-) -> tune.Tuner:
-    """The study's ``tune.Tuner``, 1 CPU per trial, ``grain`` networks (seeds) per trial.
-
-    The grid (``config.optuna == 0``) runs every network of ``config.trial_configs()``, the seeds
-    of each configuration in trials of ``grain`` (``config.trial_groups``); otherwise Optuna's TPE
-    sampler (Ray Tune's ``OptunaSearch``, its study stored in ``optuna.db`` beside the results)
-    draws ``config.optuna`` trials from the same axes, each training ``grain`` seeds from
-    ``seed_base``, minimising ``objective`` (the median over the trial's networks of the validation
-    loss, :data:`leafbn.tuning.spaces.WORST_LOSS` for a diverged one). ``config.asha`` adds Ray Tune's
-    ASHA scheduler on the same metric.
-    """
-    fixed = {k: getattr(config, k) for k in ("epochs", "drop_last", "momentum", "decay", "report_every")}
-    search_alg = scheduler = None
-    if config.optuna:
-        searched, constant = optuna_space(config)
-        seeds = list(range(config.seed_base, config.seed_base + grain))
-        param_space = {**constant, "seeds": seeds, "split": 0, **fixed}
-        storage_url = f"sqlite:///{study_dir(config) / 'optuna.db'}"
-        search_alg = OptunaSearch(
-            searched, metric="objective", mode="min", seed=config.seed_base,
-            storage=optuna.storages.RDBStorage(storage_url), study_name=config.name,
-        )  # fmt: skip
-        if config.max_concurrent:
-            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=config.max_concurrent)
-    else:
-        param_space = {"trial": tune.grid_search(config.trial_groups(grain)), **fixed}
-    if config.asha:
-        scheduler = ASHAScheduler(
-            time_attr="epoch", max_t=config.epochs, grace_period=config.asha_grace_epochs
-        )
-    return tune.Tuner(
-        _with_resources(splits),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric="objective" if (search_alg or scheduler) else None,
-            mode="min" if (search_alg or scheduler) else None,
-            search_alg=search_alg,
-            scheduler=scheduler,
-            num_samples=config.optuna or 1,
-            max_concurrent_trials=None if config.optuna else config.max_concurrent,
-            reuse_actors=True,
-            trial_dirname_creator=lambda trial: trial.trial_id,
-        ),
-        run_config=tune.RunConfig(
-            name=config.name,
-            storage_path=config.out if is_uri(config.out) else str(study_dir(config).parent),
-            failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            # result.json (what leafbn reads), and Ray Tune's other loggers only on request (--log)
-            callbacks=[JsonLoggerCallback(), *logger_callbacks(config), *(callbacks or [])],
-            verbose=0,
-        ),
-    )
-
-
-def _with_resources(splits: tuple[leafsplits.Split, ...]):
-    """:func:`trainable` with the splits in Ray's object store and 1 CPU per trial."""
-    return tune.with_resources(tune.with_parameters(trainable, splits=splits), {"cpu": 1})
-
-
-def _never_started(record: logging.LogRecord) -> bool:
-    """Drop Ray Tune's "Failed to fetch metrics" warning when each trial it names has no result file
-    at all (an interrupted study's trials that never started: trials.csv records them with 0
-    epochs); keep it when any other error is among them."""
-    lines = record.getMessage().splitlines()
-    if not lines or not lines[0].startswith("Failed to fetch metrics"):
-        return True
-    return not all("FileNotFoundError(" in line for line in lines[1:])
-
-
-@contextmanager
-def _quiet_never_started() -> Iterator[None]:
-    """Inside, Ray Tune's reader of results drops the warning :func:`_never_started` describes."""
-    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    logger.addFilter(_never_started)
-    try:
-        yield
-    finally:
-        logger.removeFilter(_never_started)
-
-
-def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """``trials.csv`` and ``curves.csv`` (one row per network: per seed) from Ray Tune's experiment
-    folder at ``path`` (or URI).
-
-    Read from disk (``tune.ExperimentAnalysis``), so a finished, an interrupted and a resumed
-    study are read alike. Also returns the count of networks per Ray Tune status (their trial's).
-    """
-    with _quiet_never_started():
-        analysis = tune.ExperimentAnalysis(path)
-        frames = analysis.trial_dataframes
-    rows, curves, statuses = [], [], {}
-    for trial in analysis.trials:
-        history = frames.get(trial.trial_id)
-        history = history if history is not None else pd.DataFrame()
-        error = ""
-        if trial.status == "ERROR":
-            error = (str(trial.get_error() or "") or "error").strip().splitlines()[-1][:300]
-        config, seeds = flat_config(trial.config), trial_seeds(trial.config)
-        for seed in seeds:
-            name = network_id(trial.trial_id, seed, len(seeds))
-            rows.append(
-                trial_row(name, config, history, trial.num_failures, error, seed, len(seeds), trial.trial_id)
-            )
-            curves.append(curves_from_history(name, history, int(config.get("split") or 0), seed))
-        statuses[trial.status] = statuses.get(trial.status, 0) + len(seeds)
-    curves_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
-    return trials_frame(rows), curves_df, statuses
+    @property
+    def curves(self) -> pd.DataFrame:
+        """The study's learning curves, read from its folder (``curves.parquet`` or ``curves.csv``)."""
+        return load_tables(self.path)[1]
 
 
 def _refuse_a_held_folder(experiment: str, path: Path) -> None:
@@ -209,6 +87,44 @@ def _refuse_a_held_folder(experiment: str, path: Path) -> None:
         )
 
 
+def _stored(
+    config: StudyConfig,
+    path: Path,
+    experiment: str,
+    asked: set[str] | frozenset[str],
+    echo,
+    strict_versions: bool = False,
+) -> tuple[StudyConfig, StudyRecord, StudyResult | None]:
+    """The stored study in ``path`` to resume: its config (where it runs taken from ``config``), its
+    record, and its result if it is already complete (nothing to run); :class:`StudyError` if there
+    is none, ``asked`` flags contradict it, or (``strict_versions``) installed versions differ from
+    the recorded ones, which is otherwise one warning line."""
+    if is_uri(config.out):
+        fetch(config, path)
+    if not (path / "config.json").is_file() and not tune.Tuner.can_restore(experiment):
+        raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
+    meta = read_record(path)
+    stored = StudyConfig.from_dict(meta.study)
+    differ = contradictions(stored, config, set(asked))
+    if differ:
+        raise StudyError(
+            f"--resume: {'; '.join(differ)} contradict{'s' if len(differ) == 1 else ''} the stored "
+            "study: drop them to resume it as it began, or start a new study with another --name"
+        )
+    refusal = check_versions(meta, strict_versions)
+    if refusal:
+        raise StudyError(refusal)
+    config = stored.replace(**{k: getattr(config, k) for k in ("address", "num_cpus", "out")})
+    units = _in_units(config, meta, path)
+    if not units and not tune.Tuner.can_restore(experiment):
+        raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
+    if not meta.run.get("complete"):
+        return config, meta, None
+    echo(f"leafbn: {path} is already complete ({meta.run.get('trials_finished')} runs): nothing to resume")
+    trials = read_table(path / "trials.csv") if units else collect_tables(experiment)[0]
+    return config, meta, StudyResult(path, trials, True)
+
+
 def run_study(
     config: StudyConfig,
     echo=print,
@@ -220,13 +136,14 @@ def run_study(
     """Run ``config``'s study on Ray Tune and write its results; returns where they are.
 
     With ``resume``, continue the study already in ``OUT/NAME`` (its own ``config.json`` wins;
-    only where it runs — ``address``, ``num_cpus`` — comes from ``config``): finished trials are
-    kept, unfinished and errored ones run again (Ray Tune's ``Tuner.restore``). A finished study
-    is not run again. Raises :class:`StudyError` (one line) for an unwritable ``--out``, an
-    unreachable ``--address``, a grid larger than ``max_trials``, or an existing study without
-    ``resume``; :class:`leafbn.data.loaders.DataError` for bad data. An interrupted study still writes the
+    only where it runs — ``address``, ``num_cpus`` — comes from ``config``): a grid trains the
+    units not in its record (``units/``), an Optuna/ASHA study restores Ray Tune's state (finished
+    trials kept, unfinished and errored ones run again). A finished study is not run again. Raises
+    :class:`StudyError` (one line) for an unwritable ``--out``, an unreachable ``--address``, a
+    grid of more runs than ``max_runs`` (with its estimate), or an existing study without
+    ``resume``; :class:`leafbn.data.DataError` for bad data. An interrupted study still writes the
     tables of what it finished. ``report``: called with the study's folder at the end, before any
-    copy to a URI ``--out`` (the CLI passes :func:`leafbn.report.writer.write_report`); returns its path.
+    copy to a URI ``--out`` (the CLI passes :func:`leafbn.report.write_report`); returns its path.
     ``asked``: the settings the user gave explicitly; on ``resume`` any of them (besides where the
     study runs) that contradicts the stored study is refused, naming each. On ``resume``, installed
     versions other than the study's recorded ones are one warning line on stderr, or with
@@ -241,31 +158,11 @@ def run_study(
     if is_uri(config.out):
         remote(config)  # a bad URI fails here, before anything is written
     check_not_running(path)
+    meta = None
     if resume:
-        if not tune.Tuner.can_restore(experiment):
-            raise StudyError(f"{experiment}: no study to resume there (check --out and --name)")
-        if is_uri(config.out):
-            fetch(config, path)
-        meta = read_record(path)
-        stored = StudyConfig.from_dict(meta.study)
-        differ = contradictions(stored, config, set(asked))
-        if differ:
-            raise StudyError(
-                f"--resume: {'; '.join(differ)} contradict{'s' if len(differ) == 1 else ''} the stored "
-                "study: drop them to resume it as it began, or start a new study with another --name"
-            )
-        refusal = check_versions(meta, strict_versions)
-        if refusal:
-            raise StudyError(refusal)
-        where = {k: getattr(config, k) for k in ("address", "num_cpus", "out")}
-        config = stored.replace(**where)
-        if meta.run.get("complete"):
-            echo(
-                f"leafbn: {path} is already complete "
-                f"({meta.run.get('trials_finished')} trials): nothing to resume"
-            )
-            trials_df, curves_df, _ = collect_tables(experiment)
-            return StudyResult(path, trials_df, curves_df, True)
+        config, meta, done = _stored(config, path, experiment, asked, echo, strict_versions)
+        if done is not None:
+            return done
     else:
         _refuse_a_held_folder(experiment, path)
     data = leafdata.load(config.data)
@@ -284,16 +181,10 @@ def run_study(
                 f"--batch-size {size}: must be <= the {n_train} training rows with "
                 "--drop-last, or no batch is left: lower it or leave out --drop-last"
             )
-    # networks (runs): one per seed
+    # networks (runs): one per configuration, split and seed
     expected = config.optuna * config.seeds_per_trial if config.optuna else len(config.trial_configs())
-    if not config.optuna and expected > config.max_trials:
-        cpus = config.num_cpus or os.cpu_count() or 1
-        guess = estimate_seconds(config, config.trial_configs(), n_train, cpus)
-        raise StudyError(
-            f"the grid has {expected} trials, about {timedelta(seconds=int(guess))} on {cpus} CPUs "
-            f"(> --max-trials {config.max_trials}): narrow its axes (e.g. --depth 2,3 --width 50,100), "
-            "use --optuna N, or raise --max-trials"
-        )
+    if not config.optuna:
+        unit_study.check_budget(config, n_train)
     if not resume:
         prepare_dir(config, path)
     with study_lock(path), ThreadPoolExecutor(max_workers=1) as background:
@@ -301,8 +192,7 @@ def run_study(
             _refuse_a_held_folder(experiment, path)  # another study may have started here meanwhile
         # The splits (and scikit-learn's import, 1 s) are made while Ray starts
         splits = background.submit(_splits, data, config)
-        stored = meta if resume else None
-        return _run(config, path, experiment, data, splits, expected, stored, echo, report, background)
+        return _run(config, path, experiment, data, splits, expected, meta, echo, report, background)
 
 
 def _splits(data: leafdata.LeafData, config: StudyConfig) -> tuple[leafsplits.Split, ...]:
@@ -311,6 +201,17 @@ def _splits(data: leafdata.LeafData, config: StudyConfig) -> tuple[leafsplits.Sp
         leafsplits.split(data, config.val_fraction, config.split_seed + k, config.standardize)
         for k in range(config.splits)
     )
+
+
+def _in_units(config: StudyConfig, meta: StudyRecord | None, path: Path) -> bool:
+    """Whether the study trains its runs in units (:mod:`leafbn.tuning.unit_study`): a grid without ASHA,
+    new or begun in units. A grid begun before units resumes as it began (a Ray trial per run),
+    unless none of its trials ever reported (killed before its first trial finished): it starts over."""
+    if config.optuna or config.asha:
+        return False
+    if meta is None or meta.run.get("layout") == "units":
+        return True
+    return not any(path.glob("*/result.json"))
 
 
 def _run(
@@ -328,7 +229,8 @@ def _run(
     """The study itself, in its locked folder: ``meta`` is the stored config.json when resuming;
     ``splitting`` makes the splits in ``background``, which also reads the tables at the end."""
     resume = meta is not None
-    if not resume:
+    units = _in_units(config, meta, path)
+    if meta is None:
         meta = StudyRecord(
             study=config.to_dict(),
             data=data.record(),
@@ -340,49 +242,22 @@ def _run(
         earlier += killed_session_seconds(meta.run, path)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         meta.resumes.append({"started": now, "versions": versions()})  # beside the first session's
+    if units:
+        meta.run["layout"] = "units"
     meta.run["session_started"] = time.time()  # a killed session's time is counted on resume
     meta.write(path / "config.json")
     with ExitStack() as after_trials:
         start = time.perf_counter()
         with ray_session(config):
             splits = splitting.result()
-            n_train = len(splits[0].x_train)
             cpus = int(ray.cluster_resources().get("CPU", 0))
             meta.run.update(ray_nodes=len([n for n in ray.nodes() if n["Alive"]]), ray_cpus=cpus)
-            # a resumed study keeps its Ray trials (one from before the setting trained one seed each)
-            grain = int(meta.run.setdefault("seeds_per_trial", 1 if resume else config.seeds_per_trial))
-            meta.write(path / "config.json")
-            ray_trials = config.optuna or len(config.trial_groups(grain))
-            guess = estimate_seconds(config, config.trial_configs(), n_train, cpus, n_trials=expected)
-            mode = f"Optuna TPE, {expected} trials" if config.optuna else f"{expected} trials"
-            if grain > 1:
-                mode += f" ({grain} seeds per Ray trial: {ray_trials} Ray trials)"
-            echo(
-                f"leafbn: {'resuming ' if resume else ''}{mode} on {cpus} CPUs, "
-                f"{data.record()['rows']} rows of {data.source}; "
-                f"estimated {timedelta(seconds=int(guess))} → {experiment}"
-            )
-            progress = ProgressLine(expected, echo=echo)
-            if resume:
-                tuner = tune.Tuner.restore(
-                    experiment, trainable=_with_resources(splits), resume_unfinished=True, resume_errored=True
-                )
-            else:
-                tuner = build_tuner(config, splits, callbacks=[progress], grain=grain)
-            try:
-                with term_as_interrupt(), _quiet_never_started():
-                    tuner.fit()
-            except KeyboardInterrupt:
-                echo("leafbn: interrupted; writing what finished (continue with --resume)")
+            run = _run_units if units else trial_study.run_trials
+            tables = run(config, path, experiment, data, splits, expected, meta, cpus, echo, background)
             # Once the trials end, the tables are written whatever comes; before, SIGTERM ends the
             # study as the process's handler says (a killed start loses nothing)
             after_trials.enter_context(sigterm_ignored())
-            # Read from disk while Ray shuts down (it waits on its processes one by one, ~1.3 s)
-            tables = background.submit(collect_tables, experiment)
-        trials_df, curves_df, statuses = tables.result()
-        trials_df.to_csv(path / "trials.csv", index=False)
-        curves_df.to_csv(path / "curves.csv", index=False)
-        finished = statuses.get("TERMINATED", 0)
+        trials_df, finished, statuses = tables()
         complete = finished == expected
         meta.run.update(
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -396,4 +271,33 @@ def _run(
         if report is not None:
             echo(f"report: {report(path)}")
         publish(config, path)
-        return StudyResult(path, trials_df, curves_df, complete)
+        return StudyResult(path, trials_df, complete)
+
+
+def _run_units(
+    config: StudyConfig, path: Path, experiment: str, data: leafdata.LeafData, splits: tuple,
+    expected: int, meta: StudyRecord, cpus: int, echo, background: ThreadPoolExecutor,
+) -> Callable[[], tuple[pd.DataFrame, int, dict[str, int]]]:  # fmt: skip
+    """A grid study in units, inside its Ray session; returns what writes and reads its tables."""
+    n_train = len(splits[0].x_train)
+    resumed = "unit_runs" in meta.run
+    the_plan = unit_study.plan(config, n_train, cpus, meta.run.get("unit_runs"))
+    meta.run.update(unit_runs=the_plan.size, units_expected=len(the_plan.units))
+    meta.write(path / "config.json")  # before any unit: a resumed study cuts its runs alike
+    done = len(unit_study.finished_units(path))
+    echo(
+        f"leafbn: {'resuming ' if resumed else ''}"
+        f"{the_plan.describe(config, n_train, cpus)}; {done} units done before; "
+        f"{data.record()['rows']} rows of {data.source} → {path}"
+    )
+    errors = unit_study.run_units(config, path, splits, the_plan, echo)
+
+    def tables() -> tuple[pd.DataFrame, int, dict[str, int]]:
+        finished, _ = unit_study.write_tables(config, path, the_plan, errors)
+        statuses = {"TERMINATED": finished}
+        if errors:
+            statuses["ERROR"] = sum(the_plan.units[u][1] - the_plan.units[u][0] for u in errors)
+        meta.run["units_finished"] = len(unit_study.finished_units(path))
+        return read_table(path / "trials.csv"), finished, statuses
+
+    return tables

@@ -13,7 +13,10 @@ from typing import Any
 
 from leafbn.config import SPACES, TRIAL_FIELDS, StudyConfig, steps_per_epoch
 
-__all__ = ["SPACES", "space_axes", "optuna_space", "objective", "WORST_LOSS", "estimate_seconds"]
+__all__ = [
+    "SPACES", "space_axes", "optuna_space", "objective", "WORST_LOSS", "estimate_seconds", "run_seconds",
+    "program_count", "grid_estimate",
+]  # fmt: skip
 
 #: The cross-entropy of giving the true class probability 1e-7 (Keras' epsilon): the objective's
 #: ceiling. A diverged trial is worth exactly this to Optuna and ASHA, so they learn the region is
@@ -81,3 +84,44 @@ def estimate_seconds(
     architectures = {(t["depth"], t["width"], t["bn"], t["bn_momentum"], t["bn_placement"]) for t in trials}
     # Every worker compiles each architecture it meets, in parallel with the others.
     return total / max(cpus, 1) + _COMPILE_S * len(architectures) + _START_S
+
+
+# A grid study's runs are looped through the trainer in units (leafbn.tuning.units): besides its steps, a
+# run costs the trainer's per-call work, a unit a Ray trial's start and end and its record's writes.
+# Measured on the 2-core development machine (docs/benchmarks.md, benchmarks/bench_scale.py).
+_RUN_OVERHEAD_S = 0.02
+_UNIT_OVERHEAD_S = 0.15
+#: A grid's start and end: Ray, a worker's TensorFlow import, the first compile, the tables (the
+#: first unit's record came 17-24 s after the command, 1-7 s of it that unit's runs, at a load of 4-6).
+_UNITS_START_S = 15.0
+#: Resident memory: the driver (Ray, pandas, the tables streamed unit by unit), a worker with
+#: TensorFlow imported, and each compiled program a worker keeps.
+DRIVER_GB, WORKER_GB, PROGRAM_GB = 0.6, 0.8, 0.05
+#: Compiled programs a worker keeps at most (the trainer's cache of programs is bounded).
+WORKER_PROGRAMS = 8
+
+
+def run_seconds(config: StudyConfig, run: dict[str, Any], n_train: int) -> float:
+    """One run's estimated time on one CPU (its steps and the trainer's per-call work), seconds."""
+    steps = config.epochs * steps_per_epoch(n_train, run["batch_size"], config.drop_last)
+    widths = [192] + [run["width"]] * run["depth"] + [99]
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    return steps * _STEP_OVERHEAD_S * (1 + macs / _SEED_MACS) + _RUN_OVERHEAD_S
+
+
+def program_count(runs: list[dict[str, Any]]) -> int:
+    """Compiled programs a grid needs: one per network shape, BN setting and batch size."""
+    return len({(r["depth"], r["width"], r["bn"], r["bn_placement"], r["batch_size"]) for r in runs})
+
+
+def grid_estimate(
+    config: StudyConfig, runs: list[dict[str, Any]], units: int, n_train: int, cpus: int
+) -> tuple[float, float]:
+    """Estimated wall time (seconds) and peak memory (GB, every process of the study together) of a
+    grid study of ``runs`` in ``units`` units on ``cpus`` CPUs of one machine."""
+    work = sum(run_seconds(config, run, n_train) for run in runs) + units * _UNIT_OVERHEAD_S
+    workers = max(1, min(cpus, units))
+    # every worker compiles (in parallel with the others) each program it meets: most of them
+    seconds = work / workers + _COMPILE_S * program_count(runs) + _UNITS_START_S
+    memory = DRIVER_GB + workers * (WORKER_GB + PROGRAM_GB * min(program_count(runs), WORKER_PROGRAMS))
+    return seconds, memory

@@ -67,11 +67,12 @@ def publish(config: StudyConfig, path: Path) -> None:
 
 
 def fetch(config: StudyConfig, path: Path) -> None:
-    """Bring ``config.json`` and ``optuna.db`` back from ``OUT/NAME`` (a URI) to resume there."""
+    """Bring ``config.json``, ``optuna.db`` and the record of finished units (``units/``) back from
+    ``OUT/NAME`` (a URI) to resume there."""
     fs, base = remote(config)
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "optuna.db"):
-        if fs.get_file_info(f"{base}/{name}").type == pafs.FileType.File:
+    for name in ("config.json", "optuna.db", "units"):
+        if fs.get_file_info(f"{base}/{name}").type in (pafs.FileType.File, pafs.FileType.Directory):
             pafs.copy_files(f"{base}/{name}", str(path / name), source_filesystem=fs,
                             destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
 
@@ -151,5 +152,6 @@ def killed_session_seconds(run: dict[str, Any], path: Path) -> float:
     started, ended = run.get("session_started"), run.get("session_ended")
     if started is None or (ended is not None and ended >= started):
         return 0.0
-    states = [state.stat().st_mtime for state in path.glob("experiment_state-*.json")]
+    saved = [*path.glob("experiment_state-*.json"), *path.glob("units/*")]  # Ray Tune's state, or units'
+    states = [state.stat().st_mtime for state in saved]
     return max(0.0, max(states, default=started) - started)

@@ -25,7 +25,7 @@ from leafbn.tuning.spaces import objective
 if TYPE_CHECKING:
     from leafbn.data.splits import Split
 
-__all__ = ["trainable", "worker_trainer"]
+__all__ = ["trainable", "unit_trainable", "worker_trainer"]
 
 #: Ray Tune can stop a trial (Ctrl-C, SIGTERM, ASHA) only when it reports: a trial reports at least
 #: this often, whatever ``report_every`` says, and trains at most CHUNK_EPOCHS epochs per call of its
@@ -162,3 +162,93 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
         on_epoch=report,
         chunk=min(every, CHUNK_EPOCHS),
     )
+
+
+def _same_settings(runs: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """``runs`` (in unit order) as groups that train side by side: consecutive runs that differ only
+    in their seed, at most ``size`` per group."""
+    group: list[dict[str, Any]] = []
+    for run in runs:
+        same = group and all(group[0][k] == run[k] for k in run if k not in ("seed", "run_id"))
+        if group and (not same or len(group) == size):
+            yield group
+            group = []
+        group.append(run)
+    if group:
+        yield group
+
+
+def unit_trainable(
+    config: dict[str, Any], splits: tuple[Split, ...], runs: list[dict[str, Any]],
+    units: list[tuple[int, int]], record: Any, settings: dict[str, Any],
+) -> None:  # fmt: skip
+    """Ray Tune function trainable of a grid study: train unit ``config["unit"]`` (the runs
+    ``runs[start:stop]`` of ``units``), one run after another, and hand its rows and curves to the
+    study's ``record`` (a :class:`leafbn.tuning.units.UnitRecord` actor) before its last report.
+
+    ``settings``: the study's ``epochs``, ``drop_last``, ``momentum``, ``decay`` and
+    ``seeds_per_trial`` (runs differing only in their seed train side by side, that many at a time).
+    A unit already recorded as finished trains nothing. Reports stay small (no curves,
+    :func:`_unit_summary`): about once a second while it trains (so Ray Tune can stop it), and at
+    its end.
+    """
+    from leafbn.tuning.units import run_curves, run_row
+
+    unit = int(flat_config(config)["unit"])
+    start, stop = units[unit]
+    node_id = ray.get_runtime_context().get_node_id()
+    ray_trial = tune.get_context().get_trial_id() or ""
+    started = time.time()
+    attempt = ray.get(record.start.remote(unit, ray_trial))
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, list] = {}
+    if attempt:  # 0: finished before (a retry after the record was written)
+        trainer = worker_trainer()
+        last_report = time.perf_counter()
+        for group in _same_settings(list(runs[start:stop]), int(settings.get("seeds_per_trial") or 1)):
+            results = _train_group(trainer, group, splits[int(group[0]["split"])], settings)
+            for run, result in zip(group, results):
+                retries = attempt - 1
+                rows.append(run_row(run, settings, result.epochs, result.time_s, node_id, ray_trial, retries))
+                run_curves(run, result.epochs, curves)
+            if time.perf_counter() - last_report >= STOPPABLE_S:
+                tune.report(_unit_summary(unit, stop - start, rows, started, node_id, attempt))
+                last_report = time.perf_counter()
+        ray.get(record.finish.remote(unit, {
+            "unit": unit, "attempt": attempt, "ray_trial": ray_trial, "node_id": node_id,
+            "started": started, "finished": time.time(), "rows": rows, "curves": curves,
+        }))  # fmt: skip
+    tune.report(_unit_summary(unit, stop - start, rows, started, node_id, attempt))
+
+
+def _unit_summary(
+    unit: int, runs: int, rows: list[dict[str, Any]], started: float, node_id: str, attempt: int
+) -> dict[str, Any]:
+    """A unit's report so far (a few hundred bytes, every report alike): ``unit``, its ``runs``,
+    ``runs_done``, how many ``diverged``, the best final ``val_loss`` with that run's ``lr`` and
+    ``bn``, ``time_s`` since it started, ``node_id`` and ``attempt`` (0: recorded before, not trained)."""
+    finals = [(r["final_val_loss"], r["lr"], r["bn"]) for r in rows if math.isfinite(r["final_val_loss"])]
+    best = min(finals, default=(math.inf, None, None))
+    return {
+        "unit": unit, "runs": runs, "runs_done": len(rows), "diverged": sum(r["diverged"] for r in rows),
+        "val_loss": best[0], "lr": best[1], "bn": best[2], "time_s": time.time() - started,
+        "node_id": node_id, "attempt": attempt,
+    }  # fmt: skip
+
+
+def _train_group(trainer: ModuleType, group: list[dict[str, Any]], split: Split, settings: dict[str, Any]):
+    """Train ``group`` (runs differing only in their seed) on ``split``: one TrialResult per run."""
+    from leafbn.train.model import ModelSpec  # imported with the trainer
+
+    first = group[0]
+    spec = ModelSpec(
+        n_features=split.x_train.shape[1],
+        n_classes=int(max(split.y_train.max(), split.y_val.max())) + 1,
+        **{k: first[k] for k in ("depth", "width", "bn", "bn_momentum", "bn_placement")},
+    )
+    return trainer.train_networks(
+        spec, split.x_train, split.y_train, split.x_val, split.y_val,
+        lr=float(first["lr"]), seeds=[int(run["seed"]) for run in group], epochs=int(settings["epochs"]),
+        batch_size=int(first["batch_size"]), drop_last=bool(settings["drop_last"]),
+        momentum=float(settings["momentum"]), decay=float(settings["decay"]),
+    )  # fmt: skip

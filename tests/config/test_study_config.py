@@ -120,3 +120,10 @@ def test_the_init_axis_defaults_to_the_blogs_uniform_and_refuses_others():
     assert inits == {"uniform", "he_normal"}
     with pytest.raises(ConfigError, match="--init zeros: must be one of uniform, he_normal, glorot_uniform"):
         StudyConfig(init=("zeros",))
+def test_a_stored_study_from_before_max_runs_still_loads():
+    # config.json of a study written when the budget counted trials (--max-trials)
+    stored = {k: v for k, v in StudyConfig().to_dict().items() if k not in ("max_runs", "curves")}
+    stored["max_trials"] = 2000
+    config = StudyConfig.from_dict(stored)
+    assert config.max_runs == StudyConfig().max_runs >= 7875  # the full space x 5 seeds fits
+    assert config.curves == "parquet"

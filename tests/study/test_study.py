@@ -49,7 +49,8 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 def check_tables(path: Path, expected_trials: int, epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     trials = pd.read_csv(path / "trials.csv")
-    curves = pd.read_csv(path / "curves.csv")
+    parquet = path / "curves.parquet"
+    curves = pd.read_parquet(parquet) if parquet.exists() else pd.read_csv(path / "curves.csv")
     assert list(trials.columns) == TRIAL_COLUMNS
     assert list(curves.columns) == CURVE_COLUMNS
     assert len(trials) == expected_trials and trials["trial_id"].is_unique
@@ -98,7 +99,7 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listeners), listeners
 
     assert result.complete and result.path == tmp_path / "tiny"
-    trials, curves = check_tables(result.path, expected_trials=16, epochs=3)  # 8 Ray trials of 2 seeds
+    trials, curves = check_tables(result.path, expected_trials=16, epochs=3)  # 4 units of 4 runs
     assert sorted(set(zip(trials["lr"], trials["bn"]))) == [
         (0.01, False),
         (0.01, True),
@@ -106,9 +107,10 @@ def test_tiny_grid_on_local_ray(tmp_path):
         (0.1, True),
     ]
     assert trials.groupby("batch_size").size().to_dict() == {10: 8, 32: 8}
-    assert trials["ray_trial"].nunique() == 8
-    assert all(sorted(seeds) == [0, 1] for _, seeds in trials.groupby("ray_trial")["seed"])
-    assert trials.groupby("ray_trial")["final_val_loss"].nunique().eq(2).all()  # each seed its own network
+    assert trials["ray_trial"].nunique() == 4  # one Ray trial per unit, not per run
+    by_config = trials.groupby(["ray_trial", "lr"])
+    assert all(sorted(seeds) == [0, 1] for _, seeds in by_config["seed"])  # 2 seeds side by side
+    assert by_config["final_val_loss"].nunique().eq(2).all()  # each seed its own network
     assert not trials["diverged"].any() and (trials["epochs_run"] == 3).all()
     assert trials["final_val_loss"].between(0, 10).all()
     assert (trials["best_val_loss"] <= trials["final_val_loss"] + 1e-9).all()
@@ -122,29 +124,27 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert meta["data"]["source"] == "embedded" and meta["data"]["rows"] == 1584
     assert set(meta["versions"]) >= {"leafbn", "ray", "tensorflow", "keras"}
     assert meta["run"]["trials_expected"] == meta["run"]["trials_finished"] == 16
-    assert meta["run"]["seeds_per_trial"] == 2
-    assert (result.path / "tuner.pkl").exists()  # Ray Tune's own experiment folder is there too
+    assert meta["run"]["layout"] == "units" and meta["run"]["units_expected"] == 4
+    assert (result.path / "ray" / "tuner.pkl").exists()  # Ray Tune's own experiment folder, in ray/
+    assert not list(result.path.glob("*/params.json"))  # no folder per run
 
     # --log tensorboard,csv: Ray Tune's own loggers, read back as TensorBoard and pandas read them
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     for ray_trial, runs in trials.groupby("ray_trial"):
-        folder, lr, bn = result.path / ray_trial, runs["lr"].iloc[0], runs["bn"].iloc[0]
+        folder = result.path / "ray" / ray_trial
         events = EventAccumulator(str(folder)).Reload()
-        val = events.Scalars("ray/tune/val_loss")  # the median of the trial's seeds
-        assert [e.step for e in val] and val[-1].value == pytest.approx(
-            runs["final_val_loss"].median(), rel=1e-6
-        )
+        val = events.Scalars("ray/tune/val_loss")  # the unit's best final validation loss
+        best = runs["final_val_loss"].min()
+        assert [e.step for e in val] and val[-1].value == pytest.approx(best, rel=1e-6)
         start = HParamsPluginData.FromString(
             events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
         )
-        hparams = start.session_start_info.hparams
-        assert hparams["trial/lr"].number_value == lr and hparams["trial/bn"].bool_value == bn
-        # a report at the trial's end (a worker's first trial may add one after its compile: a
-        # trial reports at least once a second)
+        assert start.session_start_info.hparams["trial/runs"].number_value == len(runs)
+        # small reports: about one a second while the unit trains, and one at its end
         progress = pd.read_csv(folder / "progress.csv")
-        assert 1 <= len(progress) <= 2 and progress["epoch"].iloc[-1] == 3
+        assert progress["runs_done"].iloc[-1] == len(runs) and progress["runs"].eq(len(runs)).all()
 
 
 @pytest.mark.cluster

@@ -1,0 +1,153 @@
+"""Benchmark: grid studies from 240 to 4,000 runs (optionally 40,000 and the full space), in one go.
+
+Run from the repository root::
+
+    python benchmarks/bench_scale.py [--data ../shared/data/leaf/kaggle/train.csv] [--huge] [--full]
+    python benchmarks/bench_scale.py --code ../main --seeds 6,100   # another checkout: a baseline
+
+Each study is the real CLI (``python study/run.py``) on a local Ray instance with ``--epochs 1``:
+20 learning rates (10^-3 … 10^3) × BN off/on × N seeds, for N = 6 (240 runs), 25 (1,000) and 100
+(4,000); ``--huge`` adds N = 1,000 (40,000 runs), ``--full`` adds ``--space full --seeds 1``
+(1,575 runs). For each it prints (a markdown table):
+
+* ``wall_s``: the whole command (Python start, Ray, the study, the tables); ``runs_per_s``;
+* ``first_unit_s``: from the command's start to the first unit's record (``units/u*.json``);
+* ``driver_gb`` / ``worker_gb``: peak resident memory of the driver, and of the largest Ray worker
+  process (sampled every 0.2 s with psutil);
+* ``folder_mb``: the study folder at the end (``ray_mb``: Ray Tune's part of it, ``units_mb``: the
+  record of finished units);
+* ``units``: Ray trials, from ``config.json``; from the record of units: ``unit_extra_s`` (median
+  time of a unit in its worker outside the trainer), ``run_ms`` (median trainer time per run),
+  ``record_kb`` (mean size of a unit's record).
+
+and the ratio of the 4,000-run study's wall time to the 240-run one's (the goal: at most 3×).
+XLA's persistent compilation cache (``LEAFBN_XLA_CACHE``) is used as a study uses it, so the first
+study may compile what the later ones find cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+LRS = ",".join(f"{10 ** (-3 + 6 * i / 19):.4g}" for i in range(20))
+
+
+def folder_mb(path: Path) -> float:
+    """Size of every file under ``path`` in MB (0 when it does not exist)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
+
+
+def _sample(proc: psutil.Process, peaks: dict[str, float]) -> None:
+    """Update the driver's and the largest worker's peak RSS (GB) from one look at the processes."""
+    try:
+        peaks["driver"] = max(peaks["driver"], proc.memory_info().rss / 1e9)
+        for child in proc.children(recursive=True):
+            try:
+                if child.cmdline()[:1] and child.cmdline()[0].startswith("ray::"):
+                    peaks["worker"] = max(peaks["worker"], child.memory_info().rss / 1e9)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+    except psutil.NoSuchProcess:
+        pass
+
+
+def unit_figures(path: Path) -> dict:
+    """From the study's record: the median per-unit time outside the trainer inside the worker
+    (``unit_extra_s``: the record's two writes, the report), the median trainer time per run
+    (``run_ms``) and the mean size of a unit's record (``record_kb``)."""
+    import numpy as np
+
+    extra, per_run, sizes = [], [], []
+    if not (path / "units").is_dir():  # a study of --code from before units: a Ray trial per run
+        return {"unit_extra_s": None, "run_ms": None, "record_kb": None}
+    for record in sorted((path / "units").glob("u*.json")):
+        unit = json.loads(record.read_text())
+        times = [row["time_s"] for row in unit["rows"]]
+        extra.append(unit["finished"] - unit["started"] - sum(times))
+        per_run += times
+        sizes.append(record.stat().st_size)
+    return {
+        "unit_extra_s": round(float(np.median(extra)), 3),
+        "run_ms": round(1000 * float(np.median(per_run)), 1),
+        "record_kb": round(float(np.mean(sizes)) / 1e3, 1),
+    }  # fmt: skip
+
+
+def measure(name: str, args: list[str], out: Path, data: str, timeout: float, code: Path) -> dict:
+    """Run one study with the checkout ``code``; its figures (see the module's docstring)."""
+    run_py = code / "study" / "run.py"
+    budget = "--max-runs" if '"--max-runs"' in run_py.read_text() else "--max-trials"  # before units
+    command = [sys.executable, str(run_py), "--data", data, "--epochs", "1", budget, "1000000",
+               "--out", str(out), "--name", name, *args]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")])}
+    start = time.time()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    watched, peaks, first = psutil.Process(proc.pid), {"driver": 0.0, "worker": 0.0}, None
+    path = out / name
+    while proc.poll() is None:
+        _sample(watched, peaks)
+        if first is None and any((path / "units").glob("u*.json")):
+            first = time.time() - start
+        if time.time() - start > timeout:
+            proc.kill()
+        time.sleep(0.2)
+    wall = time.time() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_scale: {name} failed (exit {proc.returncode}): {proc.stderr.read()[-2000:]}")
+    run = json.loads((path / "config.json").read_text())["run"]
+    runs = int(run["trials_finished"])
+    return {
+        "study": name, "runs": runs, "units": run.get("units_expected"), "wall_s": round(wall, 1),
+        "runs_per_s": round(runs / wall, 1), "first_unit_s": None if first is None else round(first, 1),
+        "driver_gb": round(peaks["driver"], 2), "worker_gb": round(peaks["worker"], 2),
+        "folder_mb": round(folder_mb(path), 2), "ray_mb": round(folder_mb(path / "ray"), 2),
+        "units_mb": round(folder_mb(path / "units"), 2), **unit_figures(path),
+    }  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "leaf" / "kaggle" / "train.csv"))
+    p.add_argument("--huge", action="store_true", help="add 40,000 runs (20 LRs x BN x 1,000 seeds)")
+    p.add_argument("--full", action="store_true", help="add --space full --seeds 1 (1,575 runs)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per study")
+    p.add_argument("--seeds", default="6,25,100", help="seeds per configuration of each study")
+    p.add_argument("--code", type=Path, default=REPO, help="the checkout whose study/run.py runs")
+    args = p.parse_args()
+    seeds = [int(n) for n in args.seeds.split(",")]
+    studies = [(f"seeds{n}", ["--lr", LRS, "--bn", "on,off", "--seeds", str(n)]) for n in seeds]
+    if args.huge:
+        studies.append(("seeds1000", ["--lr", LRS, "--bn", "on,off", "--seeds", "1000"]))
+    if args.full:
+        studies.append(("full", ["--space", "full", "--seeds", "1"]))
+    import pandas as pd
+
+    out = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    try:
+        rows = []
+        for name, extra in studies:
+            rows.append(measure(name, extra, out, args.data, args.timeout, args.code.resolve()))
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    table = pd.DataFrame(rows)
+    print(table.to_markdown(index=False))
+    wall = table.set_index("runs")["wall_s"]
+    if {240, 4000} <= set(wall.index):
+        print(f"\n4000/240 wall-time ratio: {wall[4000] / wall[240]:.2f}x (goal <= 3x)")
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; code {args.code}")
+
+
+if __name__ == "__main__":
+    main()
