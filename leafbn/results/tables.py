@@ -3,8 +3,9 @@
 
 See ``docs/results.md`` for every column. A grid study's tables are written from its record of
 finished units (:mod:`leafbn.tuning.units`), one unit at a time
-(:mod:`leafbn.results.table_writer`); an Optuna or ASHA study's from Ray Tune's reports: a trial reports once per epoch, and a trial Ray Tune retried
-after a failure starts again from epoch 1, so only its last attempt's rows are kept.
+(:mod:`leafbn.results.table_writer`); an Optuna or ASHA study's from Ray Tune's reports: a trial
+reports once per epoch, and a trial Ray Tune retried after a failure starts again from epoch 1, so
+only its last attempt's rows are kept.
 """
 
 from __future__ import annotations
