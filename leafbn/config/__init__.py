@@ -6,6 +6,7 @@ The bottom room: it imports no other part of leafbn, and every other room may im
 
 from leafbn.config.axes import AXES, Axis, axis_names
 from leafbn.config.study_config import (
+    CURVE_FORMATS,
     INITS,
     LOGGERS,
     SEED_LRS,
@@ -22,7 +23,8 @@ from leafbn.config.study_config import (
 )
 
 __all__ = [
-    "StudyConfig", "ConfigError", "INITS", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS", "WHERE_IT_RUNS",
+    "StudyConfig", "ConfigError", "CURVE_FORMATS", "INITS", "LOGGERS", "SEED_LRS", "SPACES", "TRIAL_FIELDS",
+    "WHERE_IT_RUNS",
     "contradictions", "flat_config", "lr_grid", "steps_per_epoch", "trial_seeds",
     "AXES", "Axis", "axis_names",
 ]  # fmt: skip

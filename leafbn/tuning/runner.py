@@ -29,7 +29,7 @@ from ray import tune
 from leafbn.config import StudyConfig, contradictions, steps_per_epoch
 from leafbn.data import loaders as leafdata
 from leafbn.data import splits as leafsplits
-from leafbn.provenance import check_versions
+from leafbn.results.provenance import check_versions
 from leafbn.results.record import StudyRecord
 from leafbn.results.tables import load_tables, read_table
 from leafbn.tuning import trial_study, unit_study

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from leafbn.report import lr_range, robustness, tables
+from leafbn.report import lr_range, robustness
+from leafbn.results import tables
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "docs" / "kaggle-seed-grid"
