@@ -19,11 +19,13 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
 
+from leafbn.config.axes import AXES
 from leafbn.config.study_config import CURVE_FORMATS, SEED_LRS, SPACES, ConfigError, StudyConfig, lr_grid
 from leafbn.tuning.spaces import space_axes
 
 T = TypeVar("T")
 DEFAULTS = StudyConfig()
+AXIS_TYPES = {axis.name: axis.type for axis in AXES}
 #: Flags that say what to do with a study, not what it is: never part of its StudyConfig.
 NOT_STUDY_SETTINGS = ("grid", "resume", "report", "strict_versions", "figure_format")
 
@@ -76,240 +78,196 @@ def number(kind: type) -> Callable[[str], float | int]:
     return parse
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = Parser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = DEFAULTS
-    p.add_argument(
-        "--grid", action="store_true", help="run the grid of every axis value × seeds (the default)"
-    )
-    p.add_argument(
-        "--space",
-        default=d.space,
-        choices=list(SPACES),
-        help="named space: seed (LR × BN) or full (+ depth, width, BN momentum and placement)",
-    )
-    p.add_argument(
-        "--optuna",
-        type=number(int),
-        default=d.optuna,
-        metavar="N",
-        help="sample N trials with Optuna (TPE) instead of the grid; each Ray trial trains one "
+N_INT, N_FLOAT = number(int), number(float)
+#: How one value of an axis of each type is read from the command line.
+AXIS_PARSERS: dict[type, Callable[[str], object]] = {int: N_INT, float: N_FLOAT, bool: on_off, str: str}
+AXES_GROUP = "axes (comma-separated values; default: the --space's)"
+TRAINING, DATA, RUNS = "training", "data", "where it runs and what it writes"
+
+
+def flag(group: str | None, name: str, help: str, **kwargs: object) -> tuple[str | None, str, dict]:
+    """One row of :data:`FLAGS`: the flag's group (None: the top), its name and argparse's keywords."""
+    return group, name, {**kwargs, "help": help}
+
+
+def axis_flag(axis: str, help: str) -> tuple[str | None, str, dict]:
+    """An axis's flag: comma-separated values, each parsed by the axis's type (from ``AXES``)."""
+    name = "--" + axis.replace("_", "-")
+    return flag(AXES_GROUP, name, help, type=listed(AXIS_PARSERS[AXIS_TYPES[axis]], name), default=None)
+
+
+#: Every flag of run.py, in --help's order; a study setting's default is its StudyConfig field's.
+FLAGS = (
+    flag(None, "--grid", "run the grid of every axis value × seeds (the default)", action="store_true"),
+    flag(
+        None, "--space",
+        "named space: seed (LR × BN) or full (+ depth, width, BN momentum and placement)",
+        default=DEFAULTS.space, choices=list(SPACES),
+    ),
+    flag(
+        None, "--optuna",
+        "sample N trials with Optuna (TPE) instead of the grid; each Ray trial trains one "
         "configuration (its --seeds-per-trial seeds), as Optuna needs one objective per trial",
-    )
-    p.add_argument(
-        "--max-concurrent",
-        type=number(int),
-        default=None,
-        help="trials at once (default: one per CPU)",
-    )
-    p.add_argument(
-        "--asha",
-        action="store_true",
-        help="stop hopeless trials early (Ray Tune's ASHA scheduler); each Ray trial then trains one "
+        type=N_INT, default=DEFAULTS.optuna, metavar="N",
+    ),
+    flag(None, "--max-concurrent", "trials at once (default: one per CPU)", type=N_INT, default=None),
+    flag(
+        None, "--asha",
+        "stop hopeless trials early (Ray Tune's ASHA scheduler); each Ray trial then trains one "
         "configuration, as ASHA needs one objective per trial (a grid otherwise packs its runs into units)",
-    )
-    p.add_argument(
-        "--max-runs",
-        type=number(int),
-        default=d.max_runs,
-        help="refuse a grid of more runs (configurations x splits x seeds) than this; the study prints "
-        f"its runs, units, compiled programs and estimated time and memory before it starts "
-        f"(default: {d.max_runs})",
-    )
-    p.add_argument(
-        "--max-trials", type=number(int), dest="max_runs", help="deprecated: the old name of --max-runs"
-    )
-    p.add_argument("--resume", action="store_true", help="continue the interrupted study in --out/--name")
-    axes = p.add_argument_group("axes (comma-separated values; default: the --space's)")
-    axes.add_argument(
-        "--lr",
-        type=listed(number(float), "--lr"),
-        default=None,
-        help="learning rates (default: 0.001,0.01,…,1000)",
-    )
-    axes.add_argument(
-        "--lr-per-decade",
-        type=number(int),
-        default=None,
-        metavar="N",
-        help="N log-spaced learning rates per decade over the --lr range (4 or 5 recommended: "
+        action="store_true",
+    ),
+    flag(
+        None, "--max-runs",
+        "refuse a grid of more runs (configurations x splits x seeds) than this; the study prints "
+        "its runs, units, compiled programs and estimated time and memory before it starts "
+        f"(default: {DEFAULTS.max_runs})",
+        type=N_INT, default=DEFAULTS.max_runs,
+    ),
+    flag(None, "--max-trials", "deprecated: the old name of --max-runs", type=N_INT, dest="max_runs"),
+    flag(None, "--resume", "continue the interrupted study in --out/--name", action="store_true"),
+    axis_flag("lr", "learning rates (default: 0.001,0.01,…,1000)"),
+    flag(
+        AXES_GROUP, "--lr-per-decade",
+        "N log-spaced learning rates per decade over the --lr range (4 or 5 recommended: "
         "the seed's 0.001 … 1000 becomes 25 or 31 learning rates)",
-    )
-    axes.add_argument(
-        "--bn", type=listed(on_off, "--bn"), default=None, help="BatchNormalization: on,off (default: both)"
-    )
-    axes.add_argument(
-        "--depth",
-        type=listed(number(int), "--depth"),
-        default=None,
-        help="hidden layers after the first (default: 3)",
-    )
-    axes.add_argument(
-        "--width",
-        type=listed(number(int), "--width"),
-        default=None,
-        help="units in those layers (default: 100)",
-    )
-    axes.add_argument(
-        "--bn-momentum",
-        type=listed(number(float), "--bn-momentum"),
-        default=None,
-        help="BN momentum (default: 0.99)",
-    )
-    axes.add_argument(
-        "--bn-placement",
-        type=listed(str, "--bn-placement"),
-        default=None,
-        help="BN before or after the ReLU (default: before)",
-    )
-    axes.add_argument(
-        "--init",
-        type=listed(str, "--init"),
-        default=None,
-        help="Dense kernel initialisations: uniform (the blog's U(±0.05)), he_normal, glorot_uniform "
+        type=N_INT, default=None, metavar="N",
+    ),
+    axis_flag("bn", "BatchNormalization: on,off (default: both)"),
+    axis_flag("depth", "hidden layers after the first (default: 3)"),
+    axis_flag("width", "units in those layers (default: 100)"),
+    axis_flag("bn_momentum", "BN momentum (default: 0.99)"),
+    axis_flag("bn_placement", "BN before or after the ReLU (default: before)"),
+    axis_flag(
+        "init",
+        "Dense kernel initialisations: uniform (the blog's U(±0.05)), he_normal, glorot_uniform "
         "(default: uniform); separates a bad initialisation (the lower edge) from large steps (the upper)",
-    )
-    axes.add_argument(
-        "--seeds",
-        type=number(int),
-        default=d.seeds,
-        help=f"seeds per configuration (default: {d.seeds})",
-    )
-    axes.add_argument("--seed-base", type=number(int), default=d.seed_base, help="first seed (default: 0)")
-    axes.add_argument(
-        "--seeds-per-trial",
-        type=number(int),
-        default=d.seeds_per_trial,
-        metavar="N",
-        help="seeds of a configuration trained together, as one XLA program (within a grid's unit, or "
+    ),
+    flag(
+        AXES_GROUP, "--seeds", f"seeds per configuration (default: {DEFAULTS.seeds})",
+        type=N_INT, default=DEFAULTS.seeds,
+    ),
+    flag(AXES_GROUP, "--seed-base", "first seed (default: 0)", type=N_INT, default=DEFAULTS.seed_base),
+    flag(
+        AXES_GROUP, "--seeds-per-trial",
+        "seeds of a configuration trained together, as one XLA program (within a grid's unit, or "
         "as an Optuna/ASHA trial); trials.csv still has a row per seed, and Optuna and ASHA judge a "
         "trial by its seeds' median "
         "(default: 1; benchmarks/bench_trainer.py measures which is faster on your CPU)",
-    )
-    axes.add_argument(
-        "--splits",
-        type=number(int),
-        default=d.splits,
-        help="stratified train/validation splits, each run with every seed; "
+        type=N_INT, default=DEFAULTS.seeds_per_trial, metavar="N",
+    ),
+    flag(
+        AXES_GROUP, "--splits",
+        "stratified train/validation splits, each run with every seed; "
         "split k uses --split-seed + k (default: 1)",
-    )
-    tr = p.add_argument_group("training")
-    tr.add_argument("--epochs", type=number(int), default=d.epochs, help=f"(default: {d.epochs})")
-    axes.add_argument(
-        "--batch-size",
-        type=listed(number(int), "--batch-size"),
-        default=None,
-        help="minibatch sizes (default: 10)",
-    )
-    tr.add_argument(
-        "--window",
-        type=number(int),
-        default=None,
-        help="each run's outcome is its median validation loss over its last WINDOW epochs, "
+        type=N_INT, default=DEFAULTS.splits,
+    ),
+    flag(TRAINING, "--epochs", f"(default: {DEFAULTS.epochs})", type=N_INT, default=DEFAULTS.epochs),
+    axis_flag("batch_size", "minibatch sizes (default: 10)"),
+    flag(
+        TRAINING, "--window",
+        "each run's outcome is its median validation loss over its last WINDOW epochs, "
         "so one spiking epoch cannot set it (default: 10, or --epochs if fewer)",
-    )
-    tr.add_argument(
-        "--drop-last",
+        type=N_INT, default=None,
+    ),
+    flag(
+        TRAINING, "--drop-last",
+        "drop each epoch's last, smaller batch, which Keras keeps (default: keep it)",
         action="store_true",
-        help="drop each epoch's last, smaller batch, which Keras keeps (default: keep it)",
-    )
-    tr.add_argument(
-        "--report-every",
-        type=number(int),
-        default=None,
-        help="epochs per Ray Tune report, besides one a second so a trial can be stopped; every "
+    ),
+    flag(
+        TRAINING, "--report-every",
+        "epochs per Ray Tune report, besides one a second so a trial can be stopped; every "
         "epoch is kept either way (default: a trial's end; every --epochs/10 with --asha, "
         "which decides there)",
-    )
-    tr.add_argument(
-        "--momentum",
-        type=number(float),
-        default=d.momentum,
-        help=f"SGD Nesterov momentum (default: {d.momentum})",
-    )
-    tr.add_argument(
-        "--decay",
-        type=number(float),
-        default=d.decay,
-        help=f"legacy Keras lr decay per step (default: {d.decay})",
-    )
-    da = p.add_argument_group("data")
-    da.add_argument(
-        "--data",
-        default=None,
-        help="embedded | openml | a Kaggle train.csv | a folder of the UCI files "
+        type=N_INT, default=None,
+    ),
+    flag(
+        TRAINING, "--momentum", f"SGD Nesterov momentum (default: {DEFAULTS.momentum})",
+        type=N_FLOAT, default=DEFAULTS.momentum,
+    ),
+    flag(
+        TRAINING, "--decay", f"legacy Keras lr decay per step (default: {DEFAULTS.decay})",
+        type=N_FLOAT, default=DEFAULTS.decay,
+    ),
+    flag(
+        DATA, "--data",
+        "embedded | openml | a Kaggle train.csv | a folder of the UCI files "
         "(default: $LEAFBN_DATA or embedded)",
-    )
-    da.add_argument(
-        "--val-fraction",
-        type=number(float),
-        default=d.val_fraction,
-        help=f"stratified validation share (default: {d.val_fraction})",
-    )
-    da.add_argument(
-        "--split-seed",
-        type=number(int),
-        default=d.split_seed,
-        help=f"seed of the split (default: {d.split_seed})",
-    )
-    da.add_argument(
-        "--no-standardize",
-        dest="standardize",
-        action="store_false",
-        help="keep raw features (default: z-score, fitted on the training part)",
-    )
-    ru = p.add_argument_group("where it runs and what it writes")
-    ru.add_argument("--out", default=d.out, help=f"results folder (default: {d.out})")
-    ru.add_argument("--name", default=d.name, help=f"study name, a folder under --out (default: {d.name})")
-    ru.add_argument(
-        "--address",
         default=None,
-        help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray locally)",
-    )
-    ru.add_argument(
-        "--num-cpus",
-        type=number(int),
+    ),
+    flag(
+        DATA, "--val-fraction", f"stratified validation share (default: {DEFAULTS.val_fraction})",
+        type=N_FLOAT, default=DEFAULTS.val_fraction,
+    ),
+    flag(
+        DATA, "--split-seed", f"seed of the split (default: {DEFAULTS.split_seed})",
+        type=N_INT, default=DEFAULTS.split_seed,
+    ),
+    flag(
+        DATA, "--no-standardize", "keep raw features (default: z-score, fitted on the training part)",
+        dest="standardize", action="store_false",
+    ),
+    flag(RUNS, "--out", f"results folder (default: {DEFAULTS.out})", default=DEFAULTS.out),
+    flag(
+        RUNS, "--name", f"study name, a folder under --out (default: {DEFAULTS.name})", default=DEFAULTS.name
+    ),
+    flag(
+        RUNS, "--address",
+        "join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray locally)",
         default=None,
-        help="CPUs of the local Ray instance (default: all)",
-    )
-    ru.add_argument(
-        "--max-failures",
-        type=number(int),
-        default=d.max_failures,
-        help=f"retries of a trial whose worker died (default: {d.max_failures})",
-    )
-    ru.add_argument(
-        "--log",
-        type=listed(str, "--log"),
-        default=d.log,
-        help="add Ray Tune's standard loggers: tensorboard (event files with each trial's lr and bn: "
+    ),
+    flag(RUNS, "--num-cpus", "CPUs of the local Ray instance (default: all)", type=N_INT, default=None),
+    flag(
+        RUNS, "--max-failures", f"retries of a trial whose worker died (default: {DEFAULTS.max_failures})",
+        type=N_INT, default=DEFAULTS.max_failures,
+    ),
+    flag(
+        RUNS, "--log",
+        "add Ray Tune's standard loggers: tensorboard (event files with each trial's lr and bn: "
         "tensorboard --logdir OUT/NAME), csv (progress.csv per trial), mlflow (OUT/NAME/mlflow.db: "
         "mlflow ui --backend-store-uri sqlite:///OUT/NAME/mlflow.db); needs pip install "
         "'leafbn[tensorboard]' or 'leafbn[mlflow]'. Measured cost (20 trials x 100 epochs, 2 cores): "
         "tensorboard and csv none beyond the noise, mlflow about 0.5 s per trial; docs/benchmarks.md "
         "(default: none)",
-    )
-    ru.add_argument(
-        "--curves",
-        choices=CURVE_FORMATS,
-        default=d.curves,
-        help="where the learning curves go: curves.parquet (compressed, columnar; pandas.read_parquet) "
+        type=listed(str, "--log"), default=DEFAULTS.log,
+    ),
+    flag(
+        RUNS, "--curves",
+        "where the learning curves go: curves.parquet (compressed, columnar; pandas.read_parquet) "
         "or curves.csv (default: parquet)",
-    )
-    ru.add_argument("--report", action="store_true", help="write the robustness report when the study ends")
-    ru.add_argument(
-        "--figure-format",
-        default="png",
-        metavar="FORMATS",
-        help="with --report: the report's figures as png, svg and/or pdf, comma-separated (default png; "
+        choices=CURVE_FORMATS, default=DEFAULTS.curves,
+    ),
+    flag(RUNS, "--report", "write the robustness report when the study ends", action="store_true"),
+    flag(
+        RUNS, "--figure-format",
+        "with --report: the report's figures as png, svg and/or pdf, comma-separated (default png; "
         "a PNG is always written, the one report.html embeds)",
-    )
-    p.add_argument(
-        "--strict-versions",
-        action="store_true",
-        help="with --resume: refuse (exit 2) where an installed version differs from the study's "
+        default="png", metavar="FORMATS",
+    ),
+    flag(
+        None, "--strict-versions",
+        "with --resume: refuse (exit 2) where an installed version differs from the study's "
         "recorded ones (leafbn's commit, Python, Ray, TensorFlow, Keras, NumPy), instead of warning",
-    )
+        action="store_true",
+    ),
+)
+
+
+def build_parser() -> Parser:
+    """run.py's parser, built from :data:`FLAGS` (each group placed where its first flag is)."""
+    p = Parser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups: dict[str | None, argparse._ActionsContainer] = {None: p}
+    for group, name, kwargs in FLAGS:
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
+        groups[group].add_argument(name, **kwargs)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse run.py's command line; ``args.asked`` holds the study settings given (not defaulted)."""
+    p = build_parser()
     args = p.parse_args(argv)
     if any(arg.split("=")[0] == "--max-trials" for arg in (sys.argv[1:] if argv is None else argv)):
         print("run.py: warning: --max-trials is deprecated: use --max-runs (it counts runs)", file=sys.stderr)
