@@ -165,8 +165,27 @@ def run_study(
             return done
     else:
         _refuse_a_held_folder(experiment, path)
+    data, n_train = _checked_data(config, meta)
+    # networks (runs): one per configuration, split and seed
+    expected = config.optuna * config.seeds_per_trial if config.optuna else len(config.trial_configs())
+    if not config.optuna:
+        unit_study.check_budget(config, n_train)
+    if not resume:
+        prepare_dir(config, path)
+    with study_lock(path), ThreadPoolExecutor(max_workers=1) as background:
+        if not resume:
+            _refuse_a_held_folder(experiment, path)  # another study may have started here meanwhile
+        # The splits (and scikit-learn's import, 1 s) are made while Ray starts
+        splits = background.submit(_splits, data, config)
+        return _run(config, path, experiment, data, splits, expected, meta, echo, report, background)
+
+
+def _checked_data(config: StudyConfig, meta: StudyRecord | None) -> tuple[leafdata.LeafData, int]:
+    """``config``'s data and its training rows per split, refused (:class:`StudyError`) where it is
+    not a resumed study's (``meta``: its record, None for a new study), has fewer distinct splits
+    than ``--splits`` or fewer training rows than a ``--batch-size`` with ``--drop-last``."""
     data = leafdata.load(config.data)
-    if resume and data.record()["sha256"] != meta.data.get("sha256"):
+    if meta is not None and data.record()["sha256"] != meta.data.get("sha256"):
         raise StudyError(f"--data {config.data}: not the data this study started with (sha256 differs)")
     most = leafsplits.distinct_splits(data, config.val_fraction)
     if config.splits > most:
@@ -181,18 +200,7 @@ def run_study(
                 f"--batch-size {size}: must be <= the {n_train} training rows with "
                 "--drop-last, or no batch is left: lower it or leave out --drop-last"
             )
-    # networks (runs): one per configuration, split and seed
-    expected = config.optuna * config.seeds_per_trial if config.optuna else len(config.trial_configs())
-    if not config.optuna:
-        unit_study.check_budget(config, n_train)
-    if not resume:
-        prepare_dir(config, path)
-    with study_lock(path), ThreadPoolExecutor(max_workers=1) as background:
-        if not resume:
-            _refuse_a_held_folder(experiment, path)  # another study may have started here meanwhile
-        # The splits (and scikit-learn's import, 1 s) are made while Ray starts
-        splits = background.submit(_splits, data, config)
-        return _run(config, path, experiment, data, splits, expected, meta, echo, report, background)
+    return data, n_train
 
 
 def _splits(data: leafdata.LeafData, config: StudyConfig) -> tuple[leafsplits.Split, ...]:
