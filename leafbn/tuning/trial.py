@@ -7,10 +7,11 @@ worker starts without the driver's modules (Optuna, pandas, the tables, the repo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ import numpy as np
 import ray
 from ray import tune
 
-from leafbn.config import AXES, flat_config, trial_seeds
+from leafbn.config import AXES, TRIAL_FIELDS, flat_config, trial_seeds
 from leafbn.tuning.spaces import objective
 
 if TYPE_CHECKING:
@@ -88,19 +89,50 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
     ``curve`` list with every epoch since the previous report.
     """
     trainer = worker_trainer()  # here, in the worker: the driver never needs TensorFlow
-    from leafbn.train.model import ModelSpec  # imported with the trainer
-
     start = time.perf_counter()
     flat = flat_config(config)
     params, seeds = _params(flat), trial_seeds(flat)
     split = splits[params["split"]]
-    node_id = ray.get_runtime_context().get_node_id()
-    spec = ModelSpec(
+    every = int(flat.get("report_every", 1))
+    report = _reporter(params, seeds, every, start, ray.get_runtime_context().get_node_id())
+    trainer.train_networks(
+        _model_spec(split, params),
+        split.x_train,
+        split.y_train,
+        split.x_val,
+        split.y_val,
+        lr=params["lr"],
+        seeds=seeds,
+        epochs=params["epochs"],
+        batch_size=params["batch_size"],
+        drop_last=params["drop_last"],
+        momentum=params["momentum"],
+        decay=params["decay"],
+        on_epoch=report,
+        chunk=min(every, CHUNK_EPOCHS),
+    )
+
+
+def _model_spec(split: Split, values: dict[str, Any]) -> Any:
+    """The :class:`leafbn.train.model.ModelSpec` of a run with ``values`` (its axes) on ``split``:
+    the axes that are ModelSpec fields, and the split's feature and class counts."""
+    from leafbn.train.model import ModelSpec  # imported with the trainer
+
+    architecture = {f.name for f in dataclasses.fields(ModelSpec)} & set(TRIAL_FIELDS)
+    return ModelSpec(
         n_features=split.x_train.shape[1],
         n_classes=int(max(split.y_train.max(), split.y_val.max())) + 1,
-        **{k: params[k] for k in ("depth", "width", "bn", "bn_momentum", "bn_placement", "init")},
+        **{k: values[k] for k in TRIAL_FIELDS if k in architecture},
     )
-    every, epochs = int(flat.get("report_every", 1)), params["epochs"]
+
+
+def _reporter(
+    params: dict[str, Any], seeds: list[int], every: int, start: float, node_id: str
+) -> Callable[[list], None]:
+    """The ``on_epoch`` callback of :func:`trainable`: it keeps each network's epochs and reports
+    them to Ray Tune every ``every`` epochs (and at the end, when a network diverges, or
+    STOPPABLE_S after the last report)."""
+    epochs = params["epochs"]
     pending: list[list] = [[] for _ in seeds]  # per network, its epochs since the last report
     diverged = [False] * len(seeds)
     last_report = time.perf_counter()
@@ -146,22 +178,7 @@ def trainable(config: dict[str, Any], splits: tuple[Split, ...]) -> None:
             p.clear()
         last_report = time.perf_counter()
 
-    trainer.train_networks(
-        spec,
-        split.x_train,
-        split.y_train,
-        split.x_val,
-        split.y_val,
-        lr=params["lr"],
-        seeds=seeds,
-        epochs=epochs,
-        batch_size=params["batch_size"],
-        drop_last=params["drop_last"],
-        momentum=params["momentum"],
-        decay=params["decay"],
-        on_epoch=report,
-        chunk=min(every, CHUNK_EPOCHS),
-    )
+    return report
 
 
 def _same_settings(runs: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -238,16 +255,9 @@ def _unit_summary(
 
 def _train_group(trainer: ModuleType, group: list[dict[str, Any]], split: Split, settings: dict[str, Any]):
     """Train ``group`` (runs differing only in their seed) on ``split``: one TrialResult per run."""
-    from leafbn.train.model import ModelSpec  # imported with the trainer
-
     first = group[0]
-    spec = ModelSpec(
-        n_features=split.x_train.shape[1],
-        n_classes=int(max(split.y_train.max(), split.y_val.max())) + 1,
-        **{k: first[k] for k in ("depth", "width", "bn", "bn_momentum", "bn_placement")},
-    )
     return trainer.train_networks(
-        spec, split.x_train, split.y_train, split.x_val, split.y_val,
+        _model_spec(split, first), split.x_train, split.y_train, split.x_val, split.y_val,
         lr=float(first["lr"]), seeds=[int(run["seed"]) for run in group], epochs=int(settings["epochs"]),
         batch_size=int(first["batch_size"]), drop_last=bool(settings["drop_last"]),
         momentum=float(settings["momentum"]), decay=float(settings["decay"]),

@@ -1,11 +1,11 @@
 """Runs packed into units, and the study's own durable record of the units that finished.
 
 A grid study's runs (configuration × split × seed) are trained in *units*: a unit is a slice of
-runs that share a network shape, BN settings and batch size (so a worker keeps one compiled
-program for it), and one Ray trial trains one unit, looping its runs through the trainer. Units
-are small enough that every CPU gets a few (``UNITS_PER_CPU``) and that a lost unit costs little
-(``UNIT_SECONDS`` of work at most), so Ray Tune sees hundreds of trials where a study has tens of
-thousands of runs.
+runs that share every axis but the learning rate (network shape, BN settings, batch size and
+initialisation: a worker keeps one compiled program for it), and one Ray trial trains one unit,
+looping its runs through the trainer. Units are small enough that every CPU gets a few
+(``UNITS_PER_CPU``) and that a lost unit costs little (``UNIT_SECONDS`` of work at most), so Ray
+Tune sees hundreds of trials where a study has tens of thousands of runs.
 
 What finished is leafbn's to record, not Ray Tune's (its experiment state lags by up to ~10 s,
 and a study killed before it was first written could not be resumed): the study folder holds
@@ -31,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from leafbn.config.axes import TRIAL_FIELDS, axis_names
+
 __all__ = [
     "UNITS_DIR", "UNITS_PER_CPU", "UNIT_SECONDS", "MAX_UNIT_RUNS", "UnitRecord", "grid_runs", "unit_size",
     "plan_units", "finished_units", "read_unit", "iter_units", "start_counts", "run_row", "run_curves",
@@ -44,10 +46,11 @@ UNITS_PER_CPU = 4
 UNIT_SECONDS = 60.0
 #: And at most this many runs: its record stays a small file.
 MAX_UNIT_RUNS = 250
-#: Runs in one unit share these settings (one compiled program per worker, whatever the trainer keys).
-UNIT_KEY = ("bn", "depth", "width", "bn_momentum", "bn_placement", "batch_size")
+#: Runs in one unit share these settings, every axis but the nuisance one (the learning rate, a
+#: runtime input of the compiled program): one compiled program per worker, whatever the trainer keys.
+UNIT_KEY = tuple(axis for axis in TRIAL_FIELDS if axis not in axis_names(role="nuisance"))
 #: The grid's runs in this order: by unit key, then split, learning rate and seed.
-_ORDER = (*UNIT_KEY, "split", "lr", "seed")
+_ORDER = (*UNIT_KEY, "split", *axis_names(role="nuisance"), "seed")
 
 
 def grid_runs(config: Any) -> list[dict[str, Any]]:
@@ -173,7 +176,7 @@ def run_row(run: dict[str, Any], settings: dict[str, Any], epochs: Sequence[Any]
     diverged = last is not None and not (math.isfinite(last.train_loss) and math.isfinite(last.val_loss))
     return {
         "trial_id": run["run_id"], "ray_trial": ray_trial,
-        **{k: run[k] for k in ("lr", "bn", "depth", "width", "bn_momentum", "bn_placement", "batch_size")},
+        **{k: run[k] for k in TRIAL_FIELDS},
         "drop_last": bool(settings["drop_last"]), "epochs": int(settings["epochs"]),
         "split": int(run["split"]), "seed": int(run["seed"]),
         "final_val_loss": math.nan if last is None or diverged else last.val_loss,

@@ -89,3 +89,13 @@ def test_a_worker_imports_keras_without_sklearn_or_ipython():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["[]", "BaseEstimator"]
+
+
+def test_a_runs_network_has_every_architecture_axis_of_the_run():
+    split = leafsplits.split(leafdata.load_embedded(), val_fraction=0.2, split_seed=0)
+    run = {"lr": 0.1, "bn": True, "depth": 2, "width": 16, "bn_momentum": 0.9, "bn_placement": "after",
+           "batch_size": 8, "init": "he_normal", "split": 0, "seed": 3}  # fmt: skip
+    spec = trial._model_spec(split, run)
+    assert (spec.depth, spec.width, spec.bn, spec.bn_momentum) == (2, 16, True, 0.9)
+    assert (spec.bn_placement, spec.init) == ("after", "he_normal")  # a grid unit's runs keep theirs
+    assert spec.n_features == split.x_train.shape[1]

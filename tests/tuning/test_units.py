@@ -150,3 +150,13 @@ def test_a_study_killed_before_its_first_unit_finished_resumes(tmp_path):
     _kill_when(_start(args), lambda: (path / "ray" / "tuner.pkl").exists())
     assert (path / "config.json").is_file() and not finished_units(path)
     _resume(args, path, expected=2)
+
+
+def test_a_grid_over_initialisations_keeps_each_runs_own():
+    config = StudyConfig(lr=(0.1,), bn=(True,), init=("uniform", "he_normal"), seeds=2, epochs=2)
+    runs = grid_runs(config)
+    for start, stop in plan_units(runs, size=4):
+        assert len({r["init"] for r in runs[start:stop]}) == 1  # one initialisation per unit
+    rows = [run_row(run, {"drop_last": False, "epochs": 2}, [epoch(1, 1.0, 1.0, 0.5)], 0.1, "n", "t", 0)
+            for run in runs]
+    assert sorted(row["init"] for row in rows) == ["he_normal", "he_normal", "uniform", "uniform"]
