@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from leafbn.config.axes import TRIAL_FIELDS
+from leafbn.config.axes import AXES, BN_PLACEMENTS, INITS, TRIAL_FIELDS
 from leafbn.errors import ConfigError
 
 __all__ = [
@@ -25,10 +25,7 @@ __all__ = [
 SEED_LRS: tuple[float, ...] = tuple(float(f"1e{i - 3}") for i in range(7))
 
 
-BN_PLACEMENTS = ("before", "after")
-#: Initialisations of the Dense kernels (``--init``): the blog's U(-0.05, 0.05), or Keras' He normal /
-#: Glorot uniform, which scale with each layer's fan-in (and fan-out).
-INITS = ("uniform", "he_normal", "glorot_uniform")
+# INITS (the values of the init axis) is defined with the axes and offered here, as before.
 
 #: The most epochs a trial may run (100 is the seed's; more is a typo, not a study).
 MAX_EPOCHS = 10_000
@@ -43,7 +40,7 @@ SPACES: dict[str, dict[str, tuple]] = {
         "depth": (1, 2, 3, 4, 5),
         "width": (25, 50, 100, 200, 400),
         "bn_momentum": (0.5, 0.9, 0.99, 0.999),
-        "bn_placement": ("before", "after"),
+        "bn_placement": BN_PLACEMENTS,
     },
 }
 
@@ -91,6 +88,11 @@ def _show(value: Any) -> str:
         if isinstance(value, float)
         else str(value)
     )
+
+
+def _fail(flag: str, value: Any, bound: str) -> None:
+    """Refuse ``value`` of ``--flag``: a :class:`ConfigError` naming it and its ``bound``."""
+    raise ConfigError(f"--{flag} {value}: {bound}")
 
 
 @dataclass(frozen=True)
@@ -175,17 +177,22 @@ class StudyConfig:
 
     # ------------------------------------------------------------------------------------------
     def _validate(self) -> None:
-        def fail(flag: str, value: Any, bound: str) -> None:
-            raise ConfigError(f"--{flag} {value}: {bound}")
+        """Refuse (:class:`ConfigError`, one line naming the flag, the value and the bound) any
+        setting out of its bounds: the axes first, then the runs, then how and where they run."""
+        self._validate_axes()
+        self._validate_runs()
+        self._validate_search()
 
+    def _validate_axes(self) -> None:
+        """The axes: each names its values once, finite, within its bounds."""
         for flag in TRIAL_FIELDS:
             values = getattr(self, flag)
             if len(values) == 0:
-                fail(flag.replace("_", "-"), "''", "must name at least one value")
+                _fail(flag.replace("_", "-"), "''", "must name at least one value")
             twice = sorted({v for v in values if values.count(v) > 1}, key=values.index)
             if twice:
                 shown = ",".join(_show(v) for v in values)
-                fail(
+                _fail(
                     flag.replace("_", "-"),
                     shown,
                     f"names {', '.join(_show(v) for v in twice)} twice: each value once "
@@ -195,78 +202,67 @@ class StudyConfig:
             value = getattr(self, field.name)
             for v in value if isinstance(value, tuple) else (value,):
                 if isinstance(v, float) and not math.isfinite(v):
-                    fail(field.name.replace("_", "-"), v, "must be a finite number")
-        for v in self.lr:
-            if not (math.isfinite(v) and v > 0):
-                fail("lr", v, "must be > 0 and finite")
-        for v in self.depth:
-            if v < 0:
-                fail("depth", v, "must be >= 0 (hidden layers after the first)")
-        for v in self.width:
-            if v < 1:
-                fail("width", v, "must be >= 1")
-        for v in self.bn_momentum:
-            if not 0.0 <= v < 1.0:
-                fail("bn-momentum", v, "must be in [0, 1)")
-        for v in self.bn_placement:
-            if v not in BN_PLACEMENTS:
-                fail("bn-placement", v, f"must be one of {', '.join(BN_PLACEMENTS)}")
-        for v in self.init:
-            if v not in INITS:
-                fail("init", v, f"must be one of {', '.join(INITS)}")
+                    _fail(field.name.replace("_", "-"), v, "must be a finite number")
+        for axis in AXES:
+            for v in getattr(self, axis.name) if axis.valid else ():
+                if not axis.valid(v):
+                    _fail(axis.name.replace("_", "-"), v, axis.bound)
+
+    def _validate_runs(self) -> None:
+        """Seeds, splits, epochs and what a run reports."""
         if self.seeds < 1:
-            fail("seeds", self.seeds, "must be >= 1")
+            _fail("seeds", self.seeds, "must be >= 1")
         if not 1 <= self.epochs <= MAX_EPOCHS:
-            fail("epochs", self.epochs, f"must be in [1, {MAX_EPOCHS}]")
+            _fail("epochs", self.epochs, f"must be in [1, {MAX_EPOCHS}]")
         for flag, seed in (("seed-base", self.seed_base), ("split-seed", self.split_seed)):
             if not 0 <= seed <= MAX_SEED - max(self.seeds, self.splits):
-                fail(
+                _fail(
                     flag,
                     seed,
                     f"must be in [0, {MAX_SEED} - --seeds/--splits] (numpy's seeds are non-negative)",
                 )
         if self.seeds_per_trial < 1:
-            fail("seeds-per-trial", self.seeds_per_trial, "must be >= 1")
+            _fail("seeds-per-trial", self.seeds_per_trial, "must be >= 1")
         if not self.optuna and self.seeds_per_trial > self.seeds:
-            fail("seeds-per-trial", self.seeds_per_trial, f"must be <= --seeds {self.seeds}")
+            _fail("seeds-per-trial", self.seeds_per_trial, f"must be <= --seeds {self.seeds}")
         if self.report_every < 1:
-            fail("report-every", self.report_every, "must be >= 1")
-        for v in self.batch_size:
-            if v < 1:
-                fail("batch-size", v, "must be >= 1")
+            _fail("report-every", self.report_every, "must be >= 1")
         if self.splits < 1:
-            fail("splits", self.splits, "must be >= 1")
+            _fail("splits", self.splits, "must be >= 1")
         if not 1 <= self.window <= self.epochs:
-            fail("window", self.window, f"must be in [1, --epochs {self.epochs}]")
+            _fail("window", self.window, f"must be in [1, --epochs {self.epochs}]")
         if not 0.0 < self.val_fraction < 1.0:
-            fail("val-fraction", self.val_fraction, "must be in (0, 1)")
+            _fail("val-fraction", self.val_fraction, "must be in (0, 1)")
         if not 0.0 <= self.momentum < 1.0:
-            fail("momentum", self.momentum, "must be in [0, 1)")
+            _fail("momentum", self.momentum, "must be in [0, 1)")
+
+    def _validate_search(self) -> None:
+        """How the space is searched, where it runs and what it writes."""
         if self.decay < 0:
-            fail("decay", self.decay, "must be >= 0")
+            _fail("decay", self.decay, "must be >= 0")
         if self.num_cpus is not None and self.num_cpus < 1:
-            fail("num-cpus", self.num_cpus, "must be >= 1")
+            _fail("num-cpus", self.num_cpus, "must be >= 1")
         if self.space not in SPACES:
-            fail("space", self.space, f"must be one of {', '.join(SPACES)}")
+            _fail("space", self.space, f"must be one of {', '.join(SPACES)}")
         if self.optuna < 0:
-            fail("optuna", self.optuna, "must be >= 0 (0 runs the grid)")
+            _fail("optuna", self.optuna, "must be >= 0 (0 runs the grid)")
         if self.optuna and self.splits > 1:
-            fail("splits", self.splits, "must be 1 with --optuna (splits are an axis of the grid)")
+            _fail("splits", self.splits, "must be 1 with --optuna (splits are an axis of the grid)")
         if self.max_concurrent is not None and self.max_concurrent < 1:
-            fail("max-concurrent", self.max_concurrent, "must be >= 1")
+            _fail("max-concurrent", self.max_concurrent, "must be >= 1")
         if self.max_runs < 1:
-            fail("max-runs", self.max_runs, "must be >= 1")
+            _fail("max-runs", self.max_runs, "must be >= 1")
         if self.curves not in CURVE_FORMATS:
-            fail("curves", self.curves, f"must be one of {', '.join(CURVE_FORMATS)}")
+            _fail("curves", self.curves, f"must be one of {', '.join(CURVE_FORMATS)}")
         if self.max_failures < 0:
-            fail("max-failures", self.max_failures, "must be >= 0")
+            _fail("max-failures", self.max_failures, "must be >= 0")
         for v in self.log:
             if v not in LOGGERS:
-                fail("log", v, f"must be one of {', '.join(LOGGERS)}")
+                _fail("log", v, f"must be one of {', '.join(LOGGERS)}")
         if len(set(self.log)) < len(self.log):
-            fail("log", ",".join(self.log), "names a logger twice")
+            _fail("log", ",".join(self.log), "names a logger twice")
         if not self.name or "/" in self.name or self.name in (".", ".."):
-            fail("name", repr(self.name), "must be a plain folder name")
+            _fail("name", repr(self.name), "must be a plain folder name")
 
     # ------------------------------------------------------------------------------------------
     @property

@@ -48,7 +48,7 @@ NUMERIC_COLUMNS = frozenset(
      "best_val_loss", "best_epoch", "final_val_accuracy", "final_train_loss", "diverged_epoch", "epochs_run",
      "time_s", "retries", "epoch", "train_loss", "val_loss", "val_accuracy")
 )  # fmt: skip
-BOOLEAN_COLUMNS = frozenset(("bn", "diverged", "drop_last"))
+BOOLEAN_COLUMNS = frozenset((*axis_names(bool), "diverged", "drop_last"))
 #: pandas before 3.1 reads every float as written only with its round-trip converter; from 3.1 every
 #: mode is that converter and asking for it is deprecated.
 _PANDAS = tuple(int(part) for part in pd.__version__.split(".")[:2])
@@ -227,8 +227,8 @@ def curves_file(folder: str | Path) -> Path | None:
 # ------------------------------------------------------------------------------------------------
 # Reading a study's tables back
 # ------------------------------------------------------------------------------------------------
-#: Columns ``trials.csv`` must have for any analysis.
-_REQUIRED = ("lr", "bn", "final_val_loss")
+#: Columns ``trials.csv`` must have for any analysis: the learning rate, BN and the outcome.
+_REQUIRED = (*axis_names(role="nuisance"), *axis_names(role="scientific"), "final_val_loss")
 
 
 def load_tables(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, StudyRecord]:
@@ -321,8 +321,9 @@ def _to_bool(series: pd.Series) -> pd.Series:
 def normalise_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """Booleans as bool, numbers as float, ``diverged`` present."""
     trials = trials.copy()
-    if "bn" in trials.columns:
-        trials["bn"] = _to_bool(trials["bn"])
+    for col in axis_names(bool):
+        if col in trials.columns:
+            trials[col] = _to_bool(trials[col])
     numeric = [
         *axis_names(int, float),
         "seed",
