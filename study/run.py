@@ -134,10 +134,10 @@ FLAGS = (
         type=N_INT, default=None, metavar="N",
     ),
     axis_flag("bn", "BatchNormalization: on,off (default: both)"),
-    axis_flag("depth", "hidden layers after the first (default: 3)"),
-    axis_flag("width", "units in those layers (default: 100)"),
-    axis_flag("bn_momentum", "BN momentum (default: 0.99)"),
-    axis_flag("bn_placement", "BN before or after the ReLU (default: before)"),
+    axis_flag("depth", f"hidden layers after the first (default: {DEFAULTS.depth[0]})"),
+    axis_flag("width", f"units in those layers (default: {DEFAULTS.width[0]})"),
+    axis_flag("bn_momentum", f"BN momentum (default: {DEFAULTS.bn_momentum[0]})"),
+    axis_flag("bn_placement", f"BN before or after the ReLU (default: {DEFAULTS.bn_placement[0]})"),
     axis_flag(
         "init",
         "Dense kernel initialisations: uniform (the blog's U(±0.05)), he_normal, glorot_uniform "
@@ -147,7 +147,10 @@ FLAGS = (
         AXES_GROUP, "--seeds", f"seeds per configuration (default: {DEFAULTS.seeds})",
         type=N_INT, default=DEFAULTS.seeds,
     ),
-    flag(AXES_GROUP, "--seed-base", "first seed (default: 0)", type=N_INT, default=DEFAULTS.seed_base),
+    flag(
+        AXES_GROUP, "--seed-base", f"first seed (default: {DEFAULTS.seed_base})", type=N_INT,
+        default=DEFAULTS.seed_base,
+    ),
     flag(
         AXES_GROUP, "--seeds-per-trial",
         "seeds of a configuration trained together, as one XLA program (within a grid's unit, or "
@@ -163,7 +166,7 @@ FLAGS = (
         type=N_INT, default=DEFAULTS.splits,
     ),
     flag(TRAINING, "--epochs", f"(default: {DEFAULTS.epochs})", type=N_INT, default=DEFAULTS.epochs),
-    axis_flag("batch_size", "minibatch sizes (default: 10)"),
+    axis_flag("batch_size", f"minibatch sizes (default: {DEFAULTS.batch_size[0]})"),
     flag(
         TRAINING, "--window",
         "each run's outcome is its median validation loss over its last WINDOW epochs, "
@@ -251,7 +254,7 @@ FLAGS = (
         "recorded ones (leafbn's commit, Python, Ray, TensorFlow, Keras, NumPy), instead of warning",
         action="store_true",
     ),
-)
+)  # fmt: skip
 
 
 def build_parser() -> Parser:

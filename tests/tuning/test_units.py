@@ -157,6 +157,8 @@ def test_a_grid_over_initialisations_keeps_each_runs_own():
     runs = grid_runs(config)
     for start, stop in plan_units(runs, size=4):
         assert len({r["init"] for r in runs[start:stop]}) == 1  # one initialisation per unit
-    rows = [run_row(run, {"drop_last": False, "epochs": 2}, [epoch(1, 1.0, 1.0, 0.5)], 0.1, "n", "t", 0)
-            for run in runs]
+    rows = [
+        run_row(run, {"drop_last": False, "epochs": 2}, [epoch(1, 1.0, 1.0, 0.5)], 0.1, "n", "t", 0)
+        for run in runs
+    ]
     assert sorted(row["init"] for row in rows) == ["he_normal", "he_normal", "uniform", "uniform"]
