@@ -144,7 +144,8 @@ def test_every_report_figure_is_legible_as_saved(tmp_path, monkeypatch, shape):
     folder = synthetic_study(tmp_path / "study", **shape)
     with pytest.warns(UserWarning):  # no config.json: the report says so
         write_report(folder, resamples=100, figure_formats="png" if shape else "png,svg")
-    expected = {"runs_vs_lr.png", "loss_vs_lr.png", "bn_effect.png", "learning_curves.png", "bootstrap.png"}
+    expected = {"answer.png", "specification.png", "runs_vs_lr.png", "loss_vs_lr.png", "bn_effect.png",
+                "learning_curves.png", "bootstrap.png"}  # fmt: skip
     if shape:
         expected |= {"heatmap_depth.png", "heatmap_width.png"}
     assert expected <= set(checked)
