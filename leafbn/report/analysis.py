@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from leafbn.config import TRIAL_FIELDS
+from leafbn.report.settings import ReportSettings
 from leafbn.results.tables import normalise_trials
 
 __all__ = [
@@ -49,7 +50,7 @@ __all__ = [
 #: Default tolerance of a run's success (:func:`leafbn.report.robustness.stability`), in nats of
 #: validation cross-entropy: a run succeeds when its outcome is at most its family's best + 0.5
 #: nats (e^0.5 ≈ 1.65: the geometric-mean probability of the true class at most 1.65× lower).
-DEFAULT_TOLERANCE: float = 0.5
+DEFAULT_TOLERANCE: float = ReportSettings.tolerance
 
 #: Columns ``trials.csv`` must have for any analysis.
 #: The per-trial metrics aggregated by :func:`aggregate`, with their short output names.
