@@ -45,6 +45,8 @@ __all__ = ["write_report", "FIGURE_FORMATS", "figure_formats_of", "ReportSetting
 
 #: Resolution of the PNGs (and of the checks that measure their texts), dots per inch.
 FIGURE_DPI: int = 100
+#: The figures shown under the answer's heading, before the words (the rest follow under "Figures").
+_LEAD_FIGURES: tuple[str, ...] = ("answer.png", "bootstrap.png")
 
 
 def write_report(results_dir: str | Path, settings: ReportSettings | None = None, **overrides: Any) -> Path:
@@ -115,8 +117,9 @@ def _build(
         body += caveats.caveats(record, trials, expected, None, None, tolerance, confidence)
         return blocks + _warning_block(caught) + body, robustness.answer_record([], settings.as_dict())
     numbers, paired, facts = _numbers(trials, curves, record, settings)
-    body += [("h2", "Answer")]
-    body += prose.answer(
+    figures = _figures(root, out, numbers, facts, settings)
+    lead = [b for b in figures if b[0] == "img" and b[1] in _LEAD_FIGURES]  # the answer, seen first
+    answer_blocks = prose.answer(
         numbers.answers,
         analysis.aggregate(paired, confidence),
         numbers.effect,
@@ -124,9 +127,11 @@ def _build(
         confidence,
         numbers.spec,
     )
-    body += prose.batch_size_section(numbers.answers, _n_train(record), bool(record.study.get("drop_last")))
-    body += prose.best(numbers.stats)
-    body += _figures(root, out, numbers, facts, settings)
+    answer_blocks += prose.batch_size_section(
+        numbers.answers, _n_train(record), bool(record.study.get("drop_last"))
+    )
+    body = [("h2", "Answer"), *lead, *answer_blocks, *prose.best(numbers.stats), *body]
+    body += [b for b in figures if b not in lead]
     body += tables_blocks(numbers.trials, numbers.stats, numbers.stab, numbers.effect, confidence)
     body += caveats.caveats(
         record, numbers.trials, expected, numbers.stats, numbers.effect, tolerance, confidence
