@@ -67,7 +67,9 @@ def plot_answer(data: pd.DataFrame) -> Figure:
     ax.set_ylim(-0.32, 1.05)
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_ylabel("share of runs")
-    verdict = str(data["verdict"].iloc[0]).replace("_", " ") if len(data) else "no answer"
+    verdict = (
+        str(data["verdict"].iloc[0]).replace("_", " ").replace("bn ", "BN ") if len(data) else "no answer"
+    )
     p = data["p_bn_wider"].iloc[0] if len(data) else float("nan")
     title = (
         f"Verdict: {verdict}, P(BN's trainable range wider) = {p:.3f}\n"

@@ -45,7 +45,8 @@ __all__ = ["write_report", "FIGURE_FORMATS", "figure_formats_of", "ReportSetting
 
 #: Resolution of the PNGs (and of the checks that measure their texts), dots per inch.
 FIGURE_DPI: int = 100
-#: The figures shown under the answer's heading, before the words (the rest follow under "Figures").
+#: The figures shown under the answer's heading, before the words (the rest follow under "Figures"):
+#: the answer, and the answer per context where there are several.
 _LEAD_FIGURES: tuple[str, ...] = ("answer.png", "bootstrap.png")
 
 
@@ -118,7 +119,8 @@ def _build(
         return blocks + _warning_block(caught) + body, robustness.answer_record([], settings.as_dict())
     numbers, paired, facts = _numbers(trials, curves, record, settings)
     figures = _figures(root, out, numbers, facts, settings)
-    lead = [b for b in figures if b[0] == "img" and b[1] in _LEAD_FIGURES]  # the answer, seen first
+    leading = _LEAD_FIGURES if len(numbers.answers) > 1 else _LEAD_FIGURES[:1]  # per context: several
+    lead = [b for b in figures if b[0] == "img" and b[1] in leading]  # the answer, seen first
     answer_blocks = prose.answer(
         numbers.answers,
         analysis.aggregate(paired, confidence),
