@@ -24,6 +24,11 @@ _VERDICT_COLORS = {
 }  # fmt: skip
 
 
+def verdict_text(verdict: object) -> str:
+    """A verdict as a figure prints it: ``bn_more_robust`` → "BN more robust"."""
+    return str(verdict).replace("_", " ").replace("bn ", "BN ")
+
+
 def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
     """Per arm and learning rate of the answer's context: the share of runs that train (Wilson
     interval) and that diverged, with the arm's edges and their intervals repeated on every row.
@@ -67,9 +72,7 @@ def plot_answer(data: pd.DataFrame) -> Figure:
     ax.set_ylim(-0.32, 1.05)
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_ylabel("share of runs")
-    verdict = (
-        str(data["verdict"].iloc[0]).replace("_", " ").replace("bn ", "BN ") if len(data) else "no answer"
-    )
+    verdict = verdict_text(data["verdict"].iloc[0]) if len(data) else "no answer"
     p = data["p_bn_wider"].iloc[0] if len(data) else float("nan")
     title = (
         f"Verdict: {verdict}, P(BN's trainable range wider) = {p:.3f}\n"
@@ -122,7 +125,7 @@ def plot_specification(data: pd.DataFrame) -> Figure:
         color = _VERDICT_COLORS.get(str(verdict), "black")
         top.errorbar(part["x"], part["estimate"], yerr=[part["estimate"] - part["ci_low"],
                      part["ci_high"] - part["estimate"]], fmt="o", color=color, ms=4, capsize=2,
-                     label=str(verdict).replace("_", " "))  # fmt: skip
+                     label=verdict_text(verdict))  # fmt: skip
     top.axhline(0, color="grey", lw=0.8)
     top.set_ylabel("BN − no BN (decades)")
     top.set_title("The answer under every reasonable analysis: BN − no BN trainable width")
