@@ -14,13 +14,13 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from leafbn.report import (
-    analysis,
     answer_plot,
     optuna_plots,
     optuna_results,
     plots,
     robustness,
     robustness_plots,
+    space_tables,
 )
 from leafbn.report.render import Block
 
@@ -163,7 +163,7 @@ def descriptive_figures(n: Numbers, settings: dict[str, Any], confidence: float)
 
 def curve_figures(n: Numbers) -> list[Figure]:
     """The learning curves of the typical run (pooled over architectures when there are many)."""
-    varying = analysis.heatmap_axes(n.trials)
+    varying = space_tables.heatmap_axes(n.trials)
     n_contexts = n.trials.groupby(varying, dropna=False).ngroups if varying else 1
     pool = n_contexts > plots.MAX_CONTEXTS
     runs = plots.curve_runs(n.trials, n.curves, pool=pool)
@@ -185,8 +185,8 @@ def curve_figures(n: Numbers) -> list[Figure]:
 def heatmap_figures(n: Numbers) -> list[Figure]:
     """One heat map per architecture axis that varies (learning rate × that axis, per BN setting)."""
     figures = []
-    for axis in analysis.heatmap_axes(n.trials):
-        heat = analysis.heatmap_data(n.trials, axis)
+    for axis in space_tables.heatmap_axes(n.trials):
+        heat = space_tables.heatmap_data(n.trials, axis)
         if len(heat):
             figures.append(Figure(
                 lambda heat=heat, axis=axis: plots.plot_heatmaps(heat, axis, n.chance),

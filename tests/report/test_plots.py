@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from leafbn.report import analysis, plots, robustness, write_report
+from leafbn.report import analysis, plots, robustness, space_tables, write_report
 from leafbn.report.figure_style import CAP, COLORS, figure, text_problems
 from tests.fixtures.synthetic import LRS, make_curves, make_trials
 
@@ -91,7 +91,7 @@ def test_heatmap_colours_stop_at_chance_so_a_blown_up_cell_cannot_set_the_scale(
     trials = make_trials(depths=(2, 3))
     trials = trials.assign(outcome=trials["final_val_loss"])
     trials.loc[trials.index[trials["bn"] & (trials["lr"] == 1000.0)], "outcome"] = 2.7e13
-    fig = plots.plot_heatmaps(analysis.heatmap_data(trials, "depth"), "depth", chance=math.log(99))
+    fig = plots.plot_heatmaps(space_tables.heatmap_data(trials, "depth"), "depth", chance=math.log(99))
     image = fig.axes[0].images[0]
     assert image.norm.vmax == pytest.approx(math.log(99))
 
