@@ -50,7 +50,10 @@ def settings_of(args: argparse.Namespace) -> tuple[str | None, object]:
         return f"--{message.replace('_', '-')}", None
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every default is :class:`leafbn.report.settings.ReportSettings`'s."""
+    from leafbn.report.settings import ReportSettings as D
+
     parser = argparse.ArgumentParser(prog="study/report.py", description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", metavar="RESULTS_DIR", help="a study's folder (holds trials.csv)")
     parser.add_argument(
@@ -58,27 +61,36 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="a run trains when its outcome is within this many nats of its context's best, BN or not "
-        "(default 0.5)",
+        f"(default {D.tolerance:g})",
     )
     parser.add_argument(
         "--margin",
         type=float,
-        default=0.25,
-        help="decades within which BN's and no-BN's trainable widths count as no difference (default 0.25)",
+        default=D.margin,
+        help="decades within which BN's and no-BN's trainable widths count as no difference "
+        "(default %(default)g)",
     )
     parser.add_argument(
         "--window",
         type=int,
         default=None,
         help="each run's outcome is its median validation loss over its last WINDOW epochs "
-        "(default: the study's --window, else 10)",
+        f"(default: the study's --window, else {D.DEFAULT_WINDOW})",
     )
     parser.add_argument(
-        "--resamples", type=int, default=2000, help="bootstrap resamples of the answer (default 2000)"
+        "--resamples",
+        type=int,
+        default=D.resamples,
+        help="bootstrap resamples of the answer (default %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="the bootstrap's random seed (default 0)")
     parser.add_argument(
-        "--confidence", type=float, default=0.95, help="confidence level of CIs and tests (default 0.95)"
+        "--seed", type=int, default=D.random_seed, help="the bootstrap's random seed (default %(default)s)"
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=D.confidence,
+        help="confidence level of CIs and tests (default %(default)g)",
     )
     parser.add_argument(
         "--figure-format",
@@ -93,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         help="refuse (exit 2) where an installed version differs from the study's recorded ones, "
         "instead of warning",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     # Cheap checks first, so bad input fails before the heavy imports: the settings module is light.

@@ -10,7 +10,18 @@ together (:mod:`~leafbn.report.writer`).
 The top room: it reads :mod:`leafbn.results` and :mod:`leafbn.config`; nothing imports it.
 """
 
+from typing import Any
+
 from leafbn.report.settings import FIGURE_FORMATS, ReportSettings, figure_formats_of
-from leafbn.report.writer import write_report
+
+
+def __getattr__(name: str) -> Any:
+    """``write_report`` imported on first use: the settings stay importable without pandas/matplotlib."""
+    if name == "write_report":
+        from leafbn.report.writer import write_report
+
+        return write_report
+    raise AttributeError(f"module 'leafbn.report' has no attribute {name!r}")
+
 
 __all__ = ["write_report", "ReportSettings", "FIGURE_FORMATS", "figure_formats_of"]
