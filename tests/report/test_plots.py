@@ -150,8 +150,13 @@ def test_every_report_figure_is_legible_as_saved(tmp_path, monkeypatch, shape):
         expected |= {"heatmap_depth.png", "heatmap_width.png"}
     assert expected <= set(checked)
     assert {name: p for name, p in checked.items() if p} == {}
-    if shape:
+    md = (folder / "report" / "report.md").read_text()
+    if shape:  # several architectures: the answer per architecture follows the answer, before the words
+        assert (
+            md.index("![answer](answer.png)") < md.index("![bootstrap](bootstrap.png)") < md.index("How this")
+        )
         return
+    assert md.index("![answer](answer.png)") < md.index("How this") < md.index("![bootstrap](bootstrap.png)")
     svg = folder / "report" / "runs_vs_lr.svg"
     assert ET.parse(svg).getroot().tag.endswith("svg")  # the vector file is written and parses
     assert COLORS[True].lower() in svg.read_text().lower()  # in the arms' colours
