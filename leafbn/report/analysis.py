@@ -79,10 +79,8 @@ def prepare(trials: pd.DataFrame) -> pd.DataFrame:
 
 # --- Aggregates ------------------------------------------------------------------------------------------
 def config_axes(trials: pd.DataFrame) -> list[str]:
-    """The configuration's axes: the fields of TRIAL_FIELDS (and ``batch_size``) the table has.
-    The seed and the split are nuisance axes: never part of a configuration."""
-    fields = dict.fromkeys((*TRIAL_FIELDS, "batch_size"))
-    return [f for f in fields if f in trials.columns and f not in ("seed", "split")]
+    """The configuration's axes: the fields of TRIAL_FIELDS the table has (never the seed or the split)."""
+    return [f for f in TRIAL_FIELDS if f in trials.columns]
 
 
 def _family_axes(trials: pd.DataFrame) -> list[str]:

@@ -53,9 +53,7 @@ def context_label(key: dict[str, Any]) -> str:
 
 def varying(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
     """The axes of TRIAL_FIELDS that ``df`` has and that take several values there, less ``exclude``."""
-    present = [
-        f for f in dict.fromkeys((*TRIAL_FIELDS, "batch_size")) if f in df.columns and f not in exclude
-    ]
+    present = [f for f in TRIAL_FIELDS if f in df.columns and f not in exclude]
     return [f for f in present if df[f].nunique(dropna=False) > 1]
 
 
