@@ -178,7 +178,8 @@ def curve_figures(n: Numbers) -> list[Figure]:
         + "The typical run per learning rate: median validation loss (solid) and training loss "
         f"(dashed) over the runs still finite at each epoch, band: their interquartile range; an arm "
         f"with at most {plots.FEW_RUNS} runs is drawn run by run. The y axis is fitted to the runs "
-        "that train; each panel's title counts the runs that diverged and those that leave the axis.",
+        "that train; each panel's title counts the runs that diverged and those whose curve goes above the "
+        "axis at some epoch.",
     )]  # fmt: skip
 
 
