@@ -31,7 +31,29 @@ def compare_versions(folder: Path) -> tuple[str | None, bool]:
         return None, False
 
 
-def main(argv: list[str] | None = None) -> int:
+def settings_of(args: argparse.Namespace) -> tuple[str | None, object]:
+    """``(None, ReportSettings)`` from the parsed flags, or ``(one-line problem naming the flag, None)``."""
+    from leafbn.report.settings import ReportSettings
+
+    options = dict(
+        confidence=args.confidence, margin=args.margin, window=args.window, resamples=args.resamples,
+        random_seed=args.seed, figure_formats=args.figure_format,
+    )  # fmt: skip
+    if args.tolerance is not None:
+        options["tolerance"] = args.tolerance
+    try:
+        return None, ReportSettings(**options)
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith("figure format: "):
+            return f"--figure-format {args.figure_format}: {message.removeprefix('figure format: ')}", None
+        return f"--{message.replace('_', '-')}", None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every default is :class:`leafbn.report.settings.ReportSettings`'s."""
+    from leafbn.report.settings import ReportSettings as D
+
     parser = argparse.ArgumentParser(prog="study/report.py", description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", metavar="RESULTS_DIR", help="a study's folder (holds trials.csv)")
     parser.add_argument(
@@ -39,27 +61,36 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="a run trains when its outcome is within this many nats of its context's best, BN or not "
-        "(default 0.5)",
+        f"(default {D.tolerance:g})",
     )
     parser.add_argument(
         "--margin",
         type=float,
-        default=0.25,
-        help="decades within which BN's and no-BN's trainable widths count as no difference (default 0.25)",
+        default=D.margin,
+        help="decades within which BN's and no-BN's trainable widths count as no difference "
+        "(default %(default)g)",
     )
     parser.add_argument(
         "--window",
         type=int,
         default=None,
         help="each run's outcome is its median validation loss over its last WINDOW epochs "
-        "(default: the study's --window, else 10)",
+        f"(default: the study's --window, else {D.DEFAULT_WINDOW})",
     )
     parser.add_argument(
-        "--resamples", type=int, default=2000, help="bootstrap resamples of the answer (default 2000)"
+        "--resamples",
+        type=int,
+        default=D.resamples,
+        help="bootstrap resamples of the answer (default %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="the bootstrap's random seed (default 0)")
     parser.add_argument(
-        "--confidence", type=float, default=0.95, help="confidence level of CIs and tests (default 0.95)"
+        "--seed", type=int, default=D.random_seed, help="the bootstrap's random seed (default %(default)s)"
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=D.confidence,
+        help="confidence level of CIs and tests (default %(default)g)",
     )
     parser.add_argument(
         "--figure-format",
@@ -74,29 +105,23 @@ def main(argv: list[str] | None = None) -> int:
         help="refuse (exit 2) where an installed version differs from the study's recorded ones, "
         "instead of warning",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
-    # Cheap checks first, so bad input fails before the heavy imports (write_report checks again).
+    # Cheap checks first, so bad input fails before the heavy imports: the settings module is light.
+
     folder = Path(args.results_dir)
-    problem = None
+    problem, settings = None, None
     if not folder.is_dir():
         problem = f"{folder}: no such results directory"
     elif not (folder / "trials.csv").is_file():
         problem = f"{folder / 'trials.csv'}: no trials.csv (has the study run?)"
-    elif args.tolerance is not None and not args.tolerance >= 0:
-        problem = f"--tolerance {args.tolerance}: must be >= 0 nats"
-    elif not 0 < args.confidence < 1:
-        problem = f"--confidence {args.confidence}: must be in (0, 1)"
-    elif not 0 < args.margin < 10:
-        problem = f"--margin {args.margin}: must be in (0, 10) decades"
-    elif args.window is not None and args.window < 1:
-        problem = f"--window {args.window}: must be >= 1 epoch"
-    elif args.resamples < 100:
-        problem = f"--resamples {args.resamples}: must be >= 100 (use >= 1000 for a quotable interval)"
-    elif args.seed < 0:
-        problem = f"--seed {args.seed}: must be >= 0"
-    elif bad := sorted(set(args.figure_format.lower().split(",")) - {"png", "svg", "pdf", ""}):
-        problem = f"--figure-format {args.figure_format}: {', '.join(bad)} is not one of png, svg, pdf"
+    else:
+        problem, settings = settings_of(args)
     versions, differ = compare_versions(folder) if problem is None else (None, False)
     if differ and args.strict_versions:
         problem = versions
@@ -112,13 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from leafbn.report.writer import write_report
 
     try:
-        options = dict(
-            confidence=args.confidence, margin=args.margin, window=args.window,
-            resamples=args.resamples, random_seed=args.seed, figure_formats=args.figure_format,
-        )  # fmt: skip
-        if args.tolerance is not None:
-            options["tolerance"] = args.tolerance
-        path = write_report(args.results_dir, **options)
+        path = write_report(args.results_dir, settings)
     except (FileNotFoundError, NotADirectoryError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -313,14 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:  # matplotlib and the report's modules: 0.4 s of start, only when asked
         import functools
 
-        from leafbn.report.writer import figure_formats_of, write_report
+        from leafbn.report import ReportSettings, write_report
 
         try:
-            formats = figure_formats_of(args.figure_format)
+            settings = ReportSettings(figure_formats=args.figure_format)
         except ValueError as exc:
-            print(f"run.py: error: --figure-format: {exc}", file=sys.stderr)
+            print(f"run.py: error: --{exc}".replace("figure format:", "figure-format:"), file=sys.stderr)
             return 2
-        report = functools.partial(write_report, figure_formats=formats)
+        report = functools.partial(write_report, settings=settings)
     try:
         result = run_study(
             config, resume=args.resume, report=report, asked=args.asked, strict_versions=args.strict_versions

@@ -13,15 +13,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["ARM_COLORS", "answer_data", "plot_answer", "specification_data", "plot_specification"]
+from leafbn.report.figure_style import COLORS, FONT, NAMES, figure, lr_axis, styled, wrap
 
-#: The two arms' colours (no BN, BN).
-ARM_COLORS: dict[bool, str] = {False: "#d95f02", True: "#1b9e77"}
-_ARM_NAMES = {False: "no BN", True: "BN"}
+__all__ = ["answer_data", "plot_answer", "specification_data", "plot_specification"]
+
+#: A verdict's colour: the arm it favours in that arm's colour, the others neutral.
 _VERDICT_COLORS = {
-    "bn_more_robust": "#1b9e77", "bn_less_robust": "#d95f02",
-    "no_difference": "#7570b3", "inconclusive": "#999999",
+    "bn_more_robust": COLORS[True], "bn_less_robust": COLORS[False],
+    "no_difference": "#009E73", "inconclusive": "#999999",
 }  # fmt: skip
+
+
+def verdict_text(verdict: object) -> str:
+    """A verdict as a figure prints it: ``bn_more_robust`` → "BN more robust"."""
+    return str(verdict).replace("_", " ").replace("bn ", "BN ")
 
 
 def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
@@ -54,44 +59,48 @@ def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
     return out.sort_values(["bn", "lr"]).reset_index(drop=True)
 
 
+@styled
 def plot_answer(data: pd.DataFrame) -> Figure:
     """Both arms on one log-lr axis: success share with its band, diverged share (×), and below, each
     arm's trainable range as a bar with whiskers at both edges' 95% intervals; verdict in the title."""
-    fig = Figure(figsize=(8, 5), layout="constrained")
+    fig = figure(8, 5)
     ax = fig.add_subplot()
     for i, (bn, arm) in enumerate(data.groupby("bn", sort=True)):
-        color, name = ARM_COLORS[bool(bn)], _ARM_NAMES[bool(bn)]
-        ax.plot(arm["lr"], arm["success_rate"], marker="o", color=color, label=f"{name}: share that trains")
-        band = (arm["success_ci_low"], arm["success_ci_high"])
-        ax.fill_between(arm["lr"], *band, color=color, alpha=0.2, lw=0)
-        ax.plot(arm["lr"], arm["diverged_share"], ls=":", marker="x", ms=7, mec="red", color=color,
-                label=f"{name}: share that diverged")  # fmt: skip
-        first = arm.iloc[0]
-        y = -0.1 - 0.09 * i
-        if np.isfinite(first["lower"]) and np.isfinite(first["upper"]):
-            ax.plot([first["lower"], first["upper"]], [y, y], color=color, lw=6, solid_capstyle="butt")
-            ax.annotate(f"{name}: {first['lower']:.2g} to {first['upper']:.2g}", (first["upper"], y),
-                        xytext=(8, 0), textcoords="offset points", va="center", fontsize=8)  # fmt: skip
-            for edge in ("lower", "upper"):
-                lo, hi = first[f"{edge}_low"], first[f"{edge}_high"]
-                if np.isfinite(lo) and np.isfinite(hi):
-                    ax.errorbar(first[edge], y, xerr=[[first[edge] - lo], [hi - first[edge]]], color="black",
-                                capsize=3, lw=1)  # fmt: skip
+        _draw_arm(ax, arm, bool(bn), -0.1 - 0.09 * i)
     ax.axhline(0.5, color="grey", ls="--", lw=0.8)
-    ax.set_xscale("log")
+    lr_axis(ax, data["lr"])
     ax.set_ylim(-0.32, 1.05)
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
-    ax.set_xlabel("learning rate")
     ax.set_ylabel("share of runs")
-    verdict = str(data["verdict"].iloc[0]).replace("_", " ") if len(data) else "no answer"
+    verdict = verdict_text(data["verdict"].iloc[0]) if len(data) else "no answer"
     p = data["p_bn_wider"].iloc[0] if len(data) else float("nan")
-    ax.set_title(
+    title = (
         f"Verdict: {verdict}, P(BN's trainable range wider) = {p:.3f}\n"
-        "bars: where at least half the runs train; whiskers: 95% intervals of both edges",
-        fontsize=10,
+        "bars: where at least half the runs train; whiskers: 95% intervals of both edges"
     )
-    ax.legend(loc="center right", fontsize=8)
+    ax.set_title(wrap(title, 7.5, FONT["title"]))
+    fig.legend(loc="outside lower center", ncols=2)
     return fig
+
+
+def _draw_arm(ax: Any, arm: pd.DataFrame, bn: bool, y: float) -> None:
+    """One arm's success share (band), diverged share (×) and, at height ``y``, its trainable range
+    with both edges' intervals; the range is named in the legend, never as text on the axes."""
+    color, name = COLORS[bn], NAMES[bn]
+    ax.plot(arm["lr"], arm["success_rate"], marker="o", color=color, label=f"{name}: share that trains")
+    ax.fill_between(arm["lr"], arm["success_ci_low"], arm["success_ci_high"], color=color, alpha=0.2, lw=0)
+    ax.plot(arm["lr"], arm["diverged_share"], ls=":", marker="x", ms=7, color=color,
+            label=f"{name}: share that diverged")  # fmt: skip
+    first = arm.iloc[0]
+    if not (np.isfinite(first["lower"]) and np.isfinite(first["upper"])):
+        return
+    ax.plot([first["lower"], first["upper"]], [y, y], color=color, lw=6, solid_capstyle="butt",
+            label=f"{name} trains: {first['lower']:.2g} to {first['upper']:.2g}")  # fmt: skip
+    for edge in ("lower", "upper"):
+        lo, hi = first[f"{edge}_low"], first[f"{edge}_high"]
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.errorbar(first[edge], y, xerr=[[first[edge] - lo], [hi - first[edge]]], color="black",
+                        capsize=3, lw=1)  # fmt: skip
 
 
 def specification_data(spec: dict[str, Any]) -> pd.DataFrame:
@@ -106,19 +115,21 @@ def specification_data(spec: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
+@styled
 def plot_specification(data: pd.DataFrame) -> Figure:
     """Top: BN − no BN per specification with its 95% interval, coloured by verdict; bottom: the
     choices of each specification (outcome, tolerance, measure) as marks."""
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    fig = figure(9, 5.5)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1.4])
     for verdict, part in data.groupby("verdict", sort=True):
         color = _VERDICT_COLORS.get(str(verdict), "black")
         top.errorbar(part["x"], part["estimate"], yerr=[part["estimate"] - part["ci_low"],
                      part["ci_high"] - part["estimate"]], fmt="o", color=color, ms=4, capsize=2,
-                     label=str(verdict).replace("_", " "))  # fmt: skip
+                     label=verdict_text(verdict))  # fmt: skip
     top.axhline(0, color="grey", lw=0.8)
     top.set_ylabel("BN − no BN (decades)")
-    top.legend(fontsize=8, loc="best")
+    top.set_title("The answer under every reasonable analysis: BN − no BN trainable width")
+    fig.legend(loc="outside right upper", title="verdict")
     labels = []
     for axis in ("outcome", "tolerance", "measure"):
         for value in sorted(data[axis].unique(), key=str):
@@ -126,7 +137,7 @@ def plot_specification(data: pd.DataFrame) -> Figure:
     for row, (axis, value) in enumerate(labels):
         hit = data[data[axis] == value]
         bottom.scatter(hit["x"], np.full(len(hit), row), marker="s", s=12, color="black")
-    bottom.set_yticks(range(len(labels)), [f"{a}: {v}" for a, v in labels], fontsize=7)
+    bottom.set_yticks(range(len(labels)), [f"{a}: {v}" for a, v in labels])
     bottom.invert_yaxis()
     bottom.set_xlabel("specification (sorted by estimate)")
     return fig

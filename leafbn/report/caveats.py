@@ -45,73 +45,24 @@ def _grid(record: StudyRecord) -> list[dict[str, Any]] | None:
         return None
 
 
+#: The study's settings "What was run" lists, in this order (config.json's ``study`` keys).
+_SETTINGS_SHOWN: tuple[str, ...] = (
+    "seeds", "seed_base", "splits", "window", "epochs", "batch_size", "drop_last", "momentum", "decay",
+    "val_fraction", "split_seed", "standardize",
+)  # fmt: skip
+
+
 def what_was_run(record: StudyRecord, trials: pd.DataFrame, expected: int | None) -> list[Block]:
+    """The "What was run" section: data, grid, settings, trials, run and versions, one item each (from
+    config.json where it has them, else what ``trials.csv`` shows)."""
+    data, run, versions = record.data, record.run, record.versions
     items: list[str] = []
-    data, study, run, versions = record.data, record.study, record.run, record.versions
     if data:
         sha = str(data.get("sha256", ""))[:12]
-        items.append(
-            "Data: "
-            + ", ".join(f"{k} {data[k]}" for k in ("source", "rows", "classes", "features") if k in data)
-            + (f", sha256 {sha}…" if sha else "")
-        )
-    if study:
-        axes = ", ".join(f"{k} {values_text(study[k])}" for k in TRIAL_FIELDS if k in study)
-        items.append(f"Grid: {axes}")
-        training = ", ".join(
-            f"{k} {study[k]}"
-            for k in (
-                "seeds",
-                "seed_base",
-                "splits",
-                "window",
-                "epochs",
-                "batch_size",
-                "drop_last",
-                "momentum",
-                "decay",
-                "val_fraction",
-                "split_seed",
-                "standardize",
-            )
-            if k in study
-        )
-        items.append(f"Settings: {training}".replace("window ", "outcome window (epochs) "))
-    elif not trials.empty:
-        axes = ", ".join(
-            f"{k} {values_text(sorted(trials[k].dropna().unique().tolist()))}"
-            for k in TRIAL_FIELDS
-            if k in trials.columns
-        )
-        items.append(f"Grid (from trials.csv; config.json missing): {axes}")
-    n_conf = (
-        len(trials.drop_duplicates([f for f in TRIAL_FIELDS if f in trials.columns])) if len(trials) else 0
-    )
-    seeds = (
-        trials.groupby([f for f in TRIAL_FIELDS if f in trials.columns], dropna=False).size()
-        if len(trials)
-        else None
-    )
-    n_splits = int(trials["split"].nunique()) if len(trials) and "split" in trials.columns else 1
-    if seeds is not None and n_splits > 1:
-        seeds = seeds // n_splits  # runs per configuration = seeds × splits
-    each = " (per split)" if n_splits > 1 else ""
-    splits_text = f" × {n_splits} splits" if n_splits > 1 else ""
-    seed_text = (
-        ""
-        if seeds is None
-        else (
-            f", {seeds.min()} seeds{each}{splits_text} each"
-            if seeds.min() == seeds.max()
-            else f", {seeds.min()}–{seeds.max()} seeds{each}{splits_text} each"
-        )
-    )
-    n_div = int(trials["diverged"].sum()) if len(trials) else 0
-    items.append(
-        f"Trials: {len(trials)} present"
-        + (f" of {expected} expected" if expected is not None else "")
-        + f", {n_conf} configurations{seed_text}, {n_div} diverged"
-    )
+        shown = ", ".join(f"{k} {data[k]}" for k in ("source", "rows", "classes", "features") if k in data)
+        items.append("Data: " + shown + (f", sha256 {sha}…" if sha else ""))
+    items += _grid_items(record.study, trials)
+    items.append(_trials_item(trials, expected))
     if run:
         wall = run.get("wall_time_s")
         wall_text = duration(wall) if isinstance(wall, (int, float)) else "unknown"
@@ -132,6 +83,44 @@ def what_was_run(record: StudyRecord, trials: pd.DataFrame, expected: int | None
     return [("h2", "What was run"), ("ul", items)]
 
 
+def _grid_items(study: dict, trials: pd.DataFrame) -> list[str]:
+    """The grid and the settings from config.json's ``study``; without it, the grid trials.csv shows."""
+    if study:
+        axes = ", ".join(f"{k} {values_text(study[k])}" for k in TRIAL_FIELDS if k in study)
+        training = ", ".join(f"{k} {study[k]}" for k in _SETTINGS_SHOWN if k in study)
+        return [f"Grid: {axes}", f"Settings: {training}".replace("window ", "outcome window (epochs) ")]
+    if trials.empty:
+        return []
+    axes = ", ".join(
+        f"{k} {values_text(sorted(trials[k].dropna().unique().tolist()))}"
+        for k in TRIAL_FIELDS
+        if k in trials.columns
+    )
+    return [f"Grid (from trials.csv; config.json missing): {axes}"]
+
+
+def _trials_item(trials: pd.DataFrame, expected: int | None) -> str:
+    """How many trials are present (of how many expected), configurations, seeds per split, diverged."""
+    fields = [f for f in TRIAL_FIELDS if f in trials.columns]
+    n_conf = len(trials.drop_duplicates(fields)) if len(trials) else 0
+    seeds = trials.groupby(fields, dropna=False).size() if len(trials) else None
+    n_splits = int(trials["split"].nunique()) if len(trials) and "split" in trials.columns else 1
+    if seeds is not None and n_splits > 1:
+        seeds = seeds // n_splits  # runs per configuration = seeds × splits
+    each = " (per split)" if n_splits > 1 else ""
+    splits_text = f" × {n_splits} splits" if n_splits > 1 else ""
+    seed_text = ""
+    if seeds is not None:
+        count = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+        seed_text = f", {count} seeds{each}{splits_text} each"
+    n_div = int(trials["diverged"].sum()) if len(trials) else 0
+    return (
+        f"Trials: {len(trials)} present"
+        + (f" of {expected} expected" if expected is not None else "")
+        + f", {n_conf} configurations{seed_text}, {n_div} diverged"
+    )
+
+
 def caveats(
     record: StudyRecord,
     trials: pd.DataFrame,
@@ -141,6 +130,25 @@ def caveats(
     tolerance: float,
     confidence: float,
 ) -> list[Block]:
+    """The "Caveats" section: what is missing, what failed, how the numbers may mislead, and what the
+    answer does not cover."""
+    items = _presence_caveats(record, trials, expected) + _run_caveats(trials)
+    if stats is not None and len(stats):
+        items += _skew_caveat(stats, tolerance)
+    if effect is not None:
+        n_tests = int((effect["status"] == "ok").sum())
+        if n_tests > 1:
+            items.append(
+                f"{n_tests} learning rates tested per test (paired t and Wilcoxon signed-rank), each family "
+                f"of tests Holm-corrected at p < {1 - confidence:g}; the verdict rests on the bootstrap, "
+                "not on them."
+            )
+    items += _scope_caveats(record, trials, tolerance)
+    return [("h2", "Caveats"), ("ul", items)]
+
+
+def _presence_caveats(record: StudyRecord, trials: pd.DataFrame, expected: int | None) -> list[str]:
+    """How many trials are present of those expected, and which configurations are missing."""
     items: list[str] = []
     if expected is not None:
         items.append(
@@ -163,6 +171,12 @@ def caveats(
         items.append(
             f"{len(trials)} trials present; the expected number is unknown (no config.json run record)."
         )
+    return items
+
+
+def _run_caveats(trials: pd.DataFrame) -> list[str]:
+    """Runs that diverged, failed, were restarted, or configurations with a single seed."""
+    items: list[str] = []
     if len(trials):
         div = int(trials["diverged"].sum())
         if div:
@@ -184,16 +198,13 @@ def caveats(
         few = trials.groupby(keys, dropna=False).size()
         if (few < 2).any():
             items.append(f"{int((few < 2).sum())} configuration(s) have a single seed: no CI or test there.")
-    if stats is not None and len(stats):
-        items += _skew_caveat(stats, tolerance)
-    if effect is not None:
-        n_tests = int((effect["status"] == "ok").sum())
-        if n_tests > 1:
-            items.append(
-                f"{n_tests} learning rates tested per test (paired t and Wilcoxon signed-rank), each family "
-                f"of tests Holm-corrected at p < {1 - confidence:g}; the verdict rests on the bootstrap, "
-                "not on them."
-            )
+    return items
+
+
+def _scope_caveats(record: StudyRecord, trials: pd.DataFrame, tolerance: float) -> list[str]:
+    """What the answer does not cover: the splits, the one data set, the choices of the width, and
+    BN-only axes repeated without BN."""
+    items: list[str] = []
     study = record.study
     split = (
         f" (split_seed {study['split_seed']}, validation fraction {study['val_fraction']})"
@@ -228,7 +239,7 @@ def caveats(
             "bn_momentum (and bn_placement) do nothing without BN: "
             "no-BN trials that differ only there repeat each other."
         )
-    return [("h2", "Caveats"), ("ul", items)]
+    return items
 
 
 def _skew_caveat(stats: pd.DataFrame, tolerance: float) -> list[str]:

@@ -28,6 +28,8 @@ from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
+from leafbn.config import AXES
+
 __all__ = [
     "CAP",
     "COLORS",
@@ -62,13 +64,8 @@ FONT: dict[str, float] = {"suptitle": 12, "title": 10, "label": 9, "tick": 8, "l
 #: Axis labels with their units.
 LR_LABEL = "learning rate (SGD step size, log scale)"
 LOSS_UNIT = "nats"
-AXIS_LABEL: dict[str, str] = {
-    "depth": "depth (hidden layers)",
-    "width": "width (units per layer)",
-    "bn_momentum": "BN momentum",
-    "bn_placement": "BN placement",
-    "batch_size": "batch size (rows)",
-}
+#: Each context axis's label, from its one definition (:data:`leafbn.config.axes.AXES`).
+AXIS_LABEL: dict[str, str] = {a.name: a.label for a in AXES if a.role == "context"}
 _RC = {
     "font.size": FONT["label"],
     "axes.titlesize": FONT["title"],

@@ -27,6 +27,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from leafbn.report.settings import ReportSettings
+
 __all__ = [
     "CHANCE_FACTOR", "EDGE_LEVEL", "MARGIN", "DECISIVE", "VERDICTS", "MEASURES", "chance_bar",
     "unit_cube", "unit_draws", "success_rates", "measures", "lr_sensitivity", "p_bn_wider", "p_two_sided",
@@ -36,9 +38,9 @@ __all__ = [
 #: A run is clearly better than chance when its loss is below ln(classes / CHANCE_FACTOR).
 CHANCE_FACTOR: float = 10.0
 #: The success rate at which an arm's range starts and ends (its edges).
-EDGE_LEVEL: float = 0.5
+EDGE_LEVEL: float = ReportSettings.edge_level
 #: Decades within which BN − no BN counts as no difference (an equivalence margin, fixed in advance).
-MARGIN: float = 0.25
+MARGIN: float = ReportSettings.margin
 #: P(BN wider) at or above which (or P(BN narrower)) the verdict takes a side.
 DECISIVE: float = 0.95
 #: The four verdicts, in answer.json's spelling.

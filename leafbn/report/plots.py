@@ -1,6 +1,9 @@
 """Draw the tables of :mod:`leafbn.report.analysis`: mean loss per learning rate, the BN effect as a forest
 plot, the typical run's learning curves, heat maps over the architecture's axes.
 
+The learning curves live in :mod:`leafbn.report.curve_plots` and the heat maps in
+:mod:`leafbn.report.heatmap_plots`; their public names are re-exported here.
+
 Every drawing function only draws and returns a Figure built by :func:`leafbn.report.figure_style.figure`
 (Agg canvas, no pyplot state); save it with ``fig.savefig(path)``. The numbers come from
 :mod:`leafbn.report.analysis`, except the learning curves' quantiles, computed here by
@@ -17,22 +20,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from leafbn.config import TRIAL_FIELDS
+from leafbn.report.contexts import contexts as _contexts
+from leafbn.report.curve_plots import FEW_RUNS, curve_bands, curve_runs, plot_learning_curves
 from leafbn.report.figure_style import (
-    AXIS_LABEL,
     CAP,
     COLORS,
     FONT,
     LOSS_UNIT,
-    LR_LABEL,
     NAMES,
     STRIP_ROW,
     figure,
@@ -41,13 +40,13 @@ from leafbn.report.figure_style import (
     log_loss_axis,
     lr_axis,
     note_handle,
-    plain_log_formatter,
     strip_fit,
     strip_panels,
     styled,
     suptitle,
     wrap,
 )
+from leafbn.report.heatmap_plots import plot_heatmaps
 
 __all__ = [
     "plot_loss_vs_lr",
@@ -60,32 +59,9 @@ __all__ = [
     "MAX_CONTEXTS",
 ]
 
-#: With at most this many runs per arm, a learning-curve panel draws each run instead of quantiles.
-FEW_RUNS: int = 5
 #: With more architectures (contexts) than this, figures trim them to stay legible: the learning
 #: curves pool them per learning rate, the loss against learning rate shows validation only.
 MAX_CONTEXTS: int = 4
-
-
-def _contexts(df: pd.DataFrame) -> list[tuple[str, dict[str, Any], pd.DataFrame]]:
-    """Split ``df`` by the axes other than lr and bn that vary: (label, key, rows) per context."""
-    axes = [
-        f
-        for f in TRIAL_FIELDS
-        if f in df.columns and f not in ("lr", "bn") and df[f].nunique(dropna=False) > 1
-    ]
-    if not axes:
-        return [("", {}, df)]
-    out = []
-    for key, rows in df.groupby(axes, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        values = dict(zip(axes, key))
-        out.append((" · ".join(f"{k}={_fmt(v)}" for k, v in values.items()), values, rows))
-    return out
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
 
 
 # --- Mean loss per learning rate -------------------------------------------------------------------------
@@ -309,244 +285,3 @@ def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-
-
-# --- Learning curves of the typical run ------------------------------------------------------------------
-def curve_runs(trials: pd.DataFrame, curves: pd.DataFrame, pool: bool = False) -> pd.DataFrame:
-    """Each run's curve with its configuration: ``curves`` joined to the trials' axes and ``diverged``.
-
-    Args:
-        trials, curves: the study's tables.
-        pool: keep only ``lr`` and ``bn`` of the axes, so that the curves of every architecture
-            at a learning rate form one panel (a space with many architectures).
-
-    Returns:
-        One row per run × epoch: the configuration axes, ``trial_id``, ``diverged`` (the run's),
-        ``epoch``, ``val_loss``, ``train_loss``. Empty when the tables share no ``trial_id``.
-    """
-    from leafbn.report.analysis import config_axes, prepare
-
-    trials = prepare(trials)
-    keys = [k for k in config_axes(trials) if not pool or k in ("lr", "bn")]
-    columns = [*keys, "trial_id", "diverged", "epoch", "val_loss", "train_loss"]
-    need = {"trial_id", "epoch", "val_loss", "train_loss"}
-    if trials.empty or curves.empty or "trial_id" not in trials.columns or not need <= set(curves.columns):
-        return pd.DataFrame(columns=columns)
-    merged = curves[list(need)].merge(trials[["trial_id", "diverged", *keys]], on="trial_id", how="inner")
-    return merged[columns].sort_values([*keys, "trial_id", "epoch"], kind="stable").reset_index(drop=True)
-
-
-def curve_bands(runs: pd.DataFrame) -> pd.DataFrame:
-    """The typical run per configuration and epoch: quantiles over the runs finite at that epoch.
-
-    Returns:
-        One row per configuration × epoch: the axes, ``epoch``, ``n`` (finite runs), ``val_q1``,
-        ``val_median``, ``val_q3``, ``train_median``.
-    """
-    keys = [c for c in runs.columns if c not in ("trial_id", "diverged", "epoch", "val_loss", "train_loss")]
-    columns = [*keys, "epoch", "n", "val_q1", "val_median", "val_q3", "train_median"]
-    if runs.empty:
-        return pd.DataFrame(columns=columns)
-    finite = runs[np.isfinite(runs["val_loss"].to_numpy(float))]
-    out = finite.groupby([*keys, "epoch"], sort=True, dropna=False).agg(
-        n=("val_loss", "size"),
-        val_q1=("val_loss", lambda v: float(np.percentile(v, 25))),
-        val_median=("val_loss", "median"),
-        val_q3=("val_loss", lambda v: float(np.percentile(v, 75))),
-        train_median=("train_loss", lambda v: float(np.nanmedian(v)) if np.isfinite(v).any() else math.nan),
-    )
-    return out.reset_index()[columns]
-
-
-def _curve_ylim(bands: pd.DataFrame, runs: pd.DataFrame, few: int) -> tuple[float, float]:
-    """The shared log y range of the runs that train: their quartiles (or values, with few runs),
-    up to :data:`CAP`."""
-    counts = runs.groupby([c for c in runs.columns if c in TRIAL_FIELDS], dropna=False)["trial_id"].nunique()
-    values = [bands[["val_q1", "val_q3", "train_median"]].to_numpy(float).ravel()]
-    if len(counts) and counts.min() <= few:
-        trained = runs[~runs["diverged"].astype(bool)]
-        values.append(trained[["val_loss", "train_loss"]].to_numpy(float).ravel())
-    v = np.concatenate(values)
-    v = v[np.isfinite(v) & (v > 0) & (v <= CAP)]
-    return (v.min() / 1.3, v.max() * 1.3) if v.size else (0.1, 10.0)
-
-
-@styled
-def plot_learning_curves(
-    bands: pd.DataFrame, runs: pd.DataFrame, ncols: int = 4, few: int = FEW_RUNS
-) -> Figure:
-    """The typical run's learning curves per learning rate (small multiples), BN vs no BN.
-
-    Args:
-        bands: :func:`curve_bands`'s table.
-        runs: :func:`curve_runs`'s table (the runs behind it).
-        ncols: panels per row.
-        few: an arm with at most this many runs in a panel is drawn run by run.
-
-    Returns:
-        A Figure with one panel per learning rate (× context when other axes vary): per arm the
-        median validation loss with its interquartile band and the median training loss (dashed),
-        or, with few runs, each run's validation loss as a thin line. The log y axis, shared, is
-        fitted to the runs that train; each panel's title counts per arm the runs that diverged
-        and those that leave the axis.
-    """
-    panels = []
-    for label, _, rows in _contexts(runs):
-        for lr, part in rows.groupby("lr", sort=True):
-            panels.append((f"lr {lr:g}" + (f" · {label}" if label else ""), part))
-    ncols = max(1, min(ncols, len(panels)))
-    nrows = math.ceil(max(len(panels), 1) / ncols)
-    fig = figure(max(3.6 * ncols, 7.5), 3.1 * nrows + 1.2)
-    grid = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
-    low, high = _curve_ylim(bands, runs, few)
-    high = max(high, low * 10)  # at least a decade, as the axis is drawn
-    for ax, (title, part) in zip(grid.flat, panels):
-        notes = [_curve_arm(ax, part[part["bn"] == bn], bands, bn, few, high) for bn in (False, True)]
-        text = "\n".join([title, *[n for n in notes if n]])
-        ax.set_title(wrap(text, 3.3, FONT["tick"] + 0.5), fontsize=FONT["tick"] + 0.5)
-        ax.set_yscale("log")
-        ax.grid(True, alpha=0.3)
-    _curve_axes(fig, grid, len(panels), low, high)
-    handles = [Line2D([], [], color=COLORS[b], label=f"{NAMES[b]} validation") for b in (False, True)]
-    handles += [
-        Line2D([], [], color="grey", linestyle="--", label="training (median)"),
-        Patch(color="grey", alpha=0.3, label="interquartile band"),
-        note_handle(f"≤ {few} runs: one thin line per run"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
-    suptitle(fig, "Learning curves of the typical run per learning rate (median and quartiles over runs)")
-    return fig
-
-
-def _curve_arm(ax: Axes, side: pd.DataFrame, bands: pd.DataFrame, bn: bool, few: int, high: float) -> str:
-    """Draw one arm's curves in a panel (each run, or median and quartiles); its note: how many of its
-    runs diverged and how many leave the axis above ``high`` ("" when none)."""
-    if side.empty:
-        return ""
-    n_runs = side["trial_id"].nunique()
-    if n_runs <= few:
-        for _, run in side.groupby("trial_id", sort=True):
-            ax.plot(run["epoch"], run["val_loss"], color=COLORS[bn], linewidth=0.8, alpha=0.8)
-    else:
-        keys = [c for c in bands.columns if c in TRIAL_FIELDS]
-        band = bands.merge(side[keys].drop_duplicates(), on=keys, how="inner").sort_values("epoch")
-        ax.fill_between(
-            band["epoch"], band["val_q1"], band["val_q3"], color=COLORS[bn], alpha=0.2, linewidth=0
-        )
-        ax.plot(band["epoch"], band["val_median"], color=COLORS[bn], linewidth=1.5)
-        ax.plot(band["epoch"], band["train_median"], color=COLORS[bn], linewidth=1, linestyle="--")
-    diverged = int(side.groupby("trial_id")["diverged"].first().astype(bool).sum())
-    finite = side["val_loss"].where(np.isfinite(side["val_loss"].to_numpy(float)))
-    above = int((finite.groupby(side["trial_id"]).max() > high).sum())
-    parts = [f"{diverged}/{n_runs} diverged"] * bool(diverged) + [f"{above} off axis"] * bool(above)
-    return f"{NAMES[bn]}: " + ", ".join(parts) if parts else ""
-
-
-def _curve_axes(fig: Figure, grid: np.ndarray, used: int, low: float, high: float) -> None:
-    """Shared limits, labels on the outer panels only, unused panels hidden."""
-    ncols = grid.shape[1]
-    for i, ax in enumerate(grid.flat):
-        if i >= used:
-            ax.set_visible(False)
-            continue
-        if i + ncols >= used:  # the lowest panel of its column
-            ax.xaxis.set_tick_params(labelbottom=True)
-            ax.set_xlabel("epoch")
-        ax.yaxis.set_major_formatter(FuncFormatter(plain_log_formatter))
-        ax.yaxis.set_minor_formatter(NullFormatter())
-    grid.flat[0].set_ylim(low, high)
-    for ax in grid[:, 0]:
-        ax.set_ylabel(f"cross-entropy ({LOSS_UNIT})")
-
-
-# --- Heat maps -------------------------------------------------------------------------------------------
-@styled
-def plot_heatmaps(heat: pd.DataFrame, axis: str, chance: float = math.log(99)) -> Figure:
-    """Typical outcome and divergence rate over learning rate × ``axis``, per BN setting.
-
-    Args:
-        heat: :func:`leafbn.report.analysis.heatmap_data`'s table for ``axis`` (its ``val_loss_median``
-            when present, else its mean).
-        axis: the column of ``heat`` on the y axis (``depth``, ``width``, ``bn_momentum``, ...).
-        chance: the loss of a uniform guess, nats: the colour scale ends there, so a blown-up cell
-            takes the scale's last colour and no more.
-
-    Returns:
-        A Figure: top row the outcome (log colour scale up to ``chance``; grey where every run
-        diverged), bottom row the divergence rate (0–1), one column per BN setting present.
-        Cells carry their values when they fit.
-    """
-    sides = sorted(heat["bn"].unique()) if len(heat) else [True]
-    metric = "val_loss_median" if "val_loss_median" in heat.columns else "val_loss_mean"
-    n_lr = max(heat["lr"].nunique(), 1)
-    width = min(max(4.0, 0.45 * n_lr + 1.8), 8.0)
-    fig = figure(width * len(sides), 7.4)
-    grid = fig.subplots(2, len(sides), squeeze=False)
-    loss = heat[metric].to_numpy(float)
-    loss = loss[np.isfinite(loss) & (loss > 0)]
-    floor = min(loss.min(), chance / 10) if loss.size else chance / 10
-    loss_norm = LogNorm(floor, chance)
-    word = "median" if metric == "val_loss_median" else "mean"
-    for col, bn in enumerate(sides):
-        side = heat[heat["bn"] == bn]
-        for row, (column, norm, cmap, title) in enumerate(
-            (
-                (metric, loss_norm, "viridis", f"{word} outcome ({LOSS_UNIT}, capped at chance)"),
-                ("divergence_rate", Normalize(0, 1), "Reds", "share of runs that diverged"),
-            )
-        ):
-            ax = grid[row, col]
-            table = side.pivot_table(index=axis, columns="lr", values=column, aggfunc="mean", dropna=False)
-            _heat_panel(fig, ax, table, norm, cmap, chance if row == 0 else None, width)
-            ax.set_ylabel(AXIS_LABEL.get(axis, axis))
-            ax.set_title(wrap(f"{NAMES[bool(bn)]}: {title}", width - 1.2, FONT["title"]))
-    suptitle(fig, f"Learning rate × {AXIS_LABEL.get(axis, axis)}: outcome and divergence (other axes pooled)")
-    return fig
-
-
-def _heat_panel(
-    fig: Figure, ax: Axes, table: pd.DataFrame, norm: Any, cmap: str, chance: float | None, width: float
-) -> None:
-    """One heat map: cells coloured by ``norm`` (values above ``chance`` in the scale's end colour),
-    values written in the cells when they fit, lr labels thinned so they never touch."""
-    data = table.to_numpy(float)
-    cm = colormaps[cmap].with_extremes(bad="lightgrey")
-    if chance is not None:
-        cm = cm.with_extremes(over="#440154" if cmap != "viridis" else "#fde725")
-    image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", origin="lower", cmap=cm, norm=norm)
-    cell_pt = (width - 1.6) * 72 / max(data.shape[1], 1)
-    if cell_pt > 4 * FONT["note"] * 0.62 + 4:
-        for (i, j), v in np.ndenumerate(data):
-            if chance is None:
-                text = f"{v:.0%}" if np.isfinite(v) else "—"
-            else:
-                text = "div" if not np.isfinite(v) else (f">{chance:.2g}" if v > chance else f"{v:.2g}")
-            dark = np.isfinite(v) and (
-                norm(min(v, chance or v)) < 0.55 if cmap == "viridis" else norm(v) > 0.6
-            )
-            ax.text(
-                j,
-                i,
-                text,
-                ha="center",
-                va="center",
-                fontsize=FONT["note"] - 1,
-                color="white" if dark else "black",
-            )
-    names = [f"{v:.3g}" for v in table.columns]
-    widest = max((len(n) for n in names), default=1) + 1  # a character's room between two labels
-    step = max(1, math.ceil(len(names) * widest * FONT["tick"] * 0.62 / ((width - 1.6) * 72 * 0.85)))
-    ax.set_xticks(range(0, len(names), step), names[::step])
-    ax.set_yticks(range(len(table.index)), [_fmt(v) for v in table.index])
-    ax.set_xlabel(LR_LABEL.replace("log scale", "one column per value"))
-    ax.grid(False)
-    bar = fig.colorbar(image, ax=ax, shrink=0.9, extend="max" if chance is not None else "neither")
-    if chance is not None:
-        bar.ax.yaxis.set_major_formatter(FuncFormatter(plain_log_formatter))
-        bar.ax.yaxis.set_minor_formatter(
-            FuncFormatter(
-                lambda t, _: (
-                    plain_log_formatter(t) if round(t / 10 ** math.floor(math.log10(t))) in (2, 5) else ""
-                )
-            )
-        )

@@ -53,9 +53,7 @@ def context_label(key: dict[str, Any]) -> str:
 
 def varying(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
     """The axes of TRIAL_FIELDS that ``df`` has and that take several values there, less ``exclude``."""
-    present = [
-        f for f in dict.fromkeys((*TRIAL_FIELDS, "batch_size")) if f in df.columns and f not in exclude
-    ]
+    present = [f for f in TRIAL_FIELDS if f in df.columns and f not in exclude]
     return [f for f in present if df[f].nunique(dropna=False) > 1]
 
 
@@ -89,30 +87,7 @@ def answer(
         confidence: the tests' level.
         specification: :func:`leafbn.report.specification.specification_table`'s record, or None.
     """
-    s = settings
-    blocks: list[Block] = []
-    if s.get("fallback_runs"):
-        blocks.append(("p", f"**Outcome read from the final epoch for {s['fallback_runs']} runs**: the study "
-                            "folder has no learning curves for them (curves.parquet or curves.csv), so their "
-                            f"outcome is not the median of their last {s['window']} epochs."))  # fmt: skip
-    blocks.append((
-        "p",
-        f"How this is measured: each run's outcome is its median validation loss over its last {s['window']} "
-        "epochs. A run *trains* when its outcome is finite, clearly better than chance (below "
-        f"{s['bar']:.2f} nats: the true class's probability at least min(10, √classes) times a uniform "
-        "guess's) and within "
-        f"{s['tolerance']:g} nats of the best configuration of its context, BN or not (one target for "
-        "both arms); otherwise it *diverged* (NaN/inf), is *stuck* (not clearly better than chance) "
-        "or is *behind*. "
-        "Each arm's width is the area under its success-rate curve over log10(learning rate), the curve "
-        "interpolated between grid points (decades); its edges are where that curve crosses one half. "
-        f"The whole answer is recomputed on {s['resamples']} paired bootstrap resamples (random seed "
-        f"{s['random_seed']}): the (split, seed) units, shared by every learning rate and arm, are drawn "
-        "with replacement within each split. The verdict is **BN more robust** (or **less**) when the "
-        "two-sided bootstrap p of the width difference, Holm-corrected across contexts, is below "
-        f"{2 * (1 - 0.95):g}; **no difference** when its 90% interval lies within ±{s['margin']:g} decades; "
-        "**inconclusive** otherwise.",
-    ))  # fmt: skip
+    blocks = method_blocks(settings)
     if not answers:
         return blocks + [("p", "BN cannot be compared: the study lacks runs with BN or without it.")]
     stat_ctx = {tuple(k.items()): g for k, g in _contexts(stats)}
@@ -137,6 +112,36 @@ def answer(
         blocks.append(("p", " ".join(t for t in text if t)))
     if specification is not None:
         blocks += specification_blocks(specification)
+    return blocks
+
+
+def method_blocks(settings: dict[str, Any]) -> list[Block]:
+    """How the answer is measured, in one paragraph (led by a warning when some outcomes are read
+    from the final epoch); ``settings`` as :func:`answer` takes them."""
+    s = settings
+    blocks: list[Block] = []
+    if s.get("fallback_runs"):
+        blocks.append(("p", f"**Outcome read from the final epoch for {s['fallback_runs']} runs**: the study "
+                            "folder has no learning curves for them (curves.parquet or curves.csv), so their "
+                            f"outcome is not the median of their last {s['window']} epochs."))  # fmt: skip
+    blocks.append((
+        "p",
+        f"How this is measured: each run's outcome is its median validation loss over its last {s['window']} "
+        "epochs. A run *trains* when its outcome is finite, clearly better than chance (below "
+        f"{s['bar']:.2f} nats: the true class's probability at least min(10, √classes) times a uniform "
+        "guess's) and within "
+        f"{s['tolerance']:g} nats of the best configuration of its context, BN or not (one target for "
+        "both arms); otherwise it *diverged* (NaN/inf), is *stuck* (not clearly better than chance) "
+        "or is *behind*. "
+        "Each arm's width is the area under its success-rate curve over log10(learning rate), the curve "
+        "interpolated between grid points (decades); its edges are where that curve crosses one half. "
+        f"The whole answer is recomputed on {s['resamples']} paired bootstrap resamples (random seed "
+        f"{s['random_seed']}): the (split, seed) units, shared by every learning rate and arm, are drawn "
+        "with replacement within each split. The verdict is **BN more robust** (or **less**) when the "
+        "two-sided bootstrap p of the width difference, Holm-corrected across contexts, is below "
+        f"{2 * (1 - 0.95):g}; **no difference** when its 90% interval lies within ±{s['margin']:g} decades; "
+        "**inconclusive** otherwise.",
+    ))  # fmt: skip
     return blocks
 
 

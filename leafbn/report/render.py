@@ -77,8 +77,11 @@ def to_markdown(blocks: list[Block]) -> str:
 
 
 def _inline_html(text: str) -> str:
+    """``text`` escaped, with Markdown's inline marks as HTML: `code`, **strong**, *emphasis*."""
     text = html.escape(text)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"(?<![\w*])\*(?=[^\s*])([^*]+?)(?<=\S)\*(?![\w*])", r"<em>\1</em>", text)
 
 
 _CSS = """

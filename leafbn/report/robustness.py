@@ -33,6 +33,7 @@ from scipy import stats
 from leafbn.config import StudyConfig, axis_names
 from leafbn.report import analysis, lr_range
 from leafbn.report.expected_best import BEST_BAND, expected_best
+from leafbn.report.settings import ReportSettings
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -49,9 +50,9 @@ __all__ = [
 ]
 
 #: Epochs a run's outcome is the median over (the study's ``--window`` when config.json has it).
-DEFAULT_WINDOW: int = 10
+DEFAULT_WINDOW: int = ReportSettings.DEFAULT_WINDOW
 #: Bootstrap resamples of the answer.
-DEFAULT_RESAMPLES: int = 2000
+DEFAULT_RESAMPLES: int = ReportSettings.resamples
 VERDICTS = lr_range.VERDICTS
 #: The outcome columns a specification may use: the window median, the final epoch, the best epoch.
 OUTCOME_COLUMNS: dict[str, str] = {"window": "outcome", "final": "final_val_loss", "best": "best_val_loss"}

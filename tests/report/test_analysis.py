@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from leafbn.config import TRIAL_FIELDS
-from leafbn.report import analysis
+from leafbn.report import analysis, space_tables
 from tests.fixtures.synthetic import BN, LRS, NOBN, OFFS, STD, make_curves, make_trials  # noqa: F401
 
 
@@ -113,12 +113,12 @@ def test_per_family_metrics_with_a_depth_axis():
     eff = analysis.bn_effect(trials)
     assert len(eff) == 14 and "depth" in eff.columns
     assert row(eff, lr=1e-2, depth=2)["diff"] == pytest.approx(-0.2)
-    assert analysis.heatmap_axes(trials) == ["depth"]
-    heat = analysis.heatmap_data(trials, "depth")
+    assert space_tables.heatmap_axes(trials) == ["depth"]
+    heat = space_tables.heatmap_data(trials, "depth")
     assert len(heat) == 28
     assert row(heat, bn=False, depth=2, lr=1.0).divergence_rate == 1.0
     assert row(heat, bn=True, depth=2, lr=1e-1).val_loss_mean == pytest.approx(0.1)
-    assert analysis.heatmap_axes(make_trials()) == []
+    assert space_tables.heatmap_axes(make_trials()) == []
 
 
 def test_summary_and_format_summary():
@@ -174,14 +174,14 @@ def test_summary_accepts_the_runner_table_as_written(tmp_path):
 def test_curve_summary():
     trials = make_trials(lrs=[1e-2, 1.0])
     curves = make_curves(trials)
-    cs = analysis.curve_summary(trials, curves)
+    cs = space_tables.curve_summary(trials, curves)
     r = row(cs, lr=1e-2, bn=True, epoch=4)
     assert r.n == 5 and r.val_loss_mean == pytest.approx(0.4 + 0.25)
     assert r.val_loss_ci == pytest.approx(stats.t.ppf(0.975, 4) * STD / math.sqrt(5))
     d = row(cs, lr=1.0, bn=False, epoch=2)
     assert d.n_diverged == 5 and d.n == 0 and math.isnan(d.val_loss_mean)
     assert row(cs, lr=1.0, bn=False, epoch=1).val_loss_mean == pytest.approx(4.0)
-    assert analysis.curve_summary(trials, curves.iloc[0:0]).empty
+    assert space_tables.curve_summary(trials, curves.iloc[0:0]).empty
 
 
 # --- no-BN trials shared across BN momentum/placement; "stable" requires learning -------------

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from leafbn.report import analysis, plots, robustness, write_report
+from leafbn.report import analysis, plots, robustness, space_tables, write_report
 from leafbn.report.figure_style import CAP, COLORS, figure, text_problems
 from tests.fixtures.synthetic import LRS, make_curves, make_trials
 
@@ -61,7 +61,7 @@ def test_learning_curves_draw_the_typical_run_and_count_what_leaves_the_axis():
     fig = plots.plot_learning_curves(bands, runs)
     assert fig.axes[0].get_ylim()[1] <= CAP
     titles = [ax.get_title() for ax in fig.axes]
-    assert any("BN: 5 off axis" in t for t in titles)  # the exploded runs, counted in their panel
+    assert any("BN: 5 spike above the axis" in t for t in titles)  # the exploded runs, counted in their panel
     assert any("no BN: 5/5 diverged" in t for t in titles)
 
 
@@ -91,7 +91,7 @@ def test_heatmap_colours_stop_at_chance_so_a_blown_up_cell_cannot_set_the_scale(
     trials = make_trials(depths=(2, 3))
     trials = trials.assign(outcome=trials["final_val_loss"])
     trials.loc[trials.index[trials["bn"] & (trials["lr"] == 1000.0)], "outcome"] = 2.7e13
-    fig = plots.plot_heatmaps(analysis.heatmap_data(trials, "depth"), "depth", chance=math.log(99))
+    fig = plots.plot_heatmaps(space_tables.heatmap_data(trials, "depth"), "depth", chance=math.log(99))
     image = fig.axes[0].images[0]
     assert image.norm.vmax == pytest.approx(math.log(99))
 
@@ -144,13 +144,19 @@ def test_every_report_figure_is_legible_as_saved(tmp_path, monkeypatch, shape):
     folder = synthetic_study(tmp_path / "study", **shape)
     with pytest.warns(UserWarning):  # no config.json: the report says so
         write_report(folder, resamples=100, figure_formats="png" if shape else "png,svg")
-    expected = {"runs_vs_lr.png", "loss_vs_lr.png", "bn_effect.png", "learning_curves.png", "bootstrap.png"}
+    expected = {"answer.png", "specification.png", "runs_vs_lr.png", "loss_vs_lr.png", "bn_effect.png",
+                "learning_curves.png", "bootstrap.png"}  # fmt: skip
     if shape:
         expected |= {"heatmap_depth.png", "heatmap_width.png"}
     assert expected <= set(checked)
     assert {name: p for name, p in checked.items() if p} == {}
-    if shape:
+    md = (folder / "report" / "report.md").read_text()
+    if shape:  # several architectures: the answer per architecture follows the answer, before the words
+        assert (
+            md.index("![answer](answer.png)") < md.index("![bootstrap](bootstrap.png)") < md.index("How this")
+        )
         return
+    assert md.index("![answer](answer.png)") < md.index("How this") < md.index("![bootstrap](bootstrap.png)")
     svg = folder / "report" / "runs_vs_lr.svg"
     assert ET.parse(svg).getroot().tag.endswith("svg")  # the vector file is written and parses
     assert COLORS[True].lower() in svg.read_text().lower()  # in the arms' colours

@@ -51,3 +51,11 @@ def test_html_is_self_contained_and_escaped(tmp_path):
     assert "<figcaption>How to read it.</figcaption>" in page
     assert 'src="fig.png"' not in page  # the image is embedded, not linked
     assert "http" not in page and "<script" not in page
+
+
+def test_html_shows_markdown_marks_as_emphasis_not_asterisks(tmp_path):
+    text = "**Verdict: BN more robust** — a run *trains* when `a*b` < 2 * 3"
+    page = to_html([("p", text)], tmp_path)
+    assert "<strong>Verdict: BN more robust</strong>" in page
+    assert "<em>trains</em>" in page and "<code>a*b</code>" in page
+    assert "2 * 3" in page  # a lone asterisk between spaces stays as written

@@ -58,7 +58,7 @@ def test_answer_figures_are_drawn_from_their_numbers():
     bn = data[data["bn"]].iloc[0]
     assert bn["lower"] < bn["upper"] and bn["upper"] == ans["upper_edge_lr"]["bn"]["estimate"]
     fig = answer_plot.plot_answer(data)
-    assert isinstance(fig, Figure) and "bn more robust" in fig.axes[0].get_title()
+    assert isinstance(fig, Figure) and "BN more robust" in fig.axes[0].get_title()
     spec = specification.specification_table(trials, ans["family"], ans["verdict"], 2.29, 200)
     curve = answer_plot.specification_data(spec)
     assert curve["estimate"].is_monotonic_increasing and list(curve["x"]) == list(range(len(curve)))

@@ -124,7 +124,7 @@ def test_full_report_answer_follows_the_numbers(full_report):
         "without BN 2.00 decades (the same in every resample); BN − no BN: +2.00 decades"
     ) in md
     assert "at which at least half train is 31.6 (the same in every resample) with BN" in md
-    assert md.index("![") == md.index("![", md.index("answer.png") - 80)  # the answer leads the figures
+    assert md.index("![") == md.index("![answer](answer.png)") < md.index("## What was run")  # seen first
     assert "holds under all 27 specifications" in md
     assert "Without BN: 20 of 35 runs diverged, at every learning rate ≥ 1 in every seed." in md
     assert "With BN: none of 35 runs diverged." in md

@@ -1,0 +1,35 @@
+"""A figure's contexts: the rows of a table split by the axes (other than lr and bn) that vary, each
+with a label a panel can print. Shared by the plot modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leafbn.config import TRIAL_FIELDS
+
+__all__ = ["contexts", "value_text"]
+
+
+def contexts(df: pd.DataFrame) -> list[tuple[str, dict[str, Any], pd.DataFrame]]:
+    """Split ``df`` by the axes other than lr and bn that vary: (label, key, rows) per context."""
+    axes = [
+        f
+        for f in TRIAL_FIELDS
+        if f in df.columns and f not in ("lr", "bn") and df[f].nunique(dropna=False) > 1
+    ]
+    if not axes:
+        return [("", {}, df)]
+    out = []
+    for key, rows in df.groupby(axes, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        values = dict(zip(axes, key))
+        out.append((" · ".join(f"{k}={value_text(v)}" for k, v in values.items()), values, rows))
+    return out
+
+
+def value_text(value: Any) -> str:
+    """An axis value as a label prints it: floats by ``:g``, others as they are."""
+    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
