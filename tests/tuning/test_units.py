@@ -150,3 +150,27 @@ def test_a_study_killed_before_its_first_unit_finished_resumes(tmp_path):
     _kill_when(_start(args), lambda: (path / "ray" / "tuner.pkl").exists())
     assert (path / "config.json").is_file() and not finished_units(path)
     _resume(args, path, expected=2)
+
+
+def test_an_interrupted_unit_study_names_no_never_started_unit(monkeypatch, tmp_path, caplog):
+    """Ray Tune's reader warns once per unit that never started (no result file) when a study is
+    interrupted: hundreds of lines for a big grid. Inside run_units that warning is dropped."""
+    import logging
+    from unittest import mock
+
+    from leafbn.tuning import unit_study
+
+    def fit():
+        missing = "\n".join(f"- u{i}: FileNotFoundError('no result.json')" for i in range(3))
+        logging.getLogger("ray.tune.analysis.experiment_analysis").warning(
+            f"Failed to fetch metrics for 3 trial(s):\n{missing}"
+        )
+        return []
+
+    monkeypatch.setattr(unit_study, "ray", mock.MagicMock())
+    monkeypatch.setattr(unit_study, "NodeAffinitySchedulingStrategy", mock.MagicMock())
+    monkeypatch.setattr(unit_study, "_unit_tuner", lambda *a, **k: SimpleNamespace(fit=fit))
+    the_plan = SimpleNamespace(units=[(0, 2), (2, 4)], runs=[{}] * 4)
+    with caplog.at_level(logging.WARNING):
+        assert unit_study.run_units(None, tmp_path, (), the_plan, echo=lambda line: None) == {}
+    assert "Failed to fetch metrics" not in caplog.text
