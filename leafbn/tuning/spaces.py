@@ -95,10 +95,11 @@ _UNIT_OVERHEAD_S = 0.15
 #: first unit's record came 17-24 s after the command, 1-7 s of it that unit's runs, at a load of 4-6).
 _UNITS_START_S = 15.0
 #: Resident memory: the driver (Ray, pandas, the tables streamed unit by unit), a worker with
-#: TensorFlow imported, and each compiled program a worker keeps.
-DRIVER_GB, WORKER_GB, PROGRAM_GB = 0.6, 0.8, 0.05
-#: Compiled programs a worker keeps at most (the trainer's cache of programs is bounded).
-WORKER_PROGRAMS = 8
+#: TensorFlow imported, and what each program a worker compiles adds to it for good. The trainer's
+#: cache keeps 8 programs, but evicting one does not give its memory back: measured (the full
+#: space's 75 programs, one process, docs/benchmarks.md) a worker grows ~0.031 GB per program it
+#: compiles, to 3.2 GB, whatever the cache's size.
+DRIVER_GB, WORKER_GB, PROGRAM_GB = 0.6, 0.8, 0.031
 
 
 def run_seconds(config: StudyConfig, run: dict[str, Any], n_train: int) -> float:
@@ -123,5 +124,6 @@ def grid_estimate(
     workers = max(1, min(cpus, units))
     # every worker compiles (in parallel with the others) each program it meets: most of them
     seconds = work / workers + _COMPILE_S * program_count(runs) + _UNITS_START_S
-    memory = DRIVER_GB + workers * (WORKER_GB + PROGRAM_GB * min(program_count(runs), WORKER_PROGRAMS))
+    # every worker meets (nearly) every program, and keeps what compiling it took
+    memory = DRIVER_GB + workers * (WORKER_GB + PROGRAM_GB * program_count(runs))
     return seconds, memory

@@ -50,3 +50,19 @@ def test_estimate_grows_with_the_space():
     wide = StudyConfig(**{**space_axes("full"), "seeds": 1})
     assert estimate_seconds(wide, wide.trial_configs(), 1267, cpus=2) > 20 * small
     assert estimate_seconds(seed, seed.trial_configs(), 1267, cpus=4) < small
+
+
+def test_grid_memory_estimate_counts_every_program_a_worker_compiles():
+    """A worker keeps memory for each program it compiled (evicted or not): the estimate of the
+    full space (75 programs) is far above the seed space's (2), and grows with the workers."""
+    from leafbn.tuning.spaces import grid_estimate
+    from leafbn.tuning.units import grid_runs
+
+    full = StudyConfig(**{k: v for k, v in space_axes("full").items()}, seeds=1, epochs=1)
+    seed = StudyConfig(seeds=1, epochs=1)
+    full_runs, seed_runs = grid_runs(full), grid_runs(seed)
+    _, full_gb = grid_estimate(full, full_runs, 225, 792, 2)
+    _, seed_gb = grid_estimate(seed, seed_runs, 8, 792, 2)
+    _, full_gb_4 = grid_estimate(full, full_runs, 225, 792, 4)
+    assert full_gb > seed_gb + 2 * 70 * 0.02
+    assert full_gb_4 > full_gb

@@ -162,3 +162,35 @@ def test_a_grid_over_initialisations_keeps_each_runs_own():
         for run in runs
     ]
     assert sorted(row["init"] for row in rows) == ["he_normal", "he_normal", "uniform", "uniform"]
+
+
+def test_an_interrupted_unit_study_names_no_never_started_unit(monkeypatch, tmp_path):
+    """Ray Tune's reader warns once per unit that never started (no result file) when a study is
+    interrupted: hundreds of lines for a big grid. Inside run_units that warning is dropped."""
+    import logging
+    from unittest import mock
+
+    from leafbn.tuning import unit_study
+
+    def fit():
+        missing = "\n".join(f"- u{i}: FileNotFoundError('no result.json')" for i in range(3))
+        logging.getLogger("ray.tune.analysis.experiment_analysis").warning(
+            f"Failed to fetch metrics for 3 trial(s):\n{missing}"
+        )
+        return []
+
+    monkeypatch.setattr(unit_study, "ray", mock.MagicMock())
+    monkeypatch.setattr(unit_study, "NodeAffinitySchedulingStrategy", mock.MagicMock())
+    monkeypatch.setattr(unit_study, "_unit_tuner", lambda *a, **k: SimpleNamespace(fit=fit))
+    the_plan = SimpleNamespace(units=[(0, 2), (2, 4)], runs=[{}] * 4)
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # Ray's loggers do not propagate
+    ray_reader = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    ray_reader.addHandler(handler)
+    try:
+        assert unit_study.run_units(None, tmp_path, (), the_plan, echo=lambda line: None) == {}
+        fit()  # outside run_units the warning still goes out: the handler sees it
+    finally:
+        ray_reader.removeHandler(handler)
+    assert len(seen) == 1 and seen[0].startswith("Failed to fetch metrics")
