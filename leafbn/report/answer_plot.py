@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from leafbn.report.contexts import in_context
 from leafbn.report.figure_style import COLORS, FONT, NAMES, figure, lr_axis, styled, wrap
 
 __all__ = ["answer_data", "plot_answer", "specification_data", "plot_specification"]
@@ -42,10 +43,7 @@ def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
         ``diverged_share``, ``lower``, ``lower_low``, ``lower_high``, ``upper``, ``upper_low``,
         ``upper_high`` (learning rates; NaN where undefined), ``verdict``, ``p_bn_wider``.
     """
-    rows = stab
-    for k, v in answer["family"].items():
-        if k in rows.columns:
-            rows = rows[rows[k] == v]
+    rows = in_context(stab, answer["family"])
     out = rows[["bn", "lr", "success_rate", "success_ci_low", "success_ci_high"]].copy()
     out["diverged_share"] = rows["n_diverged"] / rows["n_runs"].clip(lower=1)
     for edge in ("lower", "upper"):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from leafbn.config import TRIAL_FIELDS
 
-__all__ = ["contexts", "value_text"]
+__all__ = ["contexts", "in_context", "value_text"]
 
 
 def contexts(df: pd.DataFrame) -> list[tuple[str, dict[str, Any], pd.DataFrame]]:
@@ -33,3 +33,13 @@ def contexts(df: pd.DataFrame) -> list[tuple[str, dict[str, Any], pd.DataFrame]]
 def value_text(value: Any) -> str:
     """An axis value as a label prints it: floats by ``:g``, others as they are."""
     return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def in_context(df: pd.DataFrame, family: dict[str, Any]) -> pd.DataFrame:
+    """The rows of ``df`` in the context ``family`` (axis -> value; an axis ``df`` lacks is ignored,
+    and a missing value matches a missing one, as :func:`contexts` groups them)."""
+    keep = pd.Series(True, index=df.index)
+    for k, v in family.items():
+        if k in df.columns:
+            keep &= df[k].isna() if pd.isna(v) else df[k] == v
+    return df[keep]

@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
+from leafbn.report.contexts import in_context
 from leafbn.report.figure_style import (
     CAP,
     COLORS,
@@ -244,10 +245,7 @@ def plot_bootstrap(draws: pd.DataFrame, answers: list[dict[str, Any]]) -> Figure
             + f"\n{verdict}"
             + (f", P(BN wider) {p:.2f}" if p is not None else "")
         )
-        part = draws
-        for k, v in ans["family"].items():
-            if k in part.columns:
-                part = part[part[k] == v]
+        part = in_context(draws, ans["family"])
         for ax, (name, _) in zip(axes, cols):
             interval = ans["difference_decades"] if name == "difference" else ans["width_decades"][name]
             color = "black" if name == "difference" else COLORS[name == "bn"]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from leafbn.report import analysis, plots, robustness, space_tables, write_report
+from leafbn.report import analysis, answer_plot, plots, robustness, space_tables, write_report
 from leafbn.report.figure_style import CAP, COLORS, figure, text_problems
 from tests.fixtures.synthetic import LRS, make_curves, make_trials
 
@@ -170,3 +170,14 @@ def test_cli_refuses_an_unknown_figure_format_in_one_line(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr == "error: --figure-format png,gif: gif is not one of png, svg, pdf\n"
     assert not (tmp_path / "report").exists()
+
+
+def test_the_answer_figure_finds_a_context_whose_axis_value_is_missing():
+    # a study whose table left an axis empty (NaN) still gets its answer drawn: NaN matches NaN
+    trials = make_trials().assign(init=float("nan"))
+    stab = robustness.stability(robustness.add_outcomes(trials, make_curves(trials)))
+    answers, _ = robustness.bootstrap_answer(trials, resamples=50)
+    main = robustness.main_answer(answers)
+    assert "init" in main["family"]
+    data = answer_plot.answer_data(stab, main)
+    assert len(data) == len(stab) and not text_problems(answer_plot.plot_answer(data))
