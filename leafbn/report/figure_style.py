@@ -197,8 +197,12 @@ def fill_strip(
     strip: Axes | None,
     rows: Sequence[tuple[str, str, Sequence[float], Sequence[str]]],
     fontsize: float = FONT["note"],
+    width_in: float | None = None,
+    lrs: Sequence[float] | None = None,
 ) -> None:
-    """Write counts into ``strip``: one row per ``(name, colour, xs, texts)``, a text centred at each x.
+    """Write counts into ``strip``: one row per ``(name, colour, xs, texts)``, a text centred at each x
+    (``width_in``: the strip's width in inches, by default as its axes is placed now; ``lrs``: the
+    learning rates its axis spans, by default each row's own).
 
     The rows are the strip's own y positions, so texts of two rows never meet; along a row the texts
     sit at distinct learning rates, which :func:`strip_fit` keeps apart.
@@ -217,9 +221,14 @@ def fill_strip(
         strip.spines[side].set_visible(False)
     strip.grid(False)
     strip.set_facecolor("#f4f4f4")
+    width_in = width_in or strip.get_position().width * strip.figure.get_figwidth()
     for i, (_, color, xs, texts) in enumerate(rows):
-        for x, t in zip(xs, texts):
-            strip.text(x, i, t, ha="center", va="center", fontsize=fontsize, color=color, clip_on=False)
+        # texts too wide for their neighbours' spacing alternate above and below the row's middle,
+        # so that neighbours are two learning rates apart
+        shift = 0.0 if strip_fit(xs if lrs is None else lrs, width_in, texts, fontsize) else 0.22
+        for j, (x, t) in enumerate(sorted(zip(xs, texts))):
+            y = i + (shift if j % 2 else -shift)
+            strip.text(x, y, t, ha="center", va="center", fontsize=fontsize, color=color, clip_on=False)
 
 
 def strip_fit(lrs: Any, axes_width_in: float, texts: Sequence[str], fontsize: float = FONT["note"]) -> bool:

@@ -128,7 +128,7 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
                 if side.empty:
                     continue
                 left_out += _mean_with_ci(ax, side, metric, bn, dodge if bn else 1 / dodge)
-            fill_strip(strip, _loss_strip_rows(rows, metric, kinds, lrs, 5.5))
+            fill_strip(strip, _loss_strip_rows(rows, metric, kinds, lrs, 5.5), width_in=5.5 * 0.8, lrs=lrs)
             lr_axis(ax, lrs)
             log_loss_axis(ax, rows[f"{metric}_mean"].to_numpy(float))
             ax.set_ylabel(f"final {name} loss ({LOSS_UNIT})")
