@@ -201,7 +201,8 @@ def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
     _forest_x(ax, tested)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)
-    ax.set_xlabel(f"BN − no-BN mean outcome ({LOSS_UNIT}); below 0: BN ends lower")
+    scale = "; symmetric log scale" if ax.get_xscale() == "symlog" else ""
+    ax.set_xlabel(f"BN − no-BN mean outcome ({LOSS_UNIT}{scale}); below 0: BN ends lower")
     ax.grid(True, axis="x", alpha=0.3)
     side.set_title(f"difference [{confidence:.0%} Welch CI]", fontsize=FONT["label"], loc="left")
     handles = [
@@ -278,10 +279,21 @@ def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
     if span > 0 and narrowest < 0.01 * span:
         linthresh = max(narrowest, span * 1e-6)
         ax.set_xscale("symlog", linthresh=linthresh)
-        first, last = math.ceil(math.log10(linthresh)) + 1, math.floor(math.log10(max(-low, high)))
-        powers = [10.0**k for k in range(first, last + 1)][::-1]
-        powers = powers[:: max(1, math.ceil(len(powers) / 3))]  # <= 3 a side: labels 2 decades apart
-        ticks = [-p for p in powers if -p >= low - pad] + [0.0] + [p for p in powers[::-1] if p <= high + pad]
+        ticks = _symlog_ticks(linthresh, low - pad, high + pad)
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def _symlog_ticks(linthresh: float, low: float, high: float) -> list[float]:
+    """Ticks of a symmetric-log axis from ``low`` to ``high``: 0 and, a decade above ``linthresh``
+    and on, 1, 2 and 5 × each power of ten while they fit (at most 4 a side), else powers of ten at
+    most 3 a side, so that a reader can read every point's value off the axis."""
+    first, last = math.ceil(math.log10(linthresh)) + 1, math.floor(math.log10(max(-low, high)))
+    reach = max(-low, high)
+    mags = [m * 10.0**k for k in range(first, last + 1) for m in (1, 2, 5) if m * 10.0**k <= reach]
+    side = max(sum(-v >= low for v in mags), sum(v <= high for v in mags))
+    if side > 4:
+        powers = [10.0**k for k in range(first, last + 1)][::-1]
+        mags = powers[:: max(1, math.ceil(len(powers) / 3))]  # <= 3 a side: labels 2 decades apart
+    return sorted({-v for v in mags if -v >= low} | {0.0} | {v for v in mags if v <= high})
