@@ -40,7 +40,8 @@ def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
     Returns:
         Columns ``bn``, ``lr``, ``success_rate``, ``success_ci_low``, ``success_ci_high``,
         ``diverged_share``, ``lower``, ``lower_low``, ``lower_high``, ``upper``, ``upper_low``,
-        ``upper_high`` (learning rates; NaN where undefined), ``verdict``, ``p_bn_wider``.
+        ``upper_high`` (learning rates; NaN where undefined), ``lower_at_grid``, ``upper_at_grid``
+        (the edge is the grid's end: the range may reach further), ``verdict``, ``p_bn_wider``.
     """
     rows = stab
     for k, v in answer["family"].items():
@@ -54,6 +55,7 @@ def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
             mask = out["bn"] == bn
             for suffix, key in (("", "estimate"), ("_low", "ci_low"), ("_high", "ci_high")):
                 out.loc[mask, edge + suffix] = np.nan if iv[key] is None else iv[key]
+            out.loc[mask, f"{edge}_at_grid"] = bool(answer.get("edge_at_grid", {}).get(arm, {}).get(edge))
     out["verdict"] = answer["verdict"]
     out["p_bn_wider"] = answer["p_bn_wider"]
     return out.sort_values(["bn", "lr"]).reset_index(drop=True)
@@ -93,14 +95,27 @@ def _draw_arm(ax: Any, arm: pd.DataFrame, bn: bool, y: float) -> None:
             label=f"{name}: share that diverged")  # fmt: skip
     first = arm.iloc[0]
     if not (np.isfinite(first["lower"]) and np.isfinite(first["upper"])):
+        ax.plot([], [], color=color, lw=6, alpha=0.3, label=f"{name} trains at no learning rate of the grid")
         return
     ax.plot([first["lower"], first["upper"]], [y, y], color=color, lw=6, solid_capstyle="butt",
-            label=f"{name} trains: {first['lower']:.2g} to {first['upper']:.2g}")  # fmt: skip
-    for edge in ("lower", "upper"):
+            label=range_label(first, name))  # fmt: skip
+    for edge, marker in (("lower", "<"), ("upper", ">")):
         lo, hi = first[f"{edge}_low"], first[f"{edge}_high"]
         if np.isfinite(lo) and np.isfinite(hi):
             ax.errorbar(first[edge], y, xerr=[[first[edge] - lo], [hi - first[edge]]], color="black",
                         capsize=3, lw=1)  # fmt: skip
+        if first.get(f"{edge}_at_grid", False):  # the grid ends here: the range may reach further
+            ax.plot([first[edge]], [y], marker=marker, ms=9, color=color, ls="")
+
+
+def range_label(row: pd.Series, name: str) -> str:
+    """An arm's trainable range as its legend reads it: the edges (``≤``/``≥`` where an edge is the
+    grid's end, drawn as an arrow head), and, when both edges' intervals have no width, that every
+    resample gave the same edges (the whiskers then show nothing)."""
+    lower = f"{'≤' if row.get('lower_at_grid', False) else ''}{row['lower']:.2g}"
+    upper = f"{'≥' if row.get('upper_at_grid', False) else ''}{row['upper']:.2g}"
+    exact = all(row[f"{e}_low"] == row[f"{e}_high"] for e in ("lower", "upper"))
+    return f"{name} trains: {lower} to {upper}" + ("\n(same edges in every resample)" if exact else "")
 
 
 def specification_data(spec: dict[str, Any]) -> pd.DataFrame:

@@ -63,3 +63,13 @@ def test_answer_figures_are_drawn_from_their_numbers():
     curve = answer_plot.specification_data(spec)
     assert curve["estimate"].is_monotonic_increasing and list(curve["x"]) == list(range(len(curve)))
     assert len(answer_plot.plot_specification(curve).axes) == 2
+
+
+def test_the_answer_legend_says_where_a_range_meets_the_grid_and_when_its_whiskers_have_no_width():
+    row = pd.Series({"lower": 0.001, "upper": 0.3162, "lower_low": 0.001, "lower_high": 0.001,
+                     "upper_low": 0.3162, "upper_high": 0.3162,
+                     "lower_at_grid": True, "upper_at_grid": False})  # fmt: skip
+    assert answer_plot.range_label(row, "BN") == "BN trains: ≤0.001 to 0.32\n(same edges in every resample)"
+    wide = row.copy()
+    wide[["lower_at_grid", "upper_low"]] = [False, 0.1]
+    assert answer_plot.range_label(wide, "BN") == "BN trains: 0.001 to 0.32"
