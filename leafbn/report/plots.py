@@ -130,7 +130,7 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
                 left_out += _mean_with_ci(ax, side, metric, bn, dodge if bn else 1 / dodge)
             fill_strip(strip, _loss_strip_rows(rows, metric, kinds, lrs, 5.5))
             lr_axis(ax, lrs)
-            log_loss_axis(ax, rows[f"{metric}_mean"].to_numpy(float))
+            log_loss_axis(ax, _drawn_values(rows, metric))
             ax.set_ylabel(f"final {name} loss ({LOSS_UNIT})")
             title = f"{name.capitalize()}" + (f" — {label}" if label else "")
             (strip or ax).set_title(wrap(title, 4.5, FONT["title"]))
@@ -146,6 +146,14 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     suptitle(fig, "Final cross-entropy against learning rate (mean over the runs that did not diverge)")
     return fig
+
+
+def _drawn_values(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    """The means of ``rows`` and the ends of the intervals :func:`_mean_with_ci` draws, so that the
+    y axis shows every drawn interval whole (an end above :data:`CAP` is left to the axis' top)."""
+    mean, ci = rows[f"{metric}_mean"].to_numpy(float), rows[f"{metric}_ci"].to_numpy(float)
+    drawn = np.isfinite(mean) & (mean <= CAP) & np.isfinite(ci) & (mean - ci > 0)
+    return np.concatenate([mean, mean[drawn] - ci[drawn], mean[drawn] + ci[drawn]])
 
 
 def _mean_with_ci(ax: Axes, side: pd.DataFrame, metric: str, bn: bool, shift: float) -> int:

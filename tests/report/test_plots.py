@@ -51,6 +51,17 @@ def test_loss_vs_lr_leaves_out_an_interval_that_reaches_zero_and_says_so():
     assert lows and min(lows) > 0  # every drawn bar is of positive values: none clipped to a floor
 
 
+def test_loss_vs_lr_axis_holds_every_drawn_interval_whole():
+    stats = analysis.aggregate(make_trials())
+    low = stats["val_loss_mean"].min()
+    stats.loc[0, ["val_loss_mean", "val_loss_ci"]] = [low * 2, low * 2 * 0.95]  # ends 20x below the means
+    fig = plots.plot_loss_vs_lr(stats)
+    val_ax = next(ax for ax in fig.axes if ax.get_ylabel().startswith("final validation"))
+    ends = [seg[:, 1] for c in val_ax.collections for seg in getattr(c, "get_segments", list)()]
+    bottom, top = val_ax.get_ylim()
+    assert ends and all(bottom <= e.min() and e.max() <= max(top, CAP) for e in ends)
+
+
 def test_learning_curves_draw_the_typical_run_and_count_what_leaves_the_axis():
     trials, curves = exploded()
     runs = plots.curve_runs(trials, curves)
