@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from leafbn.report.figure_style import COLORS, FONT, NAMES, figure, lr_axis, styled, wrap
+from leafbn.report.figure_style import COLORS, FONT, NAMES, figure, lr_axis, note_handle, styled, wrap
 
 __all__ = ["answer_data", "plot_answer", "specification_data", "plot_specification"]
 
@@ -144,7 +144,10 @@ def plot_specification(data: pd.DataFrame) -> Figure:
     top.axhline(0, color="grey", lw=0.8)
     top.set_ylabel("BN − no BN (decades)")
     top.set_title("The answer under every reasonable analysis: BN − no BN trainable width")
-    fig.legend(loc="outside right upper", title="verdict")
+    handles, _ = top.get_legend_handles_labels()
+    if (data["ci_low"] == data["ci_high"]).any():  # a point alone: its interval has no width
+        handles.append(note_handle("no whisker:\nevery resample\nagrees"))
+    fig.legend(handles=handles, loc="outside right upper", title="verdict")
     labels = []
     for axis in ("outcome", "tolerance", "measure"):
         for value in sorted(data[axis].unique(), key=str):

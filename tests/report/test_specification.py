@@ -62,7 +62,10 @@ def test_answer_figures_are_drawn_from_their_numbers():
     spec = specification.specification_table(trials, ans["family"], ans["verdict"], 2.29, 200)
     curve = answer_plot.specification_data(spec)
     assert curve["estimate"].is_monotonic_increasing and list(curve["x"]) == list(range(len(curve)))
-    assert len(answer_plot.plot_specification(curve).axes) == 2
+    curve.loc[0, ["ci_low", "ci_high"]] = curve.loc[0, "estimate"]  # every resample agrees
+    fig = answer_plot.plot_specification(curve)
+    assert len(fig.axes) == 2
+    assert any("every resample" in t.get_text() for t in fig.legends[0].get_texts())
 
 
 def test_the_answer_legend_says_where_a_range_meets_the_grid_and_when_its_whiskers_have_no_width():
