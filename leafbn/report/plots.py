@@ -206,7 +206,7 @@ def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
             side.text(0, y, text, va="center", ha="left", fontsize=FONT["note"], family="monospace")
         else:
             side.text(0, y, it["text"], va="center", ha="left", fontsize=FONT["note"], color="#a0522d")
-    _forest_x(ax, tested)
+    _forest_x(ax, tested, width_pt=0.55 * fig.get_figwidth() * 72)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     scale = "; symmetric log scale" if ax.get_xscale() == "symlog" else ""
@@ -272,9 +272,11 @@ def _hidden_intervals(ax: Axes, tested: list[dict[str, Any]], width_pt: float, p
     return count
 
 
-def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
+def _forest_x(ax: Axes, tested: list[dict[str, Any]], width_pt: float) -> None:
     """A linear x axis when the narrowest interval spans >= 1% of the range, else symmetric-log with
-    its linear part as wide as that interval, so that every interval shows."""
+    its linear part as wide as that interval, so that every interval shows; linear again when the
+    symmetric-log one would hide as many intervals (narrow ones far from 0 shrink on it) in axes
+    about ``width_pt`` points wide."""
     if not tested:
         ax.set_xlim(-1, 1)
         return
@@ -285,12 +287,16 @@ def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
     pad = 0.05 * span if span > 0 else 1.0
     ax.set_xlim(low - pad, high + pad)
     if span > 0 and narrowest < 0.01 * span:
+        hidden_linear = _hidden_intervals(ax, tested, width_pt)
         linthresh = max(narrowest, span * 1e-6)
         ax.set_xscale("symlog", linthresh=linthresh)
         ticks = _symlog_ticks(linthresh, low - pad, high + pad)
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        if _hidden_intervals(ax, tested, width_pt) >= hidden_linear:
+            ax.set_xscale("linear")  # its default ticks again
+            ax.set_xlim(low - pad, high + pad)
 
 
 def _symlog_ticks(linthresh: float, low: float, high: float) -> list[float]:

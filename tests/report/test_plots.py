@@ -101,14 +101,23 @@ def test_bn_effect_is_a_forest_with_every_interval_visible_and_untested_lrs_name
 def test_symlog_forest_names_its_scale_and_ticks_between_the_decades():
     effect = analysis.bn_effect(make_trials(depths=(2, 3)))
     ok = effect["status"] == "ok"
-    effect.loc[ok, ["diff", "ci_low", "ci_high"]] = [-3.62, -3.665, -3.576]  # narrow, far from 0
+    effect.loc[ok, ["diff", "ci_low", "ci_high"]] = [-0.05, -0.09, -0.01]  # narrow, near 0
     effect.loc[effect.index[ok][0], ["diff", "ci_low", "ci_high"]] = [-3.95, -9.3, 1.39]  # wide
     fig = plots.plot_bn_effect(effect)
     ax = fig.axes[0]
     assert ax.get_xscale() == "symlog" and "symmetric log" in ax.get_xlabel()
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
-    assert any(-9.3 < t < -1 for t in ticks)  # -3.6 can be read off the axis, not mistaken for -1.3
+    assert any(-9.3 < t < -1 for t in ticks)  # -3.95 can be read off the axis, not mistaken for -1.3
     assert sum(t < 0 for t in ticks) <= 4
+
+
+def test_forest_stays_linear_where_symlog_would_hide_as_many_intervals():
+    effect = analysis.bn_effect(make_trials(depths=(2, 3)))
+    ok = effect["status"] == "ok"
+    effect.loc[ok, ["diff", "ci_low", "ci_high"]] = [-3.62, -3.665, -3.576]  # narrow, far from 0
+    effect.loc[effect.index[ok][0], ["diff", "ci_low", "ci_high"]] = [-3.95, -9.3, 1.39]  # wide
+    fig = plots.plot_bn_effect(effect)
+    assert fig.axes[0].get_xscale() == "linear"  # symlog would shrink the narrow ones further
 
 
 def test_heatmap_colours_stop_at_chance_so_a_blown_up_cell_cannot_set_the_scale():
