@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from leafbn.report.contexts import value_text
 from leafbn.report.figure_style import COLORS, FONT, NAMES, figure, lr_axis, note_handle, styled, wrap
 
-__all__ = ["answer_data", "plot_answer", "specification_data", "plot_specification"]
+__all__ = ["answer_data", "context_label", "plot_answer", "specification_data", "plot_specification"]
 
 #: A verdict's colour: the arm it favours in that arm's colour, the others neutral.
 _VERDICT_COLORS = {
@@ -61,10 +62,19 @@ def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
     return out.sort_values(["bn", "lr"]).reset_index(drop=True)
 
 
+def context_label(answer: dict[str, Any], answers: list[dict[str, Any]]) -> str:
+    """The axes on which ``answer``'s context differs from the other ``answers``' as a figure names it
+    (``"depth=3 · width=100"``); empty with one context."""
+    families = [a["family"] for a in answers]
+    varying = [k for k in answer["family"] if len({str(f.get(k)) for f in families}) > 1]
+    return " · ".join(f"{k}={value_text(answer['family'][k])}" for k in varying)
+
+
 @styled
-def plot_answer(data: pd.DataFrame) -> Figure:
+def plot_answer(data: pd.DataFrame, context: str = "") -> Figure:
     """Both arms on one log-lr axis: success share with its band, diverged share (×), and below, each
-    arm's trainable range as a bar with whiskers at both edges' 95% intervals; verdict in the title."""
+    arm's trainable range as a bar with whiskers at both edges' 95% intervals; verdict (and, with
+    several contexts, the ``context`` it is of, :func:`context_label`) in the title."""
     fig = figure(8, 5)
     ax = fig.add_subplot()
     for i, (bn, arm) in enumerate(data.groupby("bn", sort=True)):
@@ -77,7 +87,7 @@ def plot_answer(data: pd.DataFrame) -> Figure:
     verdict = verdict_text(data["verdict"].iloc[0]) if len(data) else "no answer"
     p = data["p_bn_wider"].iloc[0] if len(data) else float("nan")
     title = (
-        f"Verdict: {verdict}, P(BN's trainable range wider) = {p:.3f}\n"
+        f"Verdict{f' ({context})' if context else ''}: {verdict}, P(BN's trainable range wider) = {p:.3f}\n"
         "bars: where at least half the runs train; whiskers: 95% intervals of both edges"
     )
     ax.set_title(wrap(title, 7.5, FONT["title"]))

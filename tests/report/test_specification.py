@@ -76,3 +76,13 @@ def test_the_answer_legend_says_where_a_range_meets_the_grid_and_when_its_whiske
     wide = row.copy()
     wide[["lower_at_grid", "upper_low"]] = [False, 0.1]
     assert answer_plot.range_label(wide, "BN") == "BN trains: 0.001 to 0.32"
+
+
+def test_the_answer_figure_names_its_context_when_there_are_several():
+    answers = [{"family": {"depth": d, "width": 100, "bn_momentum": 0.99}} for d in (2, 3)]
+    assert answer_plot.context_label(answers[1], answers) == "depth=3"
+    assert answer_plot.context_label(answers[1], answers[1:]) == ""
+    trials = outcomes()
+    (ans,), _ = robustness.bootstrap_answer(trials, resamples=50)
+    fig = answer_plot.plot_answer(answer_plot.answer_data(robustness.stability(trials), ans), "depth=3")
+    assert fig.axes[0].get_title().startswith("Verdict (depth=3): ")
