@@ -72,7 +72,7 @@ def test_learning_curves_draw_the_typical_run_and_count_what_leaves_the_axis():
     fig = plots.plot_learning_curves(bands, runs)
     assert fig.axes[0].get_ylim()[1] <= CAP
     titles = [ax.get_title() for ax in fig.axes]
-    assert any("BN: 5 spike above the axis" in t for t in titles)  # the exploded runs, counted in their panel
+    assert any("BN: 5/5 spike above the axis" in t for t in titles)  # the exploded runs, in their panel
     assert any("no BN: 5/5 diverged" in t for t in titles)
 
 
