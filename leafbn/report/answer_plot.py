@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from leafbn.report.contexts import in_context
-from leafbn.report.figure_style import COLORS, FONT, NAMES, figure, lr_axis, styled, wrap
+from leafbn.report.contexts import in_context, value_text
+from leafbn.report.figure_style import COLORS, FONT, NAMES, figure, lr_axis, note_handle, styled, wrap
 
-__all__ = ["answer_data", "plot_answer", "specification_data", "plot_specification"]
+__all__ = ["answer_data", "context_label", "plot_answer", "specification_data", "plot_specification"]
 
 #: A verdict's colour: the arm it favours in that arm's colour, the others neutral.
 _VERDICT_COLORS = {
@@ -41,7 +41,8 @@ def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
     Returns:
         Columns ``bn``, ``lr``, ``success_rate``, ``success_ci_low``, ``success_ci_high``,
         ``diverged_share``, ``lower``, ``lower_low``, ``lower_high``, ``upper``, ``upper_low``,
-        ``upper_high`` (learning rates; NaN where undefined), ``verdict``, ``p_bn_wider``.
+        ``upper_high`` (learning rates; NaN where undefined), ``lower_at_grid``, ``upper_at_grid``
+        (the edge is the grid's end: the range may reach further), ``verdict``, ``p_bn_wider``.
     """
     rows = in_context(stab, answer["family"])
     out = rows[["bn", "lr", "success_rate", "success_ci_low", "success_ci_high"]].copy()
@@ -52,15 +53,25 @@ def answer_data(stab: pd.DataFrame, answer: dict[str, Any]) -> pd.DataFrame:
             mask = out["bn"] == bn
             for suffix, key in (("", "estimate"), ("_low", "ci_low"), ("_high", "ci_high")):
                 out.loc[mask, edge + suffix] = np.nan if iv[key] is None else iv[key]
+            out.loc[mask, f"{edge}_at_grid"] = bool(answer.get("edge_at_grid", {}).get(arm, {}).get(edge))
     out["verdict"] = answer["verdict"]
     out["p_bn_wider"] = answer["p_bn_wider"]
     return out.sort_values(["bn", "lr"]).reset_index(drop=True)
 
 
+def context_label(answer: dict[str, Any], answers: list[dict[str, Any]]) -> str:
+    """The axes on which ``answer``'s context differs from the other ``answers``' as a figure names it
+    (``"depth=3 · width=100"``); empty with one context."""
+    families = [a["family"] for a in answers]
+    varying = [k for k in answer["family"] if len({str(f.get(k)) for f in families}) > 1]
+    return " · ".join(f"{k}={value_text(answer['family'][k])}" for k in varying)
+
+
 @styled
-def plot_answer(data: pd.DataFrame) -> Figure:
+def plot_answer(data: pd.DataFrame, context: str = "") -> Figure:
     """Both arms on one log-lr axis: success share with its band, diverged share (×), and below, each
-    arm's trainable range as a bar with whiskers at both edges' 95% intervals; verdict in the title."""
+    arm's trainable range as a bar with whiskers at both edges' 95% intervals; verdict (and, with
+    several contexts, the ``context`` it is of, :func:`context_label`) in the title."""
     fig = figure(8, 5)
     ax = fig.add_subplot()
     for i, (bn, arm) in enumerate(data.groupby("bn", sort=True)):
@@ -73,7 +84,7 @@ def plot_answer(data: pd.DataFrame) -> Figure:
     verdict = verdict_text(data["verdict"].iloc[0]) if len(data) else "no answer"
     p = data["p_bn_wider"].iloc[0] if len(data) else float("nan")
     title = (
-        f"Verdict: {verdict}, P(BN's trainable range wider) = {p:.3f}\n"
+        f"Verdict{f' ({context})' if context else ''}: {verdict}, P(BN's trainable range wider) = {p:.3f}\n"
         "bars: where at least half the runs train; whiskers: 95% intervals of both edges"
     )
     ax.set_title(wrap(title, 7.5, FONT["title"]))
@@ -91,14 +102,27 @@ def _draw_arm(ax: Any, arm: pd.DataFrame, bn: bool, y: float) -> None:
             label=f"{name}: share that diverged")  # fmt: skip
     first = arm.iloc[0]
     if not (np.isfinite(first["lower"]) and np.isfinite(first["upper"])):
+        ax.plot([], [], color=color, lw=6, alpha=0.3, label=f"{name} trains at no learning rate of the grid")
         return
     ax.plot([first["lower"], first["upper"]], [y, y], color=color, lw=6, solid_capstyle="butt",
-            label=f"{name} trains: {first['lower']:.2g} to {first['upper']:.2g}")  # fmt: skip
-    for edge in ("lower", "upper"):
+            label=range_label(first, name))  # fmt: skip
+    for edge, marker in (("lower", "<"), ("upper", ">")):
         lo, hi = first[f"{edge}_low"], first[f"{edge}_high"]
         if np.isfinite(lo) and np.isfinite(hi):
             ax.errorbar(first[edge], y, xerr=[[first[edge] - lo], [hi - first[edge]]], color="black",
                         capsize=3, lw=1)  # fmt: skip
+        if first.get(f"{edge}_at_grid", False):  # the grid ends here: the range may reach further
+            ax.plot([first[edge]], [y], marker=marker, ms=9, color=color, ls="")
+
+
+def range_label(row: pd.Series, name: str) -> str:
+    """An arm's trainable range as its legend reads it: the edges (``≤``/``≥`` where an edge is the
+    grid's end, drawn as an arrow head), and, when both edges' intervals have no width, that every
+    resample gave the same edges (the whiskers then show nothing)."""
+    lower = f"{'≤' if row.get('lower_at_grid', False) else ''}{row['lower']:.2g}"
+    upper = f"{'≥' if row.get('upper_at_grid', False) else ''}{row['upper']:.2g}"
+    exact = all(row[f"{e}_low"] == row[f"{e}_high"] for e in ("lower", "upper"))
+    return f"{name} trains: {lower} to {upper}" + ("\n(same edges in every resample)" if exact else "")
 
 
 def specification_data(spec: dict[str, Any]) -> pd.DataFrame:
@@ -127,7 +151,10 @@ def plot_specification(data: pd.DataFrame) -> Figure:
     top.axhline(0, color="grey", lw=0.8)
     top.set_ylabel("BN − no BN (decades)")
     top.set_title("The answer under every reasonable analysis: BN − no BN trainable width")
-    fig.legend(loc="outside right upper", title="verdict")
+    handles, _ = top.get_legend_handles_labels()
+    if (data["ci_low"] == data["ci_high"]).any():  # a point alone: its interval has no width
+        handles.append(note_handle("no whisker:\nevery resample\nagrees"))
+    fig.legend(handles=handles, loc="outside right upper", title="verdict")
     labels = []
     for axis in ("outcome", "tolerance", "measure"):
         for value in sorted(data[axis].unique(), key=str):

@@ -165,9 +165,8 @@ def _curve_arm(ax: Axes, side: pd.DataFrame, bands: pd.DataFrame, bn: bool, few:
     diverged = int(side.groupby("trial_id")["diverged"].first().astype(bool).sum())
     finite = side["val_loss"].where(np.isfinite(side["val_loss"].to_numpy(float)))
     above = int((finite.groupby(side["trial_id"]).max() > high).sum())
-    parts = [f"{diverged}/{n_runs} diverged"] * bool(diverged) + [f"{above} spike above the axis"] * bool(
-        above
-    )
+    parts = [f"{diverged}/{n_runs} diverged"] * bool(diverged)
+    parts += [f"{above}/{n_runs} spike above the axis"] * bool(above)
     return f"{NAMES[bn]}: " + ", ".join(parts) if parts else ""
 
 

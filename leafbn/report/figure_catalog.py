@@ -69,7 +69,9 @@ def answer_figures(n: Numbers, settings: dict[str, Any], per_context: bool = Fal
     figures = []
     if main is not None:
         figures.append(Figure(
-            lambda: answer_plot.plot_answer(answer_plot.answer_data(n.stab, main)),
+            lambda: answer_plot.plot_answer(
+                answer_plot.answer_data(n.stab, main), answer_plot.context_label(main, n.answers)
+            ),
             "answer",
             "The answer: the share of runs that train at each learning rate, per arm (band: Wilson 95% "
             "interval), on one log axis; the bars below are each arm's trainable range (where at least half "

@@ -130,7 +130,7 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
                 left_out += _mean_with_ci(ax, side, metric, bn, dodge if bn else 1 / dodge)
             fill_strip(strip, _loss_strip_rows(rows, metric, kinds, lrs, 5.5), width_in=5.5 * 0.8, lrs=lrs)
             lr_axis(ax, lrs)
-            log_loss_axis(ax, rows[f"{metric}_mean"].to_numpy(float))
+            log_loss_axis(ax, _drawn_values(rows, metric))
             ax.set_ylabel(f"final {name} loss ({LOSS_UNIT})")
             title = f"{name.capitalize()}" + (f" — {label}" if label else "")
             (strip or ax).set_title(wrap(title, 4.5, FONT["title"]))
@@ -146,6 +146,14 @@ def plot_loss_vs_lr(stats: pd.DataFrame, confidence: float = 0.95) -> Figure:
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     suptitle(fig, "Final cross-entropy against learning rate (mean over the runs that did not diverge)")
     return fig
+
+
+def _drawn_values(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    """The means of ``rows`` and the ends of the intervals :func:`_mean_with_ci` draws, so that the
+    y axis shows every drawn interval whole (an end above :data:`CAP` is left to the axis' top)."""
+    mean, ci = rows[f"{metric}_mean"].to_numpy(float), rows[f"{metric}_ci"].to_numpy(float)
+    drawn = np.isfinite(mean) & (mean <= CAP) & np.isfinite(ci) & (mean - ci > 0)
+    return np.concatenate([mean, mean[drawn] - ci[drawn], mean[drawn] + ci[drawn]])
 
 
 def _mean_with_ci(ax: Axes, side: pd.DataFrame, metric: str, bn: bool, shift: float) -> int:
@@ -198,10 +206,11 @@ def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
             side.text(0, y, text, va="center", ha="left", fontsize=FONT["note"], family="monospace")
         else:
             side.text(0, y, it["text"], va="center", ha="left", fontsize=FONT["note"], color="#a0522d")
-    _forest_x(ax, tested)
+    _forest_x(ax, tested, width_pt=0.55 * fig.get_figwidth() * 72)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)
-    ax.set_xlabel(f"BN − no-BN mean outcome ({LOSS_UNIT}); below 0: BN ends lower")
+    scale = "; symmetric log scale" if ax.get_xscale() == "symlog" else ""
+    ax.set_xlabel(f"BN − no-BN mean outcome ({LOSS_UNIT}{scale}); below 0: BN ends lower")
     ax.grid(True, axis="x", alpha=0.3)
     side.set_title(f"difference [{confidence:.0%} Welch CI]", fontsize=FONT["label"], loc="left")
     handles = [
@@ -263,9 +272,11 @@ def _hidden_intervals(ax: Axes, tested: list[dict[str, Any]], width_pt: float, p
     return count
 
 
-def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
+def _forest_x(ax: Axes, tested: list[dict[str, Any]], width_pt: float) -> None:
     """A linear x axis when the narrowest interval spans >= 1% of the range, else symmetric-log with
-    its linear part as wide as that interval, so that every interval shows."""
+    its linear part as wide as that interval, so that every interval shows; linear again when the
+    symmetric-log one would hide as many intervals (narrow ones far from 0 shrink on it) in axes
+    about ``width_pt`` points wide."""
     if not tested:
         ax.set_xlim(-1, 1)
         return
@@ -276,12 +287,27 @@ def _forest_x(ax: Axes, tested: list[dict[str, Any]]) -> None:
     pad = 0.05 * span if span > 0 else 1.0
     ax.set_xlim(low - pad, high + pad)
     if span > 0 and narrowest < 0.01 * span:
+        hidden_linear = _hidden_intervals(ax, tested, width_pt)
         linthresh = max(narrowest, span * 1e-6)
         ax.set_xscale("symlog", linthresh=linthresh)
-        first, last = math.ceil(math.log10(linthresh)) + 1, math.floor(math.log10(max(-low, high)))
-        powers = [10.0**k for k in range(first, last + 1)][::-1]
-        powers = powers[:: max(1, math.ceil(len(powers) / 3))]  # <= 3 a side: labels 2 decades apart
-        ticks = [-p for p in powers if -p >= low - pad] + [0.0] + [p for p in powers[::-1] if p <= high + pad]
+        ticks = _symlog_ticks(linthresh, low - pad, high + pad)
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        if _hidden_intervals(ax, tested, width_pt) >= hidden_linear:
+            ax.set_xscale("linear")  # its default ticks again
+            ax.set_xlim(low - pad, high + pad)
+
+
+def _symlog_ticks(linthresh: float, low: float, high: float) -> list[float]:
+    """Ticks of a symmetric-log axis from ``low`` to ``high``: 0 and, a decade above ``linthresh``
+    and on, 1, 2 and 5 × each power of ten while they fit (at most 4 a side), else powers of ten at
+    most 3 a side, so that a reader can read every point's value off the axis."""
+    first, last = math.ceil(math.log10(linthresh)) + 1, math.floor(math.log10(max(-low, high)))
+    reach = max(-low, high)
+    mags = [m * 10.0**k for k in range(first, last + 1) for m in (1, 2, 5) if m * 10.0**k <= reach]
+    side = max(sum(-v >= low for v in mags), sum(v <= high for v in mags))
+    if side > 4:
+        powers = [10.0**k for k in range(first, last + 1)][::-1]
+        mags = powers[:: max(1, math.ceil(len(powers) / 3))]  # <= 3 a side: labels 2 decades apart
+    return sorted({-v for v in mags if -v >= low} | {0.0} | {v for v in mags if v <= high})

@@ -51,6 +51,17 @@ def test_loss_vs_lr_leaves_out_an_interval_that_reaches_zero_and_says_so():
     assert lows and min(lows) > 0  # every drawn bar is of positive values: none clipped to a floor
 
 
+def test_loss_vs_lr_axis_holds_every_drawn_interval_whole():
+    stats = analysis.aggregate(make_trials())
+    low = stats["val_loss_mean"].min()
+    stats.loc[0, ["val_loss_mean", "val_loss_ci"]] = [low * 2, low * 2 * 0.95]  # ends 20x below the means
+    fig = plots.plot_loss_vs_lr(stats)
+    val_ax = next(ax for ax in fig.axes if ax.get_ylabel().startswith("final validation"))
+    ends = [seg[:, 1] for c in val_ax.collections for seg in getattr(c, "get_segments", list)()]
+    bottom, top = val_ax.get_ylim()
+    assert ends and all(bottom <= e.min() and e.max() <= max(top, CAP) for e in ends)
+
+
 def test_learning_curves_draw_the_typical_run_and_count_what_leaves_the_axis():
     trials, curves = exploded()
     runs = plots.curve_runs(trials, curves)
@@ -61,7 +72,7 @@ def test_learning_curves_draw_the_typical_run_and_count_what_leaves_the_axis():
     fig = plots.plot_learning_curves(bands, runs)
     assert fig.axes[0].get_ylim()[1] <= CAP
     titles = [ax.get_title() for ax in fig.axes]
-    assert any("BN: 5 spike above the axis" in t for t in titles)  # the exploded runs, counted in their panel
+    assert any("BN: 5/5 spike above the axis" in t for t in titles)  # the exploded runs, in their panel
     assert any("no BN: 5/5 diverged" in t for t in titles)
 
 
@@ -85,6 +96,28 @@ def test_bn_effect_is_a_forest_with_every_interval_visible_and_untested_lrs_name
     px_high = ax.transData.transform(np.c_[tested["ci_high"], np.zeros(len(tested))])[:, 0]
     assert (px_high - px >= 3).all()  # every interval at least 3 pixels wide
     assert "lr 1, 10, 100, 1000: no-BN diverged in all seeds" in texts(fig)  # named, in a row of their own
+
+
+def test_symlog_forest_names_its_scale_and_ticks_between_the_decades():
+    effect = analysis.bn_effect(make_trials(depths=(2, 3)))
+    ok = effect["status"] == "ok"
+    effect.loc[ok, ["diff", "ci_low", "ci_high"]] = [-0.05, -0.09, -0.01]  # narrow, near 0
+    effect.loc[effect.index[ok][0], ["diff", "ci_low", "ci_high"]] = [-3.95, -9.3, 1.39]  # wide
+    fig = plots.plot_bn_effect(effect)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "symlog" and "symmetric log" in ax.get_xlabel()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert any(-9.3 < t < -1 for t in ticks)  # -3.95 can be read off the axis, not mistaken for -1.3
+    assert sum(t < 0 for t in ticks) <= 4
+
+
+def test_forest_stays_linear_where_symlog_would_hide_as_many_intervals():
+    effect = analysis.bn_effect(make_trials(depths=(2, 3)))
+    ok = effect["status"] == "ok"
+    effect.loc[ok, ["diff", "ci_low", "ci_high"]] = [-3.62, -3.665, -3.576]  # narrow, far from 0
+    effect.loc[effect.index[ok][0], ["diff", "ci_low", "ci_high"]] = [-3.95, -9.3, 1.39]  # wide
+    fig = plots.plot_bn_effect(effect)
+    assert fig.axes[0].get_xscale() == "linear"  # symlog would shrink the narrow ones further
 
 
 def test_heatmap_colours_stop_at_chance_so_a_blown_up_cell_cannot_set_the_scale():

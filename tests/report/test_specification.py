@@ -62,4 +62,27 @@ def test_answer_figures_are_drawn_from_their_numbers():
     spec = specification.specification_table(trials, ans["family"], ans["verdict"], 2.29, 200)
     curve = answer_plot.specification_data(spec)
     assert curve["estimate"].is_monotonic_increasing and list(curve["x"]) == list(range(len(curve)))
-    assert len(answer_plot.plot_specification(curve).axes) == 2
+    curve.loc[0, ["ci_low", "ci_high"]] = curve.loc[0, "estimate"]  # every resample agrees
+    fig = answer_plot.plot_specification(curve)
+    assert len(fig.axes) == 2
+    assert any("every resample" in t.get_text() for t in fig.legends[0].get_texts())
+
+
+def test_the_answer_legend_says_where_a_range_meets_the_grid_and_when_its_whiskers_have_no_width():
+    row = pd.Series({"lower": 0.001, "upper": 0.3162, "lower_low": 0.001, "lower_high": 0.001,
+                     "upper_low": 0.3162, "upper_high": 0.3162,
+                     "lower_at_grid": True, "upper_at_grid": False})  # fmt: skip
+    assert answer_plot.range_label(row, "BN") == "BN trains: ≤0.001 to 0.32\n(same edges in every resample)"
+    wide = row.copy()
+    wide[["lower_at_grid", "upper_low"]] = [False, 0.1]
+    assert answer_plot.range_label(wide, "BN") == "BN trains: 0.001 to 0.32"
+
+
+def test_the_answer_figure_names_its_context_when_there_are_several():
+    answers = [{"family": {"depth": d, "width": 100, "bn_momentum": 0.99}} for d in (2, 3)]
+    assert answer_plot.context_label(answers[1], answers) == "depth=3"
+    assert answer_plot.context_label(answers[1], answers[1:]) == ""
+    trials = outcomes()
+    (ans,), _ = robustness.bootstrap_answer(trials, resamples=50)
+    fig = answer_plot.plot_answer(answer_plot.answer_data(robustness.stability(trials), ans), "depth=3")
+    assert fig.axes[0].get_title().startswith("Verdict (depth=3): ")
