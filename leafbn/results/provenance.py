@@ -39,7 +39,7 @@ def code_state(root: Path | None = None) -> dict[str, str]:
     default: the folder above the package), ``tree`` saying whether files differed from the commit
     (untracked ones included, ignored ones not). Both ``"unknown"`` where leafbn is not a checkout's
     own (an installed wheel) or git cannot tell."""
-    root = (root or Path(__file__).resolve().parents[1]).resolve()
+    root = (root or Path(__file__).resolve().parents[2]).resolve()
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never take the index lock of a running git
 
     def git(*args: str) -> str:

@@ -39,6 +39,13 @@ def test_versions_record_numpy_and_the_code_commit():
     assert found["numpy"] == __import__("numpy").__version__
 
 
+def test_the_code_state_is_this_checkouts_own():
+    if not (ROOT / ".git").exists():
+        pytest.skip(f"{ROOT} is no git checkout: the commit is unknown there by design")
+    assert code_state() == code_state(ROOT)
+    assert code_state()["commit"] == git(ROOT, "rev-parse", "HEAD")
+
+
 def test_code_state_names_the_commit_and_whether_files_changed(tmp_path):
     assert code_state(tmp_path) == {"commit": UNKNOWN, "tree": UNKNOWN}  # not a checkout
     git(tmp_path, "init", "-q")
