@@ -157,8 +157,9 @@ def descriptive_figures(n: Numbers, settings: dict[str, Any], confidence: float)
             "bn_effect",
             f"Forest plot: BN minus no-BN outcome per learning rate, paired by (split, seed), with its "
             f"{level} paired-t interval (in numbers beside it); below 0 BN ends lower; filled points are "
-            "significant after Holm's correction; rows marked 'no test' name the learning rates where none "
-            "was possible.",
+            "significant after Holm's correction; an interval too narrow to see beside its point is drawn "
+            "again, magnified, in a zoom box at the right of its row (the interval spans the box's middle "
+            "half); rows marked 'no test' name the learning rates where none was possible.",
         ))  # fmt: skip
     return figures + curve_figures(n) + heatmap_figures(n)
 

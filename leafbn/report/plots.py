@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from leafbn.report.contexts import contexts as _contexts
@@ -178,53 +179,88 @@ def plot_bn_effect(effect: pd.DataFrame, confidence: float = 0.95) -> Figure:
 
     Returns:
         A Figure with one row per learning rate (grouped by context when other axes vary): the
-        difference as a point (filled where Welch's test is significant after Holm's correction,
+        difference as a point (filled where the paired t-test is significant after Holm's correction,
         hollow where not) with its interval as a horizontal bar, no line between rows; a column
         beside it prints each row's numbers; the learning rates where no test was possible are
         named there, one row per reason (a strip of their own, no point). The x axis turns
-        symmetric-log when a linear one would hide the narrowest interval.
+        symmetric-log when a linear one would hide the narrowest interval; a row whose interval does
+        not reach ``ZOOM_MARGIN_PT`` out of its point a side gets a zoom at the column's right
+        (:func:`_forest_zoom`), so that every interval can be seen, none drawn wider than it is at
+        its own scale.
     """
     labels, items = _forest_rows(effect)
     fig = figure(10, 0.27 * len(labels) + 1.9)
     ax, side = _forest_axes(fig)
     ax.axvline(0, color="grey", linewidth=1)
     tested = [it for it in items if it is not None and it["status"] == "ok"]
+    width_pt = 0.55 * fig.get_figwidth() * 72
+    _forest_x(ax, tested, width_pt)
+    zoomed = 0
     for y, it in enumerate(items):
         if it is None:
             continue
-        if it["status"] == "ok":
-            color = "black"
-            ax.plot([it["ci_low"], it["ci_high"]], [y, y], color=color, linewidth=1.6)
-            ax.plot(
-                [it["ci_low"], it["ci_high"]], [y, y], color=color, marker="|", markersize=8, linestyle=""
-            )
-            face = color if it["significant"] else "white"
-            ax.plot(
-                [it["diff"]], [y], marker="o", markersize=6, color=color, markerfacecolor=face, linestyle=""
-            )
-            text = f"{it['diff']:+.3f} [{it['ci_low']:+.3f}, {it['ci_high']:+.3f}]"
-            side.text(0, y, text, va="center", ha="left", fontsize=FONT["note"], family="monospace")
-        else:
+        if it["status"] != "ok":
             side.text(0, y, it["text"], va="center", ha="left", fontsize=FONT["note"], color="#a0522d")
-    _forest_x(ax, tested, width_pt=0.55 * fig.get_figwidth() * 72)
+            continue
+        _forest_point(ax, y, it["ci_low"], it["diff"], it["ci_high"], it["significant"])
+        text = f"{it['diff']:+.3f} [{it['ci_low']:+.3f}, {it['ci_high']:+.3f}]"
+        side.text(0, y, text, va="center", ha="left", fontsize=FONT["note"], family="monospace")
+        if _hidden_intervals(ax, [it], width_pt, point_pt=FOREST_POINT_PT + 2 * ZOOM_MARGIN_PT):
+            _forest_zoom(side, y, it)
+            zoomed += 1
     ax.set_yticks(range(len(labels)), labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     scale = "; symmetric log scale" if ax.get_xscale() == "symlog" else ""
     ax.set_xlabel(f"BN − no-BN mean outcome ({LOSS_UNIT}{scale}); below 0: BN ends lower")
     ax.grid(True, axis="x", alpha=0.3)
-    side.set_title(f"difference [{confidence:.0%} Welch CI]", fontsize=FONT["label"], loc="left")
+    side.set_title(f"difference [{confidence:.0%} paired-t CI]", fontsize=FONT["label"], loc="left")
     handles = [
         Line2D([], [], color="black", marker="o", linestyle="", label="significant (Holm)"),
         Line2D(
             [], [], color="black", marker="o", markerfacecolor="white", linestyle="", label="not significant"
         ),
     ]
-    hidden = _hidden_intervals(ax, tested, width_pt=0.55 * fig.get_figwidth() * 72)
-    if hidden:
-        handles.append(note_handle(f"{hidden} interval(s) narrower than their point: see the numbers"))
+    if zoomed:
+        side.set_title("zoom", fontsize=FONT["label"], loc="right")
+        note = f"zoom: {zoomed} CI(s) too narrow to see here, magnified to fill the box's middle half"
+        handles.append(note_handle(note))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     suptitle(fig, "Effect of BN on the outcome per learning rate (forest plot)")
     return fig
+
+
+#: The forest's point diameter, and how far an interval must reach out of it a side to be seen (points);
+#: where a row's zoom sits in the text column (axes fraction).
+FOREST_POINT_PT: float = 6
+ZOOM_MARGIN_PT: float = 2
+ZOOM_SPAN: tuple[float, float] = (0.74, 0.98)
+
+
+def _forest_point(ax: Axes, y: float, low: float, mid: float, high: float, significant: bool) -> None:
+    """One forest row on ``ax`` at height ``y``: the interval ``low``..``high`` as a bar with end caps
+    and the point ``mid`` (filled if ``significant``, hollow if not) drawn under the bar's ends."""
+    ax.plot([low, high], [y, y], color="black", linewidth=1.6, zorder=3)
+    ax.plot([low, high], [y, y], color="black", marker="|", markersize=8, linestyle="", zorder=3)
+    face = "black" if significant else "white"
+    ax.plot(
+        [mid], [y], marker="o", markersize=FOREST_POINT_PT, color="black", markerfacecolor=face,
+        linestyle="", zorder=2,
+    )  # fmt: skip
+
+
+def _forest_zoom(side: Axes, y: float, it: dict[str, Any]) -> None:
+    """Row ``y``'s interval magnified in a box at the right of the text column ``side``: the interval
+    spans the box's middle half (a linear map, so the point keeps its place inside it)."""
+    x0, x1 = ZOOM_SPAN
+    side.add_patch(Rectangle((x0, y - 0.38), x1 - x0, 0.76, fill=False, edgecolor="0.75", linewidth=0.8))
+    low, high = it["ci_low"], it["ci_high"]
+    width = high - low
+
+    def to_box(v: float) -> float:
+        share = (v - low) / width if width > 0 else 0.5
+        return x0 + (x1 - x0) * (0.25 + 0.5 * min(max(share, -0.5), 1.5))
+
+    _forest_point(side, y, to_box(low), to_box(it["diff"]), to_box(high), it["significant"])
 
 
 def _forest_axes(fig: Figure) -> tuple[Axes, Axes]:

@@ -120,6 +120,32 @@ def test_forest_stays_linear_where_symlog_would_hide_as_many_intervals():
     assert fig.axes[0].get_xscale() == "linear"  # symlog would shrink the narrow ones further
 
 
+def test_forest_zooms_an_interval_narrower_than_its_point_so_every_interval_shows():
+    effect = analysis.bn_effect(make_trials())
+    rows = {0.001: [-4.0, -9.0, 1.0, False], 0.01: [-4.375, -4.41, -4.34, True], 0.1: [0.1, -2.0, 2.2, False]}
+    for lr, values in rows.items():
+        effect.loc[effect["lr"] == lr, ["diff", "ci_low", "ci_high", "significant"]] = values
+    fig = plots.plot_bn_effect(effect)
+    assert text_problems(fig) == []  # lays the figure out at 100 dpi, as saved
+    ax, side = fig.axes[:2]
+    point_px = plots.FOREST_POINT_PT * fig.dpi / 72
+
+    def drawn(axes, y):  # (interval's width, its zorder, the point's zorder, its face) drawn at row y
+        bar = next(ln for ln in axes.get_lines() if ln.get_linewidth() == 1.6 and ln.get_ydata()[0] == y)
+        point = next(ln for ln in axes.get_lines() if ln.get_marker() == "o" and ln.get_ydata()[0] == y)
+        px = axes.transData.transform(np.c_[bar.get_xdata(), [y, y]])[:, 0]
+        return px[1] - px[0], bar.get_zorder(), point.get_zorder(), point.get_markerfacecolor()
+
+    width, _, _, _ = drawn(ax, 1)
+    assert width < point_px  # at the common scale the narrow interval hides behind its point ...
+    width, bar_z, point_z, face = drawn(side, 1)
+    assert width > 3 * point_px and bar_z > point_z  # ... so its zoom shows it, drawn above its point
+    assert face == "black"  # still filled: significant
+    for y in (0, 2):  # the wide ones show on the common axis and get no zoom
+        assert drawn(ax, y)[0] > point_px and not [ln for ln in side.get_lines() if ln.get_ydata()[0] == y]
+    assert len(side.patches) == 1 and "zoom" in side.get_title(loc="right")
+
+
 def test_heatmap_colours_stop_at_chance_so_a_blown_up_cell_cannot_set_the_scale():
     trials = make_trials(depths=(2, 3))
     trials = trials.assign(outcome=trials["final_val_loss"])
