@@ -102,9 +102,8 @@ def _stable_uids(key: tuple, generation: int) -> Iterator[None]:
     after its eviction gets its old names, so XLA's caches (in memory and on disk) find its code.
     Layer and optimizer names are fixed for the same reason (:func:`leafbn.train.model.build_model`).
     """
-    digest = hashlib.sha256(repr((key, generation)).encode()).digest()
-    first = (1 << 40) + (int.from_bytes(digest[:8], "big") % (1 << 30)) * (1 << 21)
-    _forget_gradients(first, first + (1 << 21))
+    first, stop = _uid_range(key, generation)
+    _forget_gradients(first, stop)
     ids = itertools.count(first)
     process_uid = tf_ops.uid
     tf_ops.uid = lambda: next(ids)
@@ -112,6 +111,14 @@ def _stable_uids(key: tuple, generation: int) -> Iterator[None]:
         yield
     finally:
         tf_ops.uid = process_uid
+
+
+def _uid_range(key: tuple, generation: int) -> tuple[int, int]:
+    """The TensorFlow unique ids ``first`` … ``stop - 1`` that ``key``'s program of ``generation``
+    is traced with (:func:`_stable_uids`)."""
+    digest = hashlib.sha256(repr((key, generation)).encode()).digest()
+    first = (1 << 40) + (int.from_bytes(digest[:8], "big") % (1 << 30)) * (1 << 21)
+    return first, first + (1 << 21)
 
 
 def _forget_gradients(low: int, high: int) -> None:
@@ -169,7 +176,7 @@ class Program:
     """
 
     def __init__(self, key: ProgramKey, generation: int = 0):
-        self.key, networks = key, key.networks
+        self.key, self.generation, networks = key, generation, key.networks
         self.single = build_model(key.spec, seed=0)  # its layers draw each network's initial weights
         self.model = self.single if networks == 1 else StackedNetworks(key.spec, networks)
         self.lr = tf.Variable(tf.zeros([] if networks == 1 else [networks]), trainable=False, name="lr")
@@ -313,7 +320,11 @@ def program_for(key: ProgramKey) -> Program:
     global _HEAP_FROZEN
     evicted = 0
     while _PROGRAMS and len(_PROGRAMS) >= program_cache_size():
-        _PROGRAMS.popitem(last=False)
+        _, dropped = _PROGRAMS.popitem(last=False)
+        # Its custom gradients stay in TensorFlow's process-wide registry, and their closures hold
+        # the program's graphs (every FuncGraph of it) alive: drop them with the program.
+        _forget_gradients(*_uid_range(tuple(dropped.key), dropped.generation))
+        del dropped  # before the collection below: nothing here keeps it alive
         evicted += 1
     if evicted:
         gc.collect()  # a program's graph is cyclic: free it now, not at some later full collection

@@ -41,7 +41,10 @@ __all__ = [
 #: The folder of the record, inside the study folder.
 UNITS_DIR = "units"
 #: Units per CPU at least (when the grid has the runs for it): the last units finish close together.
-UNITS_PER_CPU = 4
+#: Units of high learning rates end at their first diverged epoch, so units differ in cost; with 4
+#: the seed study's last unit ran ~5 s alone on one of 2 CPUs (6-9% over the per-run code at a
+#: load of 1-2), with 8 it came within 2% (docs/benchmarks.md).
+UNITS_PER_CPU = 8
 #: A unit holds at most this many seconds of estimated work: what a lost or interrupted unit costs.
 UNIT_SECONDS = 60.0
 #: And at most this many runs: its record stays a small file.

@@ -99,7 +99,7 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listeners), listeners
 
     assert result.complete and result.path == tmp_path / "tiny"
-    trials, curves = check_tables(result.path, expected_trials=16, epochs=3)  # 4 units of 4 runs
+    trials, curves = check_tables(result.path, expected_trials=16, epochs=3)  # 8 units of 2 runs
     assert sorted(set(zip(trials["lr"], trials["bn"]))) == [
         (0.01, False),
         (0.01, True),
@@ -107,7 +107,7 @@ def test_tiny_grid_on_local_ray(tmp_path):
         (0.1, True),
     ]
     assert trials.groupby("batch_size").size().to_dict() == {10: 8, 32: 8}
-    assert trials["ray_trial"].nunique() == 4  # one Ray trial per unit, not per run
+    assert trials["ray_trial"].nunique() == 8  # one Ray trial per unit, not per run
     by_config = trials.groupby(["ray_trial", "lr"])
     assert all(sorted(seeds) == [0, 1] for _, seeds in by_config["seed"])  # 2 seeds side by side
     assert by_config["final_val_loss"].nunique().eq(2).all()  # each seed its own network
@@ -124,7 +124,7 @@ def test_tiny_grid_on_local_ray(tmp_path):
     assert meta["data"]["source"] == "embedded" and meta["data"]["rows"] == 1584
     assert set(meta["versions"]) >= {"leafbn", "ray", "tensorflow", "keras"}
     assert meta["run"]["trials_expected"] == meta["run"]["trials_finished"] == 16
-    assert meta["run"]["layout"] == "units" and meta["run"]["units_expected"] == 4
+    assert meta["run"]["layout"] == "units" and meta["run"]["units_expected"] == 8
     assert (result.path / "ray" / "tuner.pkl").exists()  # Ray Tune's own experiment folder, in ray/
     assert not list(result.path.glob("*/params.json"))  # no folder per run
 

@@ -118,6 +118,14 @@ def test_same_seed_same_numbers_and_reuse_does_not_leak_state(split):
     assert [e.val_loss for e in first.epochs] != [e.val_loss for e in other.epochs]
 
 
+def _func_graphs() -> int:
+    """How many TensorFlow function graphs this process holds, after a full collection."""
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    gc.collect()
+    return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
+
+
 def test_programs_are_a_bounded_least_recently_used_cache(split, monkeypatch):
     # A worker cycling through more shapes than the cache holds keeps a bounded number of programs,
     # and an evicted one is freed: nothing (gc.freeze included) keeps it alive.
@@ -136,6 +144,12 @@ def test_programs_are_a_bounded_least_recently_used_cache(split, monkeypatch):
     train(specs[2], *data, lr=0.01, seed=0, epochs=1)
     assert list(programs._PROGRAMS) == [keys[0], keys[2]]  # the least recently used one left
     assert gone() is None  # and its program was freed
+    # So are its graphs: TensorFlow's process-wide registry of custom gradients held them (about
+    # 25 MB per shape in a worker) until the evicted program's entries left it with the program.
+    graphs = _func_graphs()
+    for width in (16, 17):  # nor these
+        train(spec_for(split, bn=True, depth=1, width=width), *data, lr=0.01, seed=0, epochs=1)
+    assert _func_graphs() == graphs  # two more shapes in, two out: the same graphs alive
     monkeypatch.setenv("LEAFBN_PROGRAM_CACHE", "0")
     with pytest.raises(ValueError, match="LEAFBN_PROGRAM_CACHE='0': must be an integer >= 1"):
         programs.program_cache_size()

@@ -49,7 +49,7 @@ def test_units_cover_every_run_once_and_never_mix_programs():
 
 def test_unit_size_keeps_cpus_busy_and_units_short():
     assert unit_size(4000, cpus=2, run_seconds=0.03) == 250  # capped by runs: a small record
-    assert unit_size(240, cpus=2, run_seconds=0.03) == 30  # 4 units per CPU
+    assert unit_size(240, cpus=2, run_seconds=0.03) == 15  # 8 units per CPU
     assert unit_size(240, cpus=2, run_seconds=10.0) == 6  # at most a minute of work
     assert unit_size(3, cpus=16, run_seconds=0.03) == 1
 
