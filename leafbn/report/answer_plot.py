@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from leafbn.report.contexts import in_context, value_text
+from leafbn.report.contexts import context_text, in_context
 from leafbn.report.figure_style import COLORS, FONT, NAMES, figure, lr_axis, note_handle, styled, wrap
 
 __all__ = ["answer_data", "context_label", "plot_answer", "specification_data", "plot_specification"]
@@ -64,7 +64,7 @@ def context_label(answer: dict[str, Any], answers: list[dict[str, Any]]) -> str:
     (``"depth=3 · width=100"``); empty with one context."""
     families = [a["family"] for a in answers]
     varying = [k for k in answer["family"] if len({str(f.get(k)) for f in families}) > 1]
-    return " · ".join(f"{k}={value_text(answer['family'][k])}" for k in varying)
+    return context_text({k: answer["family"][k] for k in varying})
 
 
 @styled

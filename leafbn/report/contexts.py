@@ -10,24 +10,30 @@ import pandas as pd
 
 from leafbn.config import TRIAL_FIELDS
 
-__all__ = ["contexts", "in_context", "value_text"]
+__all__ = ["contexts", "context_text", "in_context", "value_text", "varying"]
+
+
+def varying(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The axes of TRIAL_FIELDS that ``df`` has and that take several values there, less ``exclude``."""
+    present = [f for f in TRIAL_FIELDS if f in df.columns and f not in exclude]
+    return [f for f in present if df[f].nunique(dropna=False) > 1]
 
 
 def contexts(df: pd.DataFrame) -> list[tuple[str, dict[str, Any], pd.DataFrame]]:
     """Split ``df`` by the axes other than lr and bn that vary: (label, key, rows) per context."""
-    axes = [
-        f
-        for f in TRIAL_FIELDS
-        if f in df.columns and f not in ("lr", "bn") and df[f].nunique(dropna=False) > 1
-    ]
+    axes = varying(df, exclude=("lr", "bn"))
     if not axes:
         return [("", {}, df)]
     out = []
     for key, rows in df.groupby(axes, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        values = dict(zip(axes, key))
-        out.append((" · ".join(f"{k}={value_text(v)}" for k, v in values.items()), values, rows))
+        values = dict(zip(axes, key if isinstance(key, tuple) else (key,)))
+        out.append((context_text(values), values, rows))
     return out
+
+
+def context_text(values: dict[str, Any]) -> str:
+    """A context as a figure names it: ``"depth=3 · width=100"`` (empty for no axes)."""
+    return " · ".join(f"{k}={value_text(v)}" for k, v in values.items())
 
 
 def value_text(value: Any) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from leafbn.config import TRIAL_FIELDS
+from leafbn.report.contexts import contexts, varying
 from leafbn.report.render import Block, fmt
 
 __all__ = [
@@ -51,21 +52,9 @@ def context_label(key: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in key.items())
 
 
-def varying(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
-    """The axes of TRIAL_FIELDS that ``df`` has and that take several values there, less ``exclude``."""
-    present = [f for f in TRIAL_FIELDS if f in df.columns and f not in exclude]
-    return [f for f in present if df[f].nunique(dropna=False) > 1]
-
-
 def _contexts(df: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """Split by the axes other than lr and bn that take several values."""
-    axes = varying(df, exclude=("lr", "bn"))
-    if not axes:
-        return [({}, df)]
-    return [
-        (dict(zip(axes, k if isinstance(k, tuple) else (k,))), g)
-        for k, g in df.groupby(axes, dropna=False, sort=True)
-    ]
+    return [(key, rows) for _, key, rows in contexts(df)]
 
 
 def answer(

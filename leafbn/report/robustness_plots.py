@@ -21,7 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-from leafbn.report.contexts import in_context
+from leafbn.report.contexts import context_text, in_context
+from leafbn.report.contexts import contexts as context_groups
 from leafbn.report.figure_style import (
     CAP,
     COLORS,
@@ -59,26 +60,6 @@ _VERDICT_TEXT = {
     "bn_not_more_robust": "BN not more robust",
     "inconclusive": "inconclusive",
 }
-
-
-def _label(key: dict[str, Any]) -> str:
-    return " · ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in key.items())
-
-
-def _contexts(df: pd.DataFrame, axes: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
-    vary = [a for a in axes if a in df.columns and df[a].nunique(dropna=False) > 1]
-    if not vary:
-        return [({}, df)]
-    return [
-        (dict(zip(vary, k if isinstance(k, tuple) else (k,))), g)
-        for k, g in df.groupby(vary, dropna=False, sort=True)
-    ]
-
-
-def _context_axes(df: pd.DataFrame) -> list[str]:
-    from leafbn.report.analysis import context_axes
-
-    return context_axes(df)
 
 
 def _hide_unused(panels: list[tuple[Axes | None, Axes]], used: int) -> None:
@@ -146,7 +127,7 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
         panel a strip counting, per arm and learning rate, the runs that diverged and those above
         ``cap``.
     """
-    contexts = _contexts(trials, _context_axes(trials))
+    contexts = context_groups(trials)
     kinds = _kinds(_run_counts(trials, cap))
     nrows, ncols = grid_shape(len(contexts), 2 if len(contexts) <= 6 else 3)
     width = 7.5 if ncols == 1 else 5.0 * ncols
@@ -154,7 +135,7 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
     panels = strip_panels(fig, nrows, ncols, len(kinds), 3.0)
     lrs = np.unique(trials["lr"].to_numpy(float))
     dodge = 10 ** (0.12 * (np.diff(np.log10(lrs)).min() if lrs.size > 1 else 1.0))
-    for (strip, ax), (key, rows) in zip(panels, contexts):
+    for (strip, ax), (label, _, rows) in zip(panels, contexts):
         for bn in (False, True):
             side = rows[rows["bn"] == bn]
             x = side["lr"].to_numpy(float) * (dodge if bn else 1 / dodge)
@@ -165,8 +146,8 @@ def plot_runs_vs_lr(trials: pd.DataFrame, cap: float = CAP) -> Figure:
         lr_axis(ax, lrs)
         log_loss_axis(ax, rows["outcome"].to_numpy(float), cap)
         ax.set_ylabel(f"run outcome ({LOSS_UNIT})")
-        if key:
-            (strip or ax).set_title(wrap(_label(key), width / ncols - 1.2, FONT["title"]))
+        if label:
+            (strip or ax).set_title(wrap(label, width / ncols - 1.2, FONT["title"]))
         ax.grid(True, alpha=0.3)
     _hide_unused(panels, len(contexts))
     handles = [
@@ -187,12 +168,11 @@ def plot_success_rate(stab: pd.DataFrame, threshold: float) -> Figure:
         stab: :func:`leafbn.report.robustness.stability`'s table (of the no-BN-paired trials).
         threshold: the share at which an arm's trainable range starts and ends (a dashed line).
     """
-    axes_names = [a for a in stab.columns if a in _context_axes(stab)]
-    contexts = _contexts(stab, axes_names)
+    contexts = context_groups(stab)
     nrows, ncols = grid_shape(len(contexts), 2 if len(contexts) <= 6 else 3)
     fig = figure(7.5 if ncols == 1 else 5.0 * ncols, 3.2 * nrows + 1.0)
     panels = strip_panels(fig, nrows, ncols, 0, 3.0)
-    for (_, ax), (key, rows) in zip(panels, contexts):
+    for (_, ax), (label, _, rows) in zip(panels, contexts):
         for bn in (False, True):
             side = rows[rows["bn"] == bn].sort_values("lr")
             if side.empty:
@@ -204,8 +184,8 @@ def plot_success_rate(stab: pd.DataFrame, threshold: float) -> Figure:
         lr_axis(ax, stab["lr"])
         ax.set_ylim(-0.03, 1.05)
         ax.set_ylabel("share of runs that train")
-        if key:
-            ax.set_title(wrap(_label(key), 3.8, FONT["title"]))
+        if label:
+            ax.set_title(wrap(label, 3.8, FONT["title"]))
         ax.grid(True, alpha=0.3)
     _hide_unused(panels, len(contexts))
     handles = [Line2D([], [], color=COLORS[b], marker="o", label=f"{NAMES[b]}") for b in (False, True)]
@@ -241,7 +221,7 @@ def plot_bootstrap(draws: pd.DataFrame, answers: list[dict[str, Any]]) -> Figure
         verdict = _VERDICT_TEXT.get(ans["verdict"], str(ans["verdict"]).replace("_", " "))
         p = ans.get("p_bn_wider")
         labels.append(
-            (_label(family) or "all runs")
+            (context_text(family) or "all runs")
             + f"\n{verdict}"
             + (f", P(BN wider) {p:.2f}" if p is not None else "")
         )
