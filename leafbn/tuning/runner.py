@@ -49,7 +49,7 @@ from leafbn.tuning.storage import (
     study_lock,
     versions,
 )  # fmt: skip
-from leafbn.tuning.trial_study import _never_started, build_tuner, collect_tables  # noqa: F401  (their old home)
+from leafbn.tuning.trial_study import build_tuner, collect_tables
 
 __all__ = [
     "StudyError",

@@ -36,7 +36,7 @@ from leafbn.tuning.spaces import estimate_seconds, optuna_space
 from leafbn.tuning.storage import is_uri, study_dir
 from leafbn.tuning.trial import trainable
 
-__all__ = ["build_tuner", "collect_tables", "run_trials"]
+__all__ = ["build_tuner", "collect_tables", "quiet_never_started", "run_trials"]
 
 
 def build_tuner(
@@ -114,7 +114,7 @@ def _never_started(record: logging.LogRecord) -> bool:
 
 
 @contextmanager
-def _quiet_never_started() -> Iterator[None]:
+def quiet_never_started() -> Iterator[None]:
     """Inside, Ray Tune's reader of results drops the warning :func:`_never_started` describes."""
     logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
     logger.addFilter(_never_started)
@@ -131,7 +131,7 @@ def collect_tables(path: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int
     Read from disk (``tune.ExperimentAnalysis``), so a finished, an interrupted and a resumed
     study are read alike. Also returns the count of networks per Ray Tune status (their trial's).
     """
-    with _quiet_never_started():
+    with quiet_never_started():
         analysis = tune.ExperimentAnalysis(path)
         frames = analysis.trial_dataframes
     rows, curves, statuses = [], [], {}
@@ -182,7 +182,7 @@ def run_trials(
     else:
         tuner = build_tuner(config, splits, callbacks=[progress], grain=grain)
     try:
-        with term_as_interrupt(), _quiet_never_started():
+        with term_as_interrupt(), quiet_never_started():
             tuner.fit()
     except KeyboardInterrupt:
         echo("leafbn: interrupted; writing what finished (continue with --resume)")

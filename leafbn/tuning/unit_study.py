@@ -31,7 +31,7 @@ from leafbn.tuning.session import StudyError, term_as_interrupt
 from leafbn.tuning.spaces import grid_estimate, program_count, run_seconds
 from leafbn.tuning.storage import experiment_path
 from leafbn.tuning.trial import unit_trainable
-from leafbn.tuning.trial_study import _quiet_never_started
+from leafbn.tuning.trial_study import quiet_never_started
 from leafbn.tuning.units import (
     UnitRecord,
     finished_units,
@@ -134,7 +134,7 @@ def run_units(
     tuner = _unit_tuner(config, splits, the_plan, todo, record, [progress])
     errors: dict[int, str] = {}
     try:
-        with term_as_interrupt(), _quiet_never_started():  # units never started: no line each
+        with term_as_interrupt(), quiet_never_started():  # units never started: no line each
             grid = tuner.fit()
         for result in grid:
             if result.error is not None:

@@ -3,7 +3,7 @@ study itself is tested end to end in test_study.py, test_lifecycle.py and test_c
 
 import logging
 
-from leafbn.tuning.runner import _never_started
+from leafbn.tuning.trial_study import _never_started
 
 
 def test_only_never_started_trials_are_quiet_in_ray_tunes_reader():
