@@ -106,3 +106,25 @@ def test_a_worker_imports_neither_optuna_nor_the_report() -> None:
     heavy = {m for m in modules if m.split(".")[0] == "optuna"}
     ours = {m for m in modules if m.startswith(("leafbn.report", "leafbn.results", "leafbn.tuning.runner"))}
     assert not heavy and not ours, sorted(heavy | ours)
+
+
+UNIT_WORKER = """
+import json, pickle, sys
+import leafbn.tuning.trial
+from leafbn.data import loaders, splits
+split = splits.split(loaders.load_embedded(), val_fraction=0.2, split_seed=0)
+pickle.loads(pickle.dumps(split))
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_unit_trials_process_imports_no_tensorflow() -> None:
+    """A unit trial hands its runs to a trainer process (leafbn.tuning.trainer_process): the trial's
+    own process, kept for the whole study, stays without TensorFlow and Keras."""
+    done = subprocess.run(
+        [sys.executable, "-c", UNIT_WORKER], capture_output=True, text=True, timeout=300, cwd=REPO, check=True
+    )
+    modules = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "leafbn.tuning.trainer_process" in modules
+    heavy = {m.split(".")[0] for m in modules} & {"tensorflow", "keras", "optuna"}
+    assert not heavy, sorted(heavy)

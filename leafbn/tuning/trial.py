@@ -22,11 +22,12 @@ from ray import tune
 
 from leafbn.config import AXES, TRIAL_FIELDS, flat_config, trial_seeds
 from leafbn.tuning.spaces import objective
+from leafbn.tuning.trainer_process import train_group
 
 if TYPE_CHECKING:
     from leafbn.data.splits import Split
 
-__all__ = ["trainable", "unit_trainable", "worker_trainer"]
+__all__ = ["trainable", "train_group_with", "unit_trainable", "worker_trainer"]
 
 #: Ray Tune can stop a trial (Ctrl-C, SIGTERM, ASHA) only when it reports: a trial reports at least
 #: this often, whatever ``report_every`` says, and trains at most CHUNK_EPOCHS epochs per call of its
@@ -200,8 +201,9 @@ def unit_trainable(
     units: list[tuple[int, int]], record: Any, settings: dict[str, Any],
 ) -> None:  # fmt: skip
     """Ray Tune function trainable of a grid study: train unit ``config["unit"]`` (the runs
-    ``runs[start:stop]`` of ``units``), one run after another, and hand its rows and curves to the
-    study's ``record`` (a :class:`leafbn.tuning.units.UnitRecord` actor) before its last report.
+    ``runs[start:stop]`` of ``units``), one group after another in this process's trainer
+    (:func:`leafbn.tuning.trainer_process.train_group`), and hand its rows and curves to the study's
+    ``record`` (a :class:`leafbn.tuning.units.UnitRecord` actor) before its last report.
 
     ``settings``: the study's ``epochs``, ``drop_last``, ``momentum``, ``decay`` and
     ``seeds_per_trial`` (runs differing only in their seed train side by side, that many at a time).
@@ -209,8 +211,6 @@ def unit_trainable(
     :func:`_unit_summary`): about once a second while it trains (so Ray Tune can stop it), and at
     its end.
     """
-    from leafbn.tuning.units import run_curves, run_row
-
     unit = int(flat_config(config)["unit"])
     start, stop = units[unit]
     node_id = ray.get_runtime_context().get_node_id()
@@ -219,21 +219,24 @@ def unit_trainable(
     attempt = ray.get(record.start.remote(unit, ray_trial))
     rows: list[dict[str, Any]] = []
     curves: dict[str, list] = {}
+    trainer_pids: list[int] = []  # the trainer process of each group (:mod:`.trainer_process`)
     if attempt:  # 0: finished before (a retry after the record was written)
-        trainer = worker_trainer()
+        row = {"node_id": node_id, "ray_trial": ray_trial, "retries": attempt - 1}
         last_report = time.perf_counter()
         for group in _same_settings(list(runs[start:stop]), int(settings.get("seeds_per_trial") or 1)):
-            results = _train_group(trainer, group, splits[int(group[0]["split"])], settings)
-            for run, result in zip(group, results):
-                retries = attempt - 1
-                rows.append(run_row(run, settings, result.epochs, result.time_s, node_id, ray_trial, retries))
-                run_curves(run, result.epochs, curves)
+            split = splits[int(group[0]["split"])]
+            group_rows, group_curves, trainer_pid = train_group(group, split, settings, row)
+            rows.extend(group_rows)
+            for column, values in group_curves.items():
+                curves.setdefault(column, []).extend(values)
+            trainer_pids.append(trainer_pid)
             if time.perf_counter() - last_report >= STOPPABLE_S:
                 tune.report(_unit_summary(unit, stop - start, rows, started, node_id, attempt))
                 last_report = time.perf_counter()
         ray.get(record.finish.remote(unit, {
             "unit": unit, "attempt": attempt, "ray_trial": ray_trial, "node_id": node_id,
             "started": started, "finished": time.time(), "rows": rows, "curves": curves,
+            "trainer_pids": sorted(set(trainer_pids)),
         }))  # fmt: skip
     tune.report(_unit_summary(unit, stop - start, rows, started, node_id, attempt))
 
@@ -253,7 +256,9 @@ def _unit_summary(
     }  # fmt: skip
 
 
-def _train_group(trainer: ModuleType, group: list[dict[str, Any]], split: Split, settings: dict[str, Any]):
+def train_group_with(
+    trainer: ModuleType, group: list[dict[str, Any]], split: Split, settings: dict[str, Any]
+) -> list:
     """Train ``group`` (runs differing only in their seed) on ``split``: one TrialResult per run."""
     first = group[0]
     return trainer.train_networks(

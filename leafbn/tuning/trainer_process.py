@@ -1,0 +1,121 @@
+"""Where a unit trial trains: a :class:`Trainer` actor of its own, replaced once it has grown too large.
+
+TensorFlow keeps every XLA program a process compiles in an in-memory cache it never frees, whatever
+leafbn's program cache drops (measured with jemalloc's heap profiler: ``DeviceCompiler::CompileStrict``
+holds it, ~15-20 MB per network shape; neither clearing the kernel cache, nor a new eager context,
+nor another allocator gives it back). A process that meets the full space's 75 shapes passes 2 GB.
+So a unit trial (:func:`leafbn.tuning.trial.unit_trainable`) does not train in its own process: it
+hands each group of runs to a :class:`Trainer` actor that
+
+* lives on the trial's node and asks Ray for no CPU (the trial holds one, and waits while it trains);
+* is kept by the trial's worker process for its later units (Ray Tune reuses that process), so its
+  compiled programs are reused as before;
+* is killed after a group that leaves it above :func:`trainer_limit_gb` of RSS, and replaced by a
+  new one for the next group (a new process: a few seconds of imports, and XLA's persistent cache
+  makes its compiles cheap);
+* ends with the trial's worker process, whatever ends that (Ray ties an actor to its owner).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from leafbn.tuning.units import run_curves, run_row
+
+if TYPE_CHECKING:
+    from leafbn.data.splits import Split
+
+__all__ = ["TRAINER_GB", "Trainer", "trainer_limit_gb", "train_group"]
+
+#: RSS (GB) past which a trainer process is replaced; ``LEAFBN_TRAINER_GB`` overrides it. A trainer
+#: holds ~1 GB with its first programs, and ~15-20 MB more per network shape it meets.
+TRAINER_GB = 1.5
+
+
+def trainer_limit_gb() -> float:
+    """The RSS (GB) past which a trainer process is replaced: ``LEAFBN_TRAINER_GB`` if set, else
+    :data:`TRAINER_GB`. ValueError naming the variable if it is not a number > 0."""
+    text = os.environ.get("LEAFBN_TRAINER_GB", str(TRAINER_GB))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"LEAFBN_TRAINER_GB={text!r}: must be a number > 0 (GB of RSS per trainer process)")
+    return value
+
+
+def _rss_gb() -> float:
+    """This process's resident set size, GB (Linux ``/proc``; psutil elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+    except OSError:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 1e9
+
+
+class Trainer:
+    """Trains groups of runs in its own process (a Ray actor): see the module's text."""
+
+    def __init__(self) -> None:
+        from leafbn.tuning.trial import worker_trainer
+
+        self.trainer = worker_trainer()
+
+    def train_group(
+        self, group: list[dict[str, Any]], split: Split, settings: dict[str, Any], row: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, list], int, float]:
+        """Train ``group`` (runs differing only in their seed) on ``split``: their ``trials.csv`` rows
+        (:func:`leafbn.tuning.units.run_row`, ``row`` its ``node_id``, ``ray_trial`` and ``retries``),
+        their curves' columns, this process's PID and its RSS afterwards (GB). Plain values only:
+        the unit's process reads them without importing TensorFlow."""
+        from leafbn.tuning.trial import train_group_with
+
+        rows, curves = [], {}
+        for run, result in zip(group, train_group_with(self.trainer, group, split, settings), strict=True):
+            rows.append(run_row(run, settings, result.epochs, result.time_s, **row))
+            run_curves(run, result.epochs, curves)
+        return rows, curves, os.getpid(), _rss_gb()
+
+
+_ACTOR: Any = None  # this process's Trainer actor, once a unit asked for one
+
+
+def _trainer() -> Any:
+    """This process's :class:`Trainer` actor, started on this node if there is none."""
+    global _ACTOR
+    if _ACTOR is None:
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        _ACTOR = ray.remote(num_cpus=0, max_restarts=0)(Trainer).options(scheduling_strategy=here).remote()
+    return _ACTOR
+
+
+def _retire() -> None:
+    """Kill this process's Trainer actor (if any); the next group starts a new one."""
+    global _ACTOR
+    actor, _ACTOR = _ACTOR, None
+    if actor is not None:
+        ray.kill(actor)
+
+
+def train_group(
+    group: list[dict[str, Any]], split: Split, settings: dict[str, Any], row: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, list], int]:
+    """Train ``group`` on ``split`` in this process's trainer (:meth:`Trainer.train_group`): the
+    runs' rows, their curves' columns and the trainer's PID. A trainer left above
+    :func:`trainer_limit_gb` is replaced afterwards; one that died (its error is raised) is replaced
+    at the next call."""
+    try:
+        rows, curves, pid, rss = ray.get(_trainer().train_group.remote(group, split, settings, row))
+    except BaseException:
+        _retire()
+        raise
+    if rss > trainer_limit_gb():
+        _retire()
+    return rows, curves, pid

@@ -1,0 +1,98 @@
+"""A unit trial trains in a trainer process of its own: replaced past its memory limit, and a lost
+one costs its unit a retry, never a run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from leafbn.tuning.trainer_process import TRAINER_GB, trainer_limit_gb
+from leafbn.tuning.units import finished_units
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = [sys.executable, str(ROOT / "study" / "run.py")]
+
+
+def test_the_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("LEAFBN_TRAINER_GB", raising=False)
+    assert trainer_limit_gb() == TRAINER_GB
+    monkeypatch.setenv("LEAFBN_TRAINER_GB", "0.75")
+    assert trainer_limit_gb() == 0.75
+    for bad in ("0", "-1", "lots", "nan"):
+        monkeypatch.setenv("LEAFBN_TRAINER_GB", bad)
+        with pytest.raises(ValueError, match=f"LEAFBN_TRAINER_GB='{bad}': must be a number > 0"):
+            trainer_limit_gb()
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads((path / "units" / f"u{u:06d}.json").read_text()) for u in finished_units(path)]
+
+
+def _check_every_run_once(path: Path, runs: int) -> pd.DataFrame:
+    trials = pd.read_csv(path / "trials.csv")
+    assert len(trials) == runs and not trials.duplicated(["lr", "bn", "split", "seed"]).any()
+    assert (trials["epochs_run"] > 0).all()
+    return trials
+
+
+@pytest.mark.cluster
+def test_a_trainer_past_its_limit_is_replaced_and_every_run_kept(tmp_path):
+    """Under a limit no trainer can stay below, every group of runs gets a new trainer process."""
+    args = ["--lr", "0.1", "--seeds", "2", "--epochs", "2", "--num-cpus", "1", "--out", str(tmp_path),
+            "--name", "small"]  # fmt: skip
+    env = os.environ | {"LEAFBN_TRAINER_GB": "0.01"}
+    done = subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=600, env=env,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = _records(tmp_path / "small")
+    pids = [pid for record in records for pid in record["trainer_pids"]]
+    assert len(records) >= 2 and len(pids) == len(set(pids))  # none reused
+    _check_every_run_once(tmp_path / "small", runs=4)
+
+
+def _trainers(root: psutil.Process, name: str) -> list[psutil.Process]:
+    """``root``'s descendants named ``name`` (a Ray worker names itself for what it runs)."""
+    found = []
+    for process in root.children(recursive=True):
+        try:
+            if process.name() == name:
+                found.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+@pytest.mark.cluster
+def test_a_trainer_killed_mid_unit_costs_its_unit_a_retry(tmp_path):
+    """SIGKILL of the trainer process while it trains (as the OOM killer would): the unit's trial
+    fails, Ray Tune runs it again in a new trainer, and every run is in trials.csv once."""
+    args = ["--lr", "0.001,0.01", "--seeds", "2", "--epochs", "60", "--num-cpus", "1",
+            "--out", str(tmp_path), "--name", "lost"]  # fmt: skip
+    study = subprocess.Popen([*RUN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        trainers: list[psutil.Process] = []
+        while not trainers and study.poll() is None and time.monotonic() < deadline:
+            trainers = [
+                t for t in _trainers(psutil.Process(study.pid)) if t.name() == "ray::Trainer.train_group"
+            ]
+            time.sleep(0.05)
+        assert trainers, "no trainer was seen training"
+        assert not finished_units(tmp_path / "lost")
+        trainers[0].send_signal(signal.SIGKILL)
+        _, err = study.communicate(timeout=600)
+    finally:
+        if study.poll() is None:
+            os.killpg(study.pid, signal.SIGKILL)
+    assert study.returncode == 0, err[-2000:]
+    trials = _check_every_run_once(tmp_path / "lost", runs=8)
+    assert (trials["retries"] == 1).any()  # the unit that lost its trainer, trained again
+    assert any(record["attempt"] == 2 for record in _records(tmp_path / "lost"))
