@@ -94,12 +94,12 @@ _UNIT_OVERHEAD_S = 0.15
 #: A grid's start and end: Ray, a worker's TensorFlow import, the first compile, the tables (the
 #: first unit's record came 17-24 s after the command, 1-7 s of it that unit's runs, at a load of 4-6).
 _UNITS_START_S = 15.0
-#: Resident memory: the driver (Ray, pandas, the tables streamed unit by unit), a worker with
-#: TensorFlow imported, and what each program a worker compiles adds to it for good. The trainer's
-#: cache keeps 8 programs, but evicting one does not give its memory back: measured (the full
-#: space's 75 programs, one process, docs/benchmarks.md) a worker grows ~0.031 GB per program it
-#: compiles, to 3.2 GB, whatever the cache's size.
-DRIVER_GB, WORKER_GB, PROGRAM_GB = 0.6, 0.8, 0.031
+#: Resident memory: the driver (Ray, pandas, the tables streamed unit by unit), a unit trial's own
+#: process (Ray, numpy: no TensorFlow), a trainer process (leafbn.tuning.trainer_process) with
+#: TensorFlow imported, and what each program a trainer compiles adds to it for good: evicting a
+#: program does not give its memory back (XLA's in-memory cache; ~0.02-0.03 GB per program measured,
+#: docs/benchmarks.md), so a trainer is replaced once it passes its limit (``LEAFBN_TRAINER_GB``).
+DRIVER_GB, UNIT_GB, WORKER_GB, PROGRAM_GB = 0.6, 0.3, 0.8, 0.031
 
 
 def run_seconds(config: StudyConfig, run: dict[str, Any], n_train: int) -> float:
@@ -124,6 +124,9 @@ def grid_estimate(
     workers = max(1, min(cpus, units))
     # every worker compiles (in parallel with the others) each program it meets: most of them
     seconds = work / workers + _COMPILE_S * program_count(runs) + _UNITS_START_S
-    # every worker meets (nearly) every program, and keeps what compiling it took
-    memory = DRIVER_GB + workers * (WORKER_GB + PROGRAM_GB * program_count(runs))
+    from leafbn.tuning.trainer_process import trainer_limit_gb
+
+    # every trainer meets (nearly) every program and keeps what compiling it took, up to its limit
+    trainer = min(WORKER_GB + PROGRAM_GB * program_count(runs), trainer_limit_gb() + PROGRAM_GB)
+    memory = DRIVER_GB + workers * (UNIT_GB + trainer)
     return seconds, memory

@@ -52,17 +52,22 @@ def test_estimate_grows_with_the_space():
     assert estimate_seconds(seed, seed.trial_configs(), 1267, cpus=4) < small
 
 
-def test_grid_memory_estimate_counts_every_program_a_worker_compiles():
-    """A worker keeps memory for each program it compiled (evicted or not): the estimate of the
-    full space (75 programs) is far above the seed space's (2), and grows with the workers."""
+def test_grid_memory_estimate_counts_programs_up_to_the_trainers_limit(monkeypatch):
+    """A trainer keeps memory for each program it compiled (evicted or not) until it passes its
+    limit and is replaced: the full space (75 programs) needs more than the seed space (2), the
+    limit bounds it, and more workers need more."""
     from leafbn.tuning.spaces import grid_estimate
     from leafbn.tuning.units import grid_runs
 
     full = StudyConfig(**{k: v for k, v in space_axes("full").items()}, seeds=1, epochs=1)
     seed = StudyConfig(seeds=1, epochs=1)
     full_runs, seed_runs = grid_runs(full), grid_runs(seed)
+    monkeypatch.setenv("LEAFBN_TRAINER_GB", "100")
+    _, unbounded = grid_estimate(full, full_runs, 225, 792, 2)
+    monkeypatch.setenv("LEAFBN_TRAINER_GB", "1.5")
     _, full_gb = grid_estimate(full, full_runs, 225, 792, 2)
     _, seed_gb = grid_estimate(seed, seed_runs, 8, 792, 2)
     _, full_gb_4 = grid_estimate(full, full_runs, 225, 792, 4)
-    assert full_gb > seed_gb + 2 * 70 * 0.02
+    assert unbounded > seed_gb + 2 * 70 * 0.02
+    assert seed_gb < full_gb < unbounded
     assert full_gb_4 > full_gb
