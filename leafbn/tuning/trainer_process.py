@@ -10,8 +10,10 @@ hands each group of runs to a :class:`Trainer` actor that
 * lives on the trial's node and asks Ray for no CPU (the trial holds one, and waits while it trains);
 * is kept by the trial's worker process for its later units (Ray Tune reuses that process), so its
   compiled programs are reused as before;
-* is killed after a group that leaves it above :func:`trainer_limit_gb` of RSS, and replaced by a
-  new one for the next group (a new process: a few seconds of imports, and XLA's persistent cache
+* takes as many groups per call as train in about a second (a call costs a few ms: the split goes
+  with it), so the trial still reports about once a second and can be stopped;
+* is killed after a call that leaves it above :func:`trainer_limit_gb` of RSS, and replaced by a
+  new one for the next call (a new process: a few seconds of imports, and XLA's persistent cache
   makes its compiles cheap);
 * ends with the trial's worker process, whatever ends that (Ray ties an actor to its owner).
 """
@@ -19,6 +21,7 @@ hands each group of runs to a :class:`Trainer` actor that
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -29,7 +32,7 @@ from leafbn.tuning.units import run_curves, run_row
 if TYPE_CHECKING:
     from leafbn.data.splits import Split
 
-__all__ = ["TRAINER_GB", "Trainer", "trainer_limit_gb", "train_group"]
+__all__ = ["TRAINER_GB", "Trainer", "trainer_limit_gb", "train_groups"]
 
 #: RSS (GB) past which a trainer process is replaced; ``LEAFBN_TRAINER_GB`` overrides it. A trainer
 #: holds ~1 GB with its first programs, and ~15-20 MB more per network shape it meets.
@@ -68,20 +71,30 @@ class Trainer:
 
         self.trainer = worker_trainer()
 
-    def train_group(
-        self, group: list[dict[str, Any]], split: Split, settings: dict[str, Any], row: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], dict[str, list], int, float]:
-        """Train ``group`` (runs differing only in their seed) on ``split``: their ``trials.csv`` rows
-        (:func:`leafbn.tuning.units.run_row`, ``row`` its ``node_id``, ``ray_trial`` and ``retries``),
-        their curves' columns, this process's PID and its RSS afterwards (GB). Plain values only:
-        the unit's process reads them without importing TensorFlow."""
+    def train_groups(
+        self, groups: list[list[dict[str, Any]]], splits: dict[int, Split], settings: dict[str, Any],
+        row: dict[str, Any], seconds: float,
+    ) -> tuple[list[dict[str, Any]], dict[str, list], int, int, float]:  # fmt: skip
+        """Train ``groups`` (each: runs differing only in their seed) in order on their split of
+        ``splits``, until all are done or ``seconds`` have passed (after a group). Returns the
+        trained runs' ``trials.csv`` rows (:func:`leafbn.tuning.units.run_row`; ``row``: their
+        ``node_id``, ``ray_trial`` and ``retries``), their curves' columns, how many groups were
+        trained, this process's PID and its RSS afterwards (GB). Plain values only: the unit's
+        process reads them without importing TensorFlow."""
         from leafbn.tuning.trial import train_group_with
 
-        rows, curves = [], {}
-        for run, result in zip(group, train_group_with(self.trainer, group, split, settings), strict=True):
-            rows.append(run_row(run, settings, result.epochs, result.time_s, **row))
-            run_curves(run, result.epochs, curves)
-        return rows, curves, os.getpid(), _rss_gb()
+        start, rows, curves, done = time.perf_counter(), [], {}, 0
+        for group in groups:
+            split = splits[int(group[0]["split"])]
+            for run, result in zip(
+                group, train_group_with(self.trainer, group, split, settings), strict=True
+            ):
+                rows.append(run_row(run, settings, result.epochs, result.time_s, **row))
+                run_curves(run, result.epochs, curves)
+            done += 1
+            if time.perf_counter() - start >= seconds:
+                break
+        return rows, curves, done, os.getpid(), _rss_gb()
 
 
 _ACTOR: Any = None  # this process's Trainer actor, once a unit asked for one
@@ -104,18 +117,21 @@ def _retire() -> None:
         ray.kill(actor)
 
 
-def train_group(
-    group: list[dict[str, Any]], split: Split, settings: dict[str, Any], row: dict[str, Any]
-) -> tuple[list[dict[str, Any]], dict[str, list], int]:
-    """Train ``group`` on ``split`` in this process's trainer (:meth:`Trainer.train_group`): the
-    runs' rows, their curves' columns and the trainer's PID. A trainer left above
-    :func:`trainer_limit_gb` is replaced afterwards; one that died (its error is raised) is replaced
-    at the next call."""
+def train_groups(
+    groups: list[list[dict[str, Any]]], splits: tuple[Split, ...], settings: dict[str, Any],
+    row: dict[str, Any], seconds: float,
+) -> tuple[list[dict[str, Any]], dict[str, list], int, int]:  # fmt: skip
+    """Train the first of ``groups`` in this process's trainer (:meth:`Trainer.train_groups`), as
+    many as fit in about ``seconds``: their rows, their curves' columns, how many groups were
+    trained (at least one) and the trainer's PID. A trainer left above :func:`trainer_limit_gb` is
+    replaced afterwards; one that died (its error is raised) is replaced at the next call."""
+    needed = {int(group[0]["split"]): splits[int(group[0]["split"])] for group in groups}
     try:
-        rows, curves, pid, rss = ray.get(_trainer().train_group.remote(group, split, settings, row))
+        call = _trainer().train_groups.remote(groups, needed, settings, row, seconds)
+        rows, curves, done, pid, rss = ray.get(call)
     except BaseException:
         _retire()
         raise
     if rss > trainer_limit_gb():
         _retire()
-    return rows, curves, pid
+    return rows, curves, done, pid

@@ -22,7 +22,7 @@ from ray import tune
 
 from leafbn.config import AXES, TRIAL_FIELDS, flat_config, trial_seeds
 from leafbn.tuning.spaces import objective
-from leafbn.tuning.trainer_process import train_group
+from leafbn.tuning.trainer_process import train_groups
 
 if TYPE_CHECKING:
     from leafbn.data.splits import Split
@@ -202,7 +202,7 @@ def unit_trainable(
 ) -> None:  # fmt: skip
     """Ray Tune function trainable of a grid study: train unit ``config["unit"]`` (the runs
     ``runs[start:stop]`` of ``units``), one group after another in this process's trainer
-    (:func:`leafbn.tuning.trainer_process.train_group`), and hand its rows and curves to the study's
+    (:func:`leafbn.tuning.trainer_process.train_groups`), and hand its rows and curves to the study's
     ``record`` (a :class:`leafbn.tuning.units.UnitRecord` actor) before its last report.
 
     ``settings``: the study's ``epochs``, ``drop_last``, ``momentum``, ``decay`` and
@@ -223,11 +223,14 @@ def unit_trainable(
     if attempt:  # 0: finished before (a retry after the record was written)
         row = {"node_id": node_id, "ray_trial": ray_trial, "retries": attempt - 1}
         last_report = time.perf_counter()
-        for group in _same_settings(list(runs[start:stop]), int(settings.get("seeds_per_trial") or 1)):
-            split = splits[int(group[0]["split"])]
-            group_rows, group_curves, trainer_pid = train_group(group, split, settings, row)
-            rows.extend(group_rows)
-            for column, values in group_curves.items():
+        groups = list(_same_settings(list(runs[start:stop]), int(settings.get("seeds_per_trial") or 1)))
+        while groups:
+            more_rows, more_curves, done, trainer_pid = train_groups(
+                groups, splits, settings, row, STOPPABLE_S
+            )
+            groups = groups[done:]
+            rows.extend(more_rows)
+            for column, values in more_curves.items():
                 curves.setdefault(column, []).extend(values)
             trainer_pids.append(trainer_pid)
             if time.perf_counter() - last_report >= STOPPABLE_S:

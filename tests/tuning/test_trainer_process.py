@@ -81,9 +81,7 @@ def test_a_trainer_killed_mid_unit_costs_its_unit_a_retry(tmp_path):
         deadline = time.monotonic() + 300
         trainers: list[psutil.Process] = []
         while not trainers and study.poll() is None and time.monotonic() < deadline:
-            trainers = [
-                t for t in _trainers(psutil.Process(study.pid)) if t.name() == "ray::Trainer.train_group"
-            ]
+            trainers = _trainers(psutil.Process(study.pid), "ray::Trainer.train_groups")
             time.sleep(0.05)
         assert trainers, "no trainer was seen training"
         assert not finished_units(tmp_path / "lost")
