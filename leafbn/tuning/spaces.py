@@ -110,23 +110,54 @@ def run_seconds(config: StudyConfig, run: dict[str, Any], n_train: int) -> float
     return steps * _STEP_OVERHEAD_S * (1 + macs / _SEED_MACS) + _RUN_OVERHEAD_S
 
 
+#: A run stops at the first epoch whose loss is not finite (it diverged), so a sweep over learning
+#: rates costs less than its epochs: the share of its epochs a run is expected to train, by learning
+#: rate, from the full space × 5 seeds on Kaggle (7,875 runs, 2026-12-06, docs/benchmarks.md; BN
+#: on and off alike): all of them up to 0.1, then SHARE_AT_1 at 1, falling by SHARE_PER_DECADE a
+#: decade, never below SHARE_FLOOR.
+SHARE_AT_1, SHARE_PER_DECADE, SHARE_FLOOR = 0.55, 0.15, 0.1
+
+
+def epochs_share(lr: float) -> float:
+    """The share of its epochs a run of learning rate ``lr`` is expected to train (see
+    :data:`SHARE_AT_1`): 1 up to lr 0.1, less above, where runs diverge and stop early."""
+    if lr <= 0.1:
+        return 1.0
+    return min(1.0, max(SHARE_FLOOR, SHARE_AT_1 - SHARE_PER_DECADE * math.log10(lr)))
+
+
 def program_count(runs: list[dict[str, Any]]) -> int:
     """Compiled programs a grid needs: one per network shape, BN setting and batch size."""
     return len({(r["depth"], r["width"], r["bn"], r["bn_placement"], r["batch_size"]) for r in runs})
 
 
+def grid_seconds(
+    config: StudyConfig, runs: list[dict[str, Any]], units: int, n_train: int, cpus: int,
+    diverging: bool = True,
+) -> float:  # fmt: skip
+    """Estimated wall time (seconds) of a grid study of ``runs`` in ``units`` units on ``cpus`` CPUs
+    of one machine: runs diverging as :func:`epochs_share` expects, or, with ``diverging=False``,
+    every run training all its epochs (an upper bound)."""
+    share = epochs_share if diverging else (lambda lr: 1.0)
+    work = sum(
+        (run_seconds(config, run, n_train) - _RUN_OVERHEAD_S) * share(run["lr"]) + _RUN_OVERHEAD_S
+        for run in runs
+    )
+    workers = max(1, min(cpus, units))
+    # every worker compiles (in parallel with the others) each program it meets: most of them
+    return (work + units * _UNIT_OVERHEAD_S) / workers + _COMPILE_S * program_count(runs) + _UNITS_START_S
+
+
 def grid_estimate(
     config: StudyConfig, runs: list[dict[str, Any]], units: int, n_train: int, cpus: int
 ) -> tuple[float, float]:
-    """Estimated wall time (seconds) and peak memory (GB, every process of the study together) of a
-    grid study of ``runs`` in ``units`` units on ``cpus`` CPUs of one machine."""
-    work = sum(run_seconds(config, run, n_train) for run in runs) + units * _UNIT_OVERHEAD_S
-    workers = max(1, min(cpus, units))
-    # every worker compiles (in parallel with the others) each program it meets: most of them
-    seconds = work / workers + _COMPILE_S * program_count(runs) + _UNITS_START_S
+    """Estimated wall time (seconds, :func:`grid_seconds`, runs diverging as expected) and peak
+    memory (GB, every process of the study together) of a grid study of ``runs`` in ``units``
+    units on ``cpus`` CPUs of one machine."""
     from leafbn.tuning.trainer_process import trainer_limit_gb
 
+    workers = max(1, min(cpus, units))
     # every trainer meets (nearly) every program and keeps what compiling it took, up to its limit
     trainer = min(WORKER_GB + PROGRAM_GB * program_count(runs), trainer_limit_gb() + PROGRAM_GB)
     memory = DRIVER_GB + workers * (UNIT_GB + trainer)
-    return seconds, memory
+    return grid_seconds(config, runs, units, n_train, cpus), memory

@@ -28,7 +28,7 @@ from leafbn.results.table_writer import write_unit_tables
 from leafbn.tuning.loggers import logger_callbacks
 from leafbn.tuning.progress import ProgressLine
 from leafbn.tuning.session import StudyError, term_as_interrupt
-from leafbn.tuning.spaces import grid_estimate, program_count, run_seconds
+from leafbn.tuning.spaces import grid_estimate, grid_seconds, program_count, run_seconds
 from leafbn.tuning.storage import experiment_path
 from leafbn.tuning.trial import unit_trainable
 from leafbn.tuning.trial_study import quiet_never_started
@@ -60,11 +60,14 @@ class UnitPlan:
         self.programs = program_count(self.runs)
 
     def describe(self, config: StudyConfig, n_train: int, cpus: int) -> str:
-        """``N runs in U units, P compiled programs, about T and G GB on C CPUs``."""
+        """``N runs in U units, P compiled programs, about T (T' if no run diverges) and G GB at
+        peak on C CPUs``."""
         seconds, memory = grid_estimate(config, self.runs, len(self.units), n_train, cpus)
+        most = grid_seconds(config, self.runs, len(self.units), n_train, cpus, diverging=False)
         return (
             f"{len(self.runs)} runs in {len(self.units)} units of <= {self.size}, {self.programs} compiled "
-            f"programs, about {timedelta(seconds=int(seconds))} and {memory:.1f} GB at peak on {cpus} CPUs"
+            f"programs, about {timedelta(seconds=int(seconds))} ({timedelta(seconds=int(most))} if no run "
+            f"diverges) and {memory:.1f} GB at peak on {cpus} CPUs"
         )
 
 

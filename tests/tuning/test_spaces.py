@@ -71,3 +71,19 @@ def test_grid_memory_estimate_counts_programs_up_to_the_trainers_limit(monkeypat
     assert unbounded > seed_gb + 2 * 70 * 0.02
     assert seed_gb < full_gb < unbounded
     assert full_gb_4 > full_gb
+
+
+def test_the_time_estimate_expects_runs_of_high_learning_rates_to_stop_early():
+    """A run stops when it diverges: the estimate counts fewer epochs for high learning rates, and
+    the upper bound (no run diverges) counts them all."""
+    from leafbn.tuning.spaces import SHARE_FLOOR, epochs_share, grid_seconds
+    from leafbn.tuning.units import grid_runs
+
+    shares = [epochs_share(lr) for lr in (0.001, 0.1, 1, 10, 100, 1000, 1e6)]
+    assert shares[:2] == [1.0, 1.0] and shares == sorted(shares, reverse=True) and shares[-1] == SHARE_FLOOR
+    sweep = StudyConfig(lr=(0.001, 0.1, 10, 1000), seeds=2)
+    low = StudyConfig(lr=(0.001, 0.01, 0.1), seeds=2)
+    for config, fewer in ((sweep, True), (low, False)):
+        runs = grid_runs(config)
+        expected, most = grid_seconds(config, runs, 8, 792, 2), grid_seconds(config, runs, 8, 792, 2, False)
+        assert (expected < most) is fewer and expected <= most
