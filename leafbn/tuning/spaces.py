@@ -59,11 +59,22 @@ def optuna_space(config: StudyConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return searched, fixed
 
 
-# Costs measured on a 2-core development machine (one thread per trial, compiled trainer,
-# docs/benchmarks.md): the seed network (192 → 192 → 3×100 → 99) takes about 76 µs per minibatch
-# step, roughly half of it per-step overhead and half arithmetic that grows with the multiply-adds.
-_STEP_OVERHEAD_S = 38e-6
-_SEED_MACS = 192 * 192 + 192 * 100 + 2 * 100 * 100 + 100 * 99
+# A minibatch step's cost, one thread: a fixed part, a part per Dense layer, one per BN layer, and
+# one per multiply-add. Fitted (least squares, each shape's median run) to the full space × 5 seeds
+# on Kaggle (batch 10, 100 epochs, lr <= 0.01: no run stopped early; 2026-12-06, the 2-core
+# development machine, docs/benchmarks.md): every shape within 0.88-1.06 of it; the seed network
+# 89 µs (BN off) and 100 µs (BN on), as the trainer benchmark measures it (79 and 104).
+_STEP_S, _LAYER_S, _BN_LAYER_S, _MAC_S = 24.5e-6, 2.65e-6, 2.8e-6, 0.59e-9
+
+
+def step_seconds(depth: int, width: int, bn: bool) -> float:
+    """One minibatch step of a network of ``depth`` hidden layers of ``width`` units (BN after each
+    when ``bn``), 192 inputs and 99 classes, on one thread: seconds (see :data:`_STEP_S`)."""
+    widths = [192] + [width] * depth + [99]
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    return _STEP_S + _LAYER_S * (depth + 1) + (_BN_LAYER_S * depth if bn else 0.0) + _MAC_S * macs
+
+
 _COMPILE_S = 2.5  # per worker and architecture, with an empty XLA cache
 _START_S = 8.0  # Ray's start and end, worker processes importing TensorFlow, the tables
 
@@ -76,9 +87,7 @@ def estimate_seconds(
     total = 0.0
     for t in trials:
         steps = config.epochs * steps_per_epoch(n_train, t["batch_size"], config.drop_last)
-        widths = [192] + [t["width"]] * t["depth"] + [99]
-        macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-        total += steps * _STEP_OVERHEAD_S * (1 + macs / _SEED_MACS)
+        total += steps * step_seconds(t["depth"], t["width"], t["bn"])
     if n_trials is not None and trials:
         total *= n_trials / len(trials)
     architectures = {(t["depth"], t["width"], t["bn"], t["bn_momentum"], t["bn_placement"]) for t in trials}
@@ -105,25 +114,22 @@ DRIVER_GB, UNIT_GB, WORKER_GB, PROGRAM_GB = 0.6, 0.3, 0.8, 0.031
 def run_seconds(config: StudyConfig, run: dict[str, Any], n_train: int) -> float:
     """One run's estimated time on one CPU (its steps and the trainer's per-call work), seconds."""
     steps = config.epochs * steps_per_epoch(n_train, run["batch_size"], config.drop_last)
-    widths = [192] + [run["width"]] * run["depth"] + [99]
-    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-    return steps * _STEP_OVERHEAD_S * (1 + macs / _SEED_MACS) + _RUN_OVERHEAD_S
+    return steps * step_seconds(run["depth"], run["width"], run["bn"]) + _RUN_OVERHEAD_S
 
 
 #: A run stops at the first epoch whose loss is not finite (it diverged), so a sweep over learning
-#: rates costs less than its epochs: the share of its epochs a run is expected to train, by learning
-#: rate, from the full space × 5 seeds on Kaggle (7,875 runs, 2026-12-06, docs/benchmarks.md; BN
-#: on and off alike): all of them up to 0.1, then SHARE_AT_1 at 1, falling by SHARE_PER_DECADE a
-#: decade, never below SHARE_FLOOR.
-SHARE_AT_1, SHARE_PER_DECADE, SHARE_FLOOR = 0.55, 0.15, 0.1
+#: rates costs less than its epochs. The share of its steps' time a run is expected to spend, by
+#: learning rate: all of it up to ~0.27, SHARE_AT_1 at 1, times SHARE_PER_DECADE a decade above,
+#: never below SHARE_FLOOR. Measured over the full space × 5 seeds on Kaggle (7,875 runs,
+#: 2026-12-06, docs/benchmarks.md; BN on and off together): 0.97 at 0.1, 0.51 at 1, 0.14 at 10,
+#: 0.036 at 100, 0.030 at 1000.
+SHARE_AT_1, SHARE_PER_DECADE, SHARE_FLOOR = 0.5, 0.28, 0.03
 
 
 def epochs_share(lr: float) -> float:
-    """The share of its epochs a run of learning rate ``lr`` is expected to train (see
-    :data:`SHARE_AT_1`): 1 up to lr 0.1, less above, where runs diverge and stop early."""
-    if lr <= 0.1:
-        return 1.0
-    return min(1.0, max(SHARE_FLOOR, SHARE_AT_1 - SHARE_PER_DECADE * math.log10(lr)))
+    """The share of its epochs' time a run of learning rate ``lr`` is expected to train (see
+    :data:`SHARE_AT_1`): 1 for low rates, less for high ones, where runs diverge and stop early."""
+    return min(1.0, max(SHARE_FLOOR, SHARE_AT_1 * SHARE_PER_DECADE ** math.log10(lr)))
 
 
 def program_count(runs: list[dict[str, Any]]) -> int:
