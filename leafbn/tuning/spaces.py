@@ -154,6 +154,16 @@ def grid_seconds(
     return (work + units * _UNIT_OVERHEAD_S) / workers + _COMPILE_S * program_count(runs) + _UNITS_START_S
 
 
+def separate_trainer(programs: int) -> bool:
+    """Whether a grid of ``programs`` compiled programs trains each unit trial's runs in a trainer
+    process of its own (:mod:`leafbn.tuning.trainer_process`): only where a process that compiled
+    them all could pass the trainer's limit (``LEAFBN_TRAINER_GB``). Below that, the trial's own
+    process trains, as a trainer process would cost the study's first unit a process start."""
+    from leafbn.tuning.trainer_process import trainer_limit_gb
+
+    return WORKER_GB + PROGRAM_GB * programs > trainer_limit_gb()
+
+
 def grid_estimate(
     config: StudyConfig, runs: list[dict[str, Any]], units: int, n_train: int, cpus: int
 ) -> tuple[float, float]:
@@ -162,8 +172,8 @@ def grid_estimate(
     units on ``cpus`` CPUs of one machine."""
     from leafbn.tuning.trainer_process import trainer_limit_gb
 
-    workers = max(1, min(cpus, units))
+    workers, programs = max(1, min(cpus, units)), program_count(runs)
     # every trainer meets (nearly) every program and keeps what compiling it took, up to its limit
-    trainer = min(WORKER_GB + PROGRAM_GB * program_count(runs), trainer_limit_gb() + PROGRAM_GB)
-    memory = DRIVER_GB + workers * (UNIT_GB + trainer)
+    trainer = min(WORKER_GB + PROGRAM_GB * programs, trainer_limit_gb() + PROGRAM_GB)
+    memory = DRIVER_GB + workers * ((UNIT_GB if separate_trainer(programs) else 0.0) + trainer)
     return grid_seconds(config, runs, units, n_train, cpus), memory

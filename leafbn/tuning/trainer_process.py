@@ -4,8 +4,9 @@ TensorFlow keeps every XLA program a process compiles in an in-memory cache it n
 leafbn's program cache drops (measured with jemalloc's heap profiler: ``DeviceCompiler::CompileStrict``
 holds it, ~15-20 MB per network shape; neither clearing the kernel cache, nor a new eager context,
 nor another allocator gives it back). A process that meets the full space's 75 shapes passes 2 GB.
-So a unit trial (:func:`leafbn.tuning.trial.unit_trainable`) does not train in its own process: it
-hands each group of runs to a :class:`Trainer` actor that
+So a unit trial (:func:`leafbn.tuning.trial.unit_trainable`) of a grid with many network shapes
+(:func:`leafbn.tuning.spaces.separate_trainer`) does not train in its own process: it hands its
+groups of runs to a :class:`Trainer` actor that
 
 * lives on the trial's node and asks Ray for no CPU (the trial holds one, and waits while it trains);
 * is kept by the trial's worker process for its later units (Ray Tune reuses that process), so its
@@ -117,15 +118,25 @@ def _retire() -> None:
         ray.kill(actor)
 
 
+_LOCAL: Trainer | None = None  # this process's own trainer, where it trains its units itself
+
+
 def train_groups(
     groups: list[list[dict[str, Any]]], splits: tuple[Split, ...], settings: dict[str, Any],
-    row: dict[str, Any], seconds: float,
+    row: dict[str, Any], seconds: float, separate: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, list], int, int]:  # fmt: skip
     """Train the first of ``groups`` in this process's trainer (:meth:`Trainer.train_groups`), as
     many as fit in about ``seconds``: their rows, their curves' columns, how many groups were
-    trained (at least one) and the trainer's PID. A trainer left above :func:`trainer_limit_gb` is
-    replaced afterwards; one that died (its error is raised) is replaced at the next call."""
+    trained (at least one) and the trainer's PID. With ``separate`` (a grid where
+    :func:`leafbn.tuning.spaces.separate_trainer` says so) the trainer is a process of its own: one
+    left above :func:`trainer_limit_gb` is replaced afterwards, one that died (its error is
+    raised) at the next call. Without, this process trains them itself."""
     needed = {int(group[0]["split"]): splits[int(group[0]["split"])] for group in groups}
+    if not separate:
+        global _LOCAL
+        _LOCAL = _LOCAL or Trainer()
+        rows, curves, done, pid, _ = _LOCAL.train_groups(groups, needed, settings, row, seconds)
+        return rows, curves, done, pid
     try:
         call = _trainer().train_groups.remote(groups, needed, settings, row, seconds)
         rows, curves, done, pid, rss = ray.get(call)

@@ -205,8 +205,9 @@ def unit_trainable(
     (:func:`leafbn.tuning.trainer_process.train_groups`), and hand its rows and curves to the study's
     ``record`` (a :class:`leafbn.tuning.units.UnitRecord` actor) before its last report.
 
-    ``settings``: the study's ``epochs``, ``drop_last``, ``momentum``, ``decay`` and
-    ``seeds_per_trial`` (runs differing only in their seed train side by side, that many at a time).
+    ``settings``: the study's ``epochs``, ``drop_last``, ``momentum``, ``decay``,
+    ``seeds_per_trial`` (runs differing only in their seed train side by side, that many at a time)
+    and ``separate_trainer`` (train in a trainer process, not in this one).
     A unit already recorded as finished trains nothing. Reports stay small (no curves,
     :func:`_unit_summary`): about once a second while it trains (so Ray Tune can stop it), and at
     its end.
@@ -226,7 +227,7 @@ def unit_trainable(
         groups = list(_same_settings(list(runs[start:stop]), int(settings.get("seeds_per_trial") or 1)))
         while groups:
             more_rows, more_curves, done, trainer_pid = train_groups(
-                groups, splits, settings, row, STOPPABLE_S
+                groups, splits, settings, row, STOPPABLE_S, bool(settings.get("separate_trainer", True))
             )
             groups = groups[done:]
             rows.extend(more_rows)

@@ -28,7 +28,7 @@ from leafbn.results.table_writer import write_unit_tables
 from leafbn.tuning.loggers import logger_callbacks
 from leafbn.tuning.progress import ProgressLine
 from leafbn.tuning.session import StudyError, term_as_interrupt
-from leafbn.tuning.spaces import grid_estimate, grid_seconds, program_count, run_seconds
+from leafbn.tuning.spaces import grid_estimate, grid_seconds, program_count, run_seconds, separate_trainer
 from leafbn.tuning.storage import experiment_path
 from leafbn.tuning.trial import unit_trainable
 from leafbn.tuning.trial_study import quiet_never_started
@@ -97,6 +97,7 @@ def _unit_tuner(
     """A Tuner with one trial per unit of ``todo``, 1 CPU each, workers reused."""
     names = ("epochs", "drop_last", "momentum", "decay", "seeds_per_trial")
     settings = {k: getattr(config, k) for k in names}
+    settings["separate_trainer"] = separate_trainer(the_plan.programs)
     trainable = tune.with_parameters(
         unit_trainable, splits=splits, runs=the_plan.runs, units=the_plan.units, record=record,
         settings=settings,

@@ -13,6 +13,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from leafbn.tuning.spaces import separate_trainer
 from leafbn.tuning.trainer_process import TRAINER_GB, trainer_limit_gb
 from leafbn.tuning.units import finished_units
 
@@ -29,6 +30,15 @@ def test_the_limit_comes_from_the_environment(monkeypatch):
         monkeypatch.setenv("LEAFBN_TRAINER_GB", bad)
         with pytest.raises(ValueError, match=f"LEAFBN_TRAINER_GB='{bad}': must be a number > 0"):
             trainer_limit_gb()
+
+
+def test_only_grids_of_many_shapes_train_in_a_separate_process(monkeypatch):
+    """The seed grid (2 programs) trains in its trials' own processes; the full space (75) could
+    pass the limit there, so it trains in trainer processes; a lower limit lowers the bar."""
+    monkeypatch.delenv("LEAFBN_TRAINER_GB", raising=False)
+    assert not separate_trainer(2) and separate_trainer(75)
+    monkeypatch.setenv("LEAFBN_TRAINER_GB", "0.5")
+    assert separate_trainer(1)
 
 
 def _records(path: Path) -> list[dict]:
@@ -75,8 +85,9 @@ def test_a_trainer_killed_mid_unit_costs_its_unit_a_retry(tmp_path):
     fails, Ray Tune runs it again in a new trainer, and every run is in trials.csv once."""
     args = ["--lr", "0.001,0.01", "--seeds", "2", "--epochs", "60", "--num-cpus", "1",
             "--out", str(tmp_path), "--name", "lost"]  # fmt: skip
+    env = os.environ | {"LEAFBN_TRAINER_GB": "0.5"}  # trainer processes even for two programs
     study = subprocess.Popen([*RUN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         trainers: list[psutil.Process] = []
