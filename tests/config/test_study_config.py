@@ -120,6 +120,8 @@ def test_the_init_axis_defaults_to_the_blogs_uniform_and_refuses_others():
     assert inits == {"uniform", "he_normal"}
     with pytest.raises(ConfigError, match="--init zeros: must be one of uniform, he_normal, glorot_uniform"):
         StudyConfig(init=("zeros",))
+
+
 def test_a_stored_study_from_before_max_runs_still_loads():
     # config.json of a study written when the budget counted trials (--max-trials)
     stored = {k: v for k, v in StudyConfig().to_dict().items() if k not in ("max_runs", "curves")}

@@ -97,6 +97,8 @@ def test_runtime_sgd_steps_each_network_with_its_own_learning_rate():
         for _ in range(2):
             keras_sgd.apply_gradients([(tf.constant(grad[s]), alone)])
         np.testing.assert_array_equal(weights.numpy()[s], alone.numpy())
+
+
 def test_the_init_axis_draws_kernels_by_fan_in_or_the_blogs_uniform():
     from leafbn.train.model import INIT_LIMIT
 
