@@ -53,9 +53,10 @@ AXIS_LITERALS_ALLOWED: dict[str, tuple[dict[str, int], str]] = {
     "leafbn/train/programs.py": ({"lr": 1}, "the name of the TensorFlow variable that holds it"),
     "leafbn/tuning/progress.py": ({"lr": 2, "bn": 2}, "the progress line shows the best run's lr and bn"),
     "leafbn/tuning/spaces.py": (
-        {"lr": 1, "depth": 4, "width": 4, "bn": 2, "bn_momentum": 1, "bn_placement": 2, "batch_size": 3},
+        {"lr": 2, "depth": 4, "width": 4, "bn": 4, "bn_momentum": 1, "bn_placement": 2, "batch_size": 3},
         "the learning rate is searched on a log scale; the cost model's formula (steps from the batch "
-        "size, multiply-adds from depth and width, a compiled program per architecture)",
+        "size, a step's cost from depth, width and BN, the share of epochs a run of its learning rate "
+        "trains, a compiled program per architecture)",
     ),
     "leafbn/tuning/trial.py": (
         {"lr": 4, "bn": 2, "batch_size": 2},

@@ -137,7 +137,8 @@ def test_programs_are_a_bounded_least_recently_used_cache(split, monkeypatch):
     assert gc.get_freeze_count() > 0  # the libraries, frozen by the process's first build
     frozen = gc.get_freeze_count()
     train(specs[1], *data, lr=0.01, seed=0, epochs=1)
-    assert gc.get_freeze_count() == frozen  # later programs stay collectable
+    # later programs stay collectable: nothing new frozen (a frozen object freed meanwhile lowers the count)
+    assert gc.get_freeze_count() <= frozen
     assert gc.isenabled()  # off only while a program was traced
     assert train(specs[0], *data, lr=0.01, seed=0, epochs=1).epochs == first.epochs  # now the most recent
     gone = weakref.ref(programs._PROGRAMS[keys[1]])
