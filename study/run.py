@@ -305,6 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
+    from leafbn.tuning.trainer_process import trainer_limit_gb
+
+    try:
+        trainer_limit_gb()  # read by every unit study and its workers: checked before anything is written
+    except ValueError as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return 2
 
     from leafbn.data.loaders import DataError
     from leafbn.tuning.runner import StudyError, run_study

@@ -247,6 +247,17 @@ def test_cli_names_the_variable_a_bad_data_path_came_from(tmp_path, capsys, monk
     assert code == 2 and stderr.startswith("run.py: error: LEAFBN_DATA=/nonexistent: no such file or folder")
 
 
+def test_cli_refuses_a_bad_trainer_limit_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEAFBN_TRAINER_GB", "lots")
+    code, stderr = run_main(capsys, "--out", str(tmp_path))
+    assert (
+        code == 2
+        and stderr
+        == "run.py: error: LEAFBN_TRAINER_GB='lots': must be a number > 0 (GB of RSS per trainer process)\n"
+    )
+    assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
 def test_cli_refuses_to_overwrite_a_study(tmp_path):
     # In a new interpreter, as a user runs it: one line, exit 2, nothing touched.
     (tmp_path / "old").mkdir()
