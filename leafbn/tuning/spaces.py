@@ -86,8 +86,7 @@ def estimate_seconds(
     of them) on ``cpus`` parallel workers."""
     total = 0.0
     for t in trials:
-        steps = config.epochs * steps_per_epoch(n_train, t["batch_size"], config.drop_last)
-        total += steps * step_seconds(t["depth"], t["width"], t["bn"])
+        total += _steps_seconds(config, t, n_train)
     if n_trials is not None and trials:
         total *= n_trials / len(trials)
     architectures = {(t["depth"], t["width"], t["bn"], t["bn_momentum"], t["bn_placement"]) for t in trials}
@@ -111,10 +110,15 @@ _UNITS_START_S = 15.0
 DRIVER_GB, UNIT_GB, WORKER_GB, PROGRAM_GB = 0.6, 0.3, 0.8, 0.031
 
 
+def _steps_seconds(config: StudyConfig, run: dict[str, Any], n_train: int) -> float:
+    """Every minibatch step of one run (or trial) of ``config``'s epochs on one CPU, seconds."""
+    steps = config.epochs * steps_per_epoch(n_train, run["batch_size"], config.drop_last)
+    return steps * step_seconds(run["depth"], run["width"], run["bn"])
+
+
 def run_seconds(config: StudyConfig, run: dict[str, Any], n_train: int) -> float:
     """One run's estimated time on one CPU (its steps and the trainer's per-call work), seconds."""
-    steps = config.epochs * steps_per_epoch(n_train, run["batch_size"], config.drop_last)
-    return steps * step_seconds(run["depth"], run["width"], run["bn"]) + _RUN_OVERHEAD_S
+    return _steps_seconds(config, run, n_train) + _RUN_OVERHEAD_S
 
 
 #: A run stops at the first epoch whose loss is not finite (it diverged), so a sweep over learning
@@ -145,13 +149,15 @@ def grid_seconds(
     of one machine: runs diverging as :func:`epochs_share` expects, or, with ``diverging=False``,
     every run training all its epochs (an upper bound)."""
     share = epochs_share if diverging else (lambda lr: 1.0)
-    work = sum(
-        (run_seconds(config, run, n_train) - _RUN_OVERHEAD_S) * share(run["lr"]) + _RUN_OVERHEAD_S
-        for run in runs
-    )
+    work = sum(_steps_seconds(config, run, n_train) * share(run["lr"]) + _RUN_OVERHEAD_S for run in runs)
     workers = max(1, min(cpus, units))
     # every worker compiles (in parallel with the others) each program it meets: most of them
     return (work + units * _UNIT_OVERHEAD_S) / workers + _COMPILE_S * program_count(runs) + _UNITS_START_S
+
+
+def _all_programs_gb(programs: int) -> float:
+    """A trainer process that compiled ``programs`` programs (and keeps them all), GB."""
+    return WORKER_GB + PROGRAM_GB * programs
 
 
 def separate_trainer(programs: int) -> bool:
@@ -161,7 +167,7 @@ def separate_trainer(programs: int) -> bool:
     process trains, as a trainer process would cost the study's first unit a process start."""
     from leafbn.tuning.trainer_process import trainer_limit_gb
 
-    return WORKER_GB + PROGRAM_GB * programs > trainer_limit_gb()
+    return _all_programs_gb(programs) > trainer_limit_gb()
 
 
 def grid_estimate(
@@ -174,6 +180,6 @@ def grid_estimate(
 
     workers, programs = max(1, min(cpus, units)), program_count(runs)
     # every trainer meets (nearly) every program and keeps what compiling it took, up to its limit
-    trainer = min(WORKER_GB + PROGRAM_GB * programs, trainer_limit_gb() + PROGRAM_GB)
+    trainer = min(_all_programs_gb(programs), trainer_limit_gb() + PROGRAM_GB)
     memory = DRIVER_GB + workers * ((UNIT_GB if separate_trainer(programs) else 0.0) + trainer)
     return grid_seconds(config, runs, units, n_train, cpus), memory
