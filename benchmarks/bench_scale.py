@@ -92,13 +92,25 @@ def unit_figures(path: Path) -> dict:
     }  # fmt: skip
 
 
-def measure(name: str, args: list[str], out: Path, data: str, timeout: float, code: Path) -> dict:
-    """Run one study with the checkout ``code``; its figures (see the module's docstring)."""
+def seed_grid(seeds: int) -> list[str]:
+    """The flags of a benchmark grid: 20 learning rates × BN off/on × ``seeds`` seeds."""
+    return ["--lr", LRS, "--bn", "on,off", "--seeds", str(seeds)]
+
+
+def study_command(name: str, args: list[str], out: Path, data: str, code: Path) -> tuple[list[str], dict]:
+    """The command line (one-epoch runs, no budget) and environment of study ``name`` in ``out``
+    with the checkout ``code``."""
     run_py = code / "study" / "run.py"
     budget = "--max-runs" if '"--max-runs"' in run_py.read_text() else "--max-trials"  # before units
     command = [sys.executable, str(run_py), "--data", data, "--epochs", "1", budget, "1000000",
                "--out", str(out), "--name", name, *args]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")])}
+    return command, env
+
+
+def measure(name: str, args: list[str], out: Path, data: str, timeout: float, code: Path) -> dict:
+    """Run one study with the checkout ``code``; its figures (see the module's docstring)."""
+    command, env = study_command(name, args, out, data, code)
     start = time.time()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     watched, peaks, first = psutil.Process(proc.pid), {"driver": 0.0, "worker": 0.0, "trial": 0.0}, None
@@ -132,11 +144,8 @@ def kill_at_half(seeds: int, out: Path, data: str, timeout: float, code: Path) -
     each part."""
     import pandas as pd
 
-    name, path = "killed", out / "killed"
-    command = [sys.executable, str(code / "study" / "run.py"), "--data", data, "--epochs", "1",
-               "--max-runs", "1000000", "--out", str(out), "--name", name, "--lr", LRS, "--bn", "on,off",
-               "--seeds", str(seeds)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")])}
+    path = out / "killed"
+    command, env = study_command("killed", seed_grid(seeds), out, data, code)
     start = time.time()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)  # fmt: skip
@@ -184,9 +193,9 @@ def main() -> None:
                    help="also SIGKILL the largest study at half its units, then --resume it")  # fmt: skip
     args = p.parse_args()
     seeds = [int(n) for n in args.seeds.split(",")]
-    studies = [(f"seeds{n}", ["--lr", LRS, "--bn", "on,off", "--seeds", str(n)]) for n in seeds]
+    studies = [(f"seeds{n}", seed_grid(n)) for n in seeds]
     if args.huge:
-        studies.append(("seeds1000", ["--lr", LRS, "--bn", "on,off", "--seeds", "1000"]))
+        studies.append(("seeds1000", seed_grid(1000)))
     if args.full:
         studies.append(("full", ["--space", "full", "--seeds", "1"]))
     import pandas as pd
